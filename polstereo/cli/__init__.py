@@ -1,0 +1,1 @@
+"""The ``polstereo`` command-line tool suite (one module per command family)."""

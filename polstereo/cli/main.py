@@ -1,0 +1,74 @@
+"""Entry point: a click group whose subcommands are imported only when used.
+
+Lazy loading keeps ``polstereo --help`` fast (no torch import) and lets each command
+family live in its own module. Errors a user can cause (:class:`PolstereoError`)
+become a one-line message and the error's exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from polstereo import __version__
+from polstereo.errors import EXIT_FAILURE, PolstereoError
+
+# command name -> "module:attribute"; a new command is a new row.
+COMMANDS: dict[str, str] = {
+    "inspect": "polstereo.cli.data:inspect_cmd",
+}
+
+
+class _UserError(click.ClickException):
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class LazyGroup(click.Group):
+    """A click group that imports each subcommand's module on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except PolstereoError as err:
+            raise _UserError(_one_line(str(err)), err.exit_code) from None
+        except KeyboardInterrupt:
+            raise _UserError("interrupted; no partial output was left under a final name", 130) from None
+        except (FileNotFoundError, PermissionError, IsADirectoryError) as err:
+            raise _UserError(_one_line(f"{err.strerror}: {err.filename}"), EXIT_FAILURE) from None
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, "--version", "-V", prog_name="polstereo")
+def cli() -> None:
+    """Polarization-aware stereo matching of transparent objects.
+
+    Convert and generate polarized stereo datasets (HDF5), train a base stereo
+    network plus a polarization correction module in three stages
+    (adapt -> learn-pol -> finetune), evaluate, and run on captured pairs.
+    """
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="polstereo")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,485 @@
+"""The polstereo HDF5 dataset format, version 1: schema, writer, reader, validator.
+
+Layout (docs/format.md is the specification; keep the two in step)::
+
+    /                       attrs: format="polstereo", format_version=1,
+                                   angles_deg (float64[A]), color ("mono"|"rgb"),
+                                   provenance (JSON text), created_by, num_samples
+    /samples/000000         group, attrs: name, scene_id, [focal_px], [baseline_m]
+        left   (A, C, H, W) uint8 | uint16 | float32, attr white_level
+        right  (A, C, H, W) same shape and dtype as left
+        [disparity]   (H, W) float32, pixels of the left image, non-finite = invalid
+        [transparent] (H, W) uint8 0/1, 1 = first visible surface is transparent
+        [valid]       (H, W) uint8 0/1, extra validity mask (0 = invalid)
+        [occlusion]   (H, W) uint8 0/1, 1 = left pixel not visible in the right view
+    /samples/000001 ...
+
+Plain datasets and attributes only (no pickled objects), so any HDF5 tool reads it.
+Images are chunked in spatial tiles so a training crop reads only the tiles it
+touches, compressed with a fast codec and protected by Fletcher-32 checksums.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import h5py
+import numpy as np
+
+from polstereo import __version__
+from polstereo.errors import PolstereoError
+from polstereo.io.atomic import atomic_path
+
+FORMAT_NAME = "polstereo"
+FORMAT_VERSION = 1
+SAMPLES_GROUP = "samples"
+DEFAULT_ANGLES_DEG = (0.0, 45.0, 90.0, 135.0)
+COLOR_CHANNELS = {"mono": 1, "rgb": 3}
+IMAGE_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+DEFAULT_WHITE_LEVEL = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
+MASK_NAMES = ("transparent", "valid", "occlusion")
+SAMPLE_ATTRS_FLOAT = ("focal_px", "baseline_m")
+TILE = 64  # spatial chunk edge: a 256x320 crop touches at most 5x6 tiles per dataset
+
+# name -> (h5py compression, compression_opts, shuffle)
+COMPRESSION = {
+    "gzip": ("gzip", 1, True),
+    "lzf": ("lzf", None, True),
+    "none": (None, None, False),
+}
+
+
+def sample_key(index: int) -> str:
+    """The group name of sample ``index`` under ``/samples``."""
+    return f"{index:06d}"
+
+
+@dataclass
+class Sample:
+    """One polarized stereo pair with its ground truth.
+
+    Images are angle stacks ``(A, C, H, W)``: A polarizer angles (file attribute
+    ``angles_deg``), C colour channels. Stored as uint8/uint16/float32; ``white_level`` is
+    the stored value that means 1.0 (default 255, 65535 or 1.0 by dtype; 4095 for
+    12-bit data in uint16). Readers that normalise return float32 in [0, 1].
+    """
+
+    left: np.ndarray
+    right: np.ndarray
+    disparity: np.ndarray | None = None
+    transparent: np.ndarray | None = None
+    valid: np.ndarray | None = None
+    occlusion: np.ndarray | None = None
+    name: str = ""
+    scene_id: str = ""
+    focal_px: float | None = None
+    baseline_m: float | None = None
+    white_level: float | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Image size ``(H, W)``."""
+        return tuple(self.left.shape[-2:])
+
+    def valid_mask(self) -> np.ndarray | None:
+        """Pixels with usable ground truth: finite, non-negative disparity and ``valid``."""
+        if self.disparity is None:
+            return None
+        mask = np.isfinite(self.disparity) & (np.nan_to_num(self.disparity, nan=-1.0) >= 0)
+        if self.valid is not None:
+            mask &= self.valid.astype(bool)
+        return mask
+
+
+# ---------------------------------------------------------------------------------------
+# Writing
+
+
+def _check_sample(sample: Sample, num_angles: int, channels: int) -> None:
+    """Raise PolstereoError naming the first problem with ``sample``'s arrays."""
+    label = f"sample {sample.name!r}" if sample.name else "sample"
+    for view in ("left", "right"):
+        img = np.asarray(getattr(sample, view))
+        if img.ndim != 4 or img.shape[0] != num_angles or img.shape[1] != channels:
+            raise PolstereoError(f"{label}: {view} image has shape {img.shape}, expected "
+                                 f"({num_angles}, {channels}, H, W) (angles, channels, height, width)")
+        if img.dtype not in IMAGE_DTYPES:
+            raise PolstereoError(f"{label}: {view} image dtype {img.dtype} is not one of uint8, uint16, float32")
+        if img.dtype.kind == "f" and not np.isfinite(img).all():
+            raise PolstereoError(f"{label}: {view} image contains NaN or infinite values")
+    if sample.left.shape != sample.right.shape or sample.left.dtype != sample.right.dtype:
+        raise PolstereoError(f"{label}: left {sample.left.shape} {sample.left.dtype} and right "
+                             f"{sample.right.shape} {sample.right.dtype} differ")
+    hw = sample.shape
+    for name in ("disparity", *MASK_NAMES):
+        arr = getattr(sample, name)
+        if arr is not None and np.shape(arr) != hw:
+            raise PolstereoError(f"{label}: {name} has shape {np.shape(arr)}, expected {hw}")
+    if sample.disparity is not None:
+        disp = np.asarray(sample.disparity)
+        if (disp[np.isfinite(disp)] < 0).any():
+            raise PolstereoError(f"{label}: negative disparity values (the convention is positive disparity; "
+                                 "mark invalid pixels with NaN)")
+    for name in SAMPLE_ATTRS_FLOAT:
+        value = getattr(sample, name)
+        if value is not None and not (np.isfinite(value) and value > 0):
+            raise PolstereoError(f"{label}: {name} must be a positive number, got {value}")
+
+
+class H5Writer:
+    """Writes samples into a new polstereo HDF5 file, atomically.
+
+    Use as a context manager: data goes to a temporary file beside ``path`` that is
+    renamed to ``path`` only when the block exits normally. An exception or Ctrl-C
+    removes the temporary file and leaves any previous ``path`` untouched.
+
+    Args:
+        path: final file name.
+        angles_deg: polarizer angles of the image stacks, in degrees.
+        color: ``"mono"`` or ``"rgb"``.
+        provenance: JSON-serialisable description of where the data came from.
+        compression: ``"gzip"`` (level 1, portable), ``"lzf"`` (faster, h5py only) or ``"none"``.
+    """
+
+    def __init__(self, path: str | os.PathLike, angles_deg: Sequence[float] = DEFAULT_ANGLES_DEG,
+                 color: str = "mono", provenance: dict[str, Any] | None = None, compression: str = "gzip"):
+        if color not in COLOR_CHANNELS:
+            raise PolstereoError(f"unknown colour mode {color!r}; use one of {sorted(COLOR_CHANNELS)}")
+        if compression not in COMPRESSION:
+            raise PolstereoError(f"unknown compression {compression!r}; use one of {sorted(COMPRESSION)}")
+        angles = np.asarray(angles_deg, dtype=np.float64)
+        if angles.ndim != 1 or len(angles) < 3 or len(np.unique(np.mod(angles, 180.0))) != len(angles):
+            raise PolstereoError(f"need at least 3 distinct polarizer angles (mod 180), got {list(angles_deg)}")
+        self.path = Path(path)
+        self.angles_deg = angles
+        self.color = color
+        self.provenance = dict(provenance or {})
+        self.compression = compression
+        self.count = 0
+        self._atomic = None
+        self._file: h5py.File | None = None
+
+    def __enter__(self) -> "H5Writer":
+        self._atomic = atomic_path(self.path)
+        tmp = self._atomic.__enter__()
+        self._file = h5py.File(tmp, "w")
+        f = self._file
+        f.attrs["format"] = FORMAT_NAME
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["angles_deg"] = self.angles_deg
+        f.attrs["color"] = self.color
+        f.attrs["provenance"] = json.dumps(self.provenance, sort_keys=True, default=str)
+        f.attrs["created_by"] = f"polstereo {__version__}"
+        f.create_group(SAMPLES_GROUP)
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        assert self._file is not None and self._atomic is not None
+        try:
+            if exc_type is None:
+                self._file.attrs["num_samples"] = self.count
+            self._file.close()
+        finally:
+            self._file = None
+            atomic, self._atomic = self._atomic, None
+            atomic.__exit__(exc_type, exc, tb)
+        return False
+
+    def append(self, sample: Sample) -> int:
+        """Add one sample; returns its index. Raises PolstereoError on a malformed sample."""
+        if self._file is None:
+            raise RuntimeError("H5Writer.append outside its 'with' block")
+        _check_sample(sample, len(self.angles_deg), COLOR_CHANNELS[self.color])
+        group = self._file[SAMPLES_GROUP].create_group(sample_key(self.count))
+        group.attrs["name"] = sample.name or sample_key(self.count)
+        group.attrs["scene_id"] = sample.scene_id
+        for name in SAMPLE_ATTRS_FLOAT:
+            if getattr(sample, name) is not None:
+                group.attrs[name] = float(getattr(sample, name))
+        h, w = sample.shape
+        tile = (min(h, TILE), min(w, TILE))
+        codec, level, shuffle = COMPRESSION[self.compression]
+        opts = dict(compression=codec, compression_opts=level, shuffle=shuffle, fletcher32=True)
+        white = sample.white_level if sample.white_level is not None else DEFAULT_WHITE_LEVEL[sample.left.dtype]
+        for view in ("left", "right"):
+            img = np.ascontiguousarray(getattr(sample, view))
+            ds = group.create_dataset(view, data=img, chunks=img.shape[:2] + tile, **opts)
+            ds.attrs["white_level"] = float(white)
+        if sample.disparity is not None:
+            group.create_dataset("disparity", data=np.asarray(sample.disparity, dtype=np.float32),
+                                 chunks=tile, **opts)
+        for name in MASK_NAMES:
+            mask = getattr(sample, name)
+            if mask is not None:
+                group.create_dataset(name, data=np.asarray(mask).astype(bool).astype(np.uint8),
+                                     chunks=tile, **opts)
+        self.count += 1
+        return self.count - 1
+
+
+def write_samples(path: str | os.PathLike, samples: Sequence[Sample] | Iterator[Sample], **writer_args) -> int:
+    """Write an iterable of samples to ``path`` in one atomic step; returns the count."""
+    with H5Writer(path, **writer_args) as writer:
+        for sample in samples:
+            writer.append(sample)
+    return writer.count
+
+
+# ---------------------------------------------------------------------------------------
+# Reading
+
+
+def _open(path: Path) -> h5py.File:
+    if not path.exists():
+        raise PolstereoError(f"{path}: no such file")
+    if path.is_dir():
+        raise PolstereoError(f"{path}: is a directory, expected a polstereo .h5 file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        reason = str(err).split("(")[0].strip().rstrip(",") or "unreadable"
+        raise PolstereoError(f"{path}: not a readable HDF5 file ({reason}); it may be truncated or corrupt") from None
+
+
+def _attr_str(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _read_file_attrs(f: h5py.File, path: Path) -> dict[str, Any]:
+    """The root attributes, or PolstereoError for a file that is not polstereo format."""
+    if _attr_str(f.attrs.get("format", "")) != FORMAT_NAME:
+        raise PolstereoError(f"{path}: not a polstereo dataset (root attribute format != 'polstereo')")
+    version = int(f.attrs.get("format_version", -1))
+    if not 1 <= version <= FORMAT_VERSION:
+        raise PolstereoError(f"{path}: format_version {version} is not supported "
+                             f"(this polstereo reads 1..{FORMAT_VERSION}); upgrade polstereo")
+    try:
+        provenance = json.loads(_attr_str(f.attrs.get("provenance", "{}")))
+    except json.JSONDecodeError:
+        provenance = {"text": _attr_str(f.attrs.get("provenance"))}
+    return {
+        "format": FORMAT_NAME,
+        "format_version": version,
+        "angles_deg": tuple(float(a) for a in np.atleast_1d(f.attrs.get("angles_deg", DEFAULT_ANGLES_DEG))),
+        "color": _attr_str(f.attrs.get("color", "mono")),
+        "provenance": provenance,
+        "created_by": _attr_str(f.attrs.get("created_by", "")),
+    }
+
+
+class H5Reader:
+    """Random access to a polstereo HDF5 file.
+
+    The file is opened lazily and re-opened in each process, so a reader can be handed
+    to DataLoader workers (h5py handles must not cross a fork).
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        f = _open(self.path)
+        try:
+            self.attrs = _read_file_attrs(f, self.path)
+            if SAMPLES_GROUP not in f:
+                raise PolstereoError(f"{self.path}: no '/{SAMPLES_GROUP}' group")
+            self.keys = sorted(f[SAMPLES_GROUP].keys())
+            self.shapes = [tuple(f[SAMPLES_GROUP][k]["left"].shape[-2:]) for k in self.keys]
+        except KeyError as err:
+            raise PolstereoError(f"{self.path}: malformed sample ({err}); run 'polstereo inspect' for details") from None
+        finally:
+            f.close()
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+
+    @property
+    def angles_deg(self) -> tuple[float, ...]:
+        return self.attrs["angles_deg"]
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_file"] = None
+        state["_pid"] = None
+        return state
+
+    def _handle(self) -> h5py.File:
+        if self._file is None or self._pid != os.getpid():
+            self._file = _open(self.path)
+            self._pid = os.getpid()
+        return self._file
+
+    def close(self) -> None:
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file = None
+
+    def __enter__(self) -> "H5Reader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def group(self, index: int) -> h5py.Group:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"sample index {index} out of range for {len(self)} samples")
+        return self._handle()[SAMPLES_GROUP][self.keys[index]]
+
+    def has(self, index: int, name: str) -> bool:
+        return name in self.group(index)
+
+    def read(self, index: int, crop: tuple[int, int, int, int] | None = None, normalize: bool = True,
+             fields: Sequence[str] | None = None) -> Sample:
+        """Read sample ``index``, optionally only a crop ``(y0, x0, height, width)``.
+
+        With ``normalize`` images come back as float32 in [0, 1] (divided by
+        ``white_level``); otherwise in their stored dtype. ``fields`` limits which
+        optional datasets are read (default all present).
+        """
+        g = self.group(index)
+        h, w = self.shapes[index]
+        if crop is None:
+            ys, xs = slice(0, h), slice(0, w)
+        else:
+            y0, x0, ch, cw = (int(v) for v in crop)
+            if y0 < 0 or x0 < 0 or ch <= 0 or cw <= 0 or y0 + ch > h or x0 + cw > w:
+                raise PolstereoError(f"crop {crop} outside sample {index} of size {h}x{w}")
+            ys, xs = slice(y0, y0 + ch), slice(x0, x0 + cw)
+        try:
+            images = {}
+            white = float(g["left"].attrs.get("white_level", DEFAULT_WHITE_LEVEL.get(g["left"].dtype, 1.0)))
+            for view in ("left", "right"):
+                img = g[view][:, :, ys, xs]
+                images[view] = (img.astype(np.float32) / np.float32(white)) if normalize else img
+            optional = {}
+            for name in ("disparity", *MASK_NAMES):
+                if name in g and (fields is None or name in fields):
+                    arr = g[name][ys, xs]
+                    optional[name] = arr.astype(np.float32) if name == "disparity" else arr.astype(bool)
+        except OSError as err:
+            raise PolstereoError(f"{self.path}: sample {self.keys[index]} cannot be read ({err}); "
+                                 "the file is corrupt (checksum or truncated data)") from None
+        attrs = g.attrs
+        return Sample(
+            left=images["left"], right=images["right"], **optional,
+            name=_attr_str(attrs.get("name", self.keys[index])), scene_id=_attr_str(attrs.get("scene_id", "")),
+            focal_px=float(attrs["focal_px"]) if "focal_px" in attrs else None,
+            baseline_m=float(attrs["baseline_m"]) if "baseline_m" in attrs else None,
+            white_level=1.0 if normalize else white,
+        )
+
+    def __iter__(self) -> Iterator[Sample]:
+        for i in range(len(self)):
+            yield self.read(i)
+
+
+# ---------------------------------------------------------------------------------------
+# Validation
+
+
+def validate(path: str | os.PathLike, deep: bool = True) -> list[str]:
+    """Every schema violation in ``path``, one line each; empty when the file is valid.
+
+    A file that cannot be opened at all, or is not polstereo format, raises
+    PolstereoError instead. ``deep`` also reads every dataset, which verifies the
+    checksums and finds NaNs in images and negative disparities.
+    """
+    path = Path(path)
+    f = _open(path)
+    problems: list[str] = []
+    try:
+        attrs = _read_file_attrs(f, path)
+        angles = attrs["angles_deg"]
+        if len(angles) < 3 or len(set(np.mod(angles, 180.0))) != len(angles):
+            problems.append(f"/: angles_deg {list(angles)} must hold at least 3 distinct angles (mod 180)")
+        if attrs["color"] not in COLOR_CHANNELS:
+            problems.append(f"/: color {attrs['color']!r} is not one of {sorted(COLOR_CHANNELS)}")
+        channels = COLOR_CHANNELS.get(attrs["color"])
+        if SAMPLES_GROUP not in f or not isinstance(f[SAMPLES_GROUP], h5py.Group):
+            return problems + [f"/: missing group '/{SAMPLES_GROUP}'"]
+        keys = sorted(f[SAMPLES_GROUP].keys())
+        expected_keys = [sample_key(i) for i in range(len(keys))]
+        if keys != expected_keys:
+            problems.append(f"/{SAMPLES_GROUP}: sample groups must be named 000000, 000001, ... consecutively")
+        if "num_samples" in f.attrs and int(f.attrs["num_samples"]) != len(keys):
+            problems.append(f"/: num_samples={int(f.attrs['num_samples'])} but {len(keys)} sample groups")
+        for key in keys:
+            problems += _validate_sample(f[SAMPLES_GROUP][key], f"/{SAMPLES_GROUP}/{key}", len(angles), channels, deep)
+    finally:
+        f.close()
+    return problems
+
+
+def _validate_sample(g: Any, where: str, num_angles: int, channels: int | None, deep: bool) -> list[str]:
+    if not isinstance(g, h5py.Group):
+        return [f"{where}: is not a group"]
+    problems = []
+    for view in ("left", "right"):
+        if view not in g or not isinstance(g[view], h5py.Dataset):
+            problems.append(f"{where}: missing dataset '{view}'")
+    if problems:
+        return problems
+    left, right = g["left"], g["right"]
+    if left.ndim != 4 or left.shape[0] != num_angles or (channels is not None and left.shape[1] != channels):
+        problems.append(f"{where}/left: shape {left.shape}, expected ({num_angles}, {channels}, H, W)")
+    if left.shape != right.shape or left.dtype != right.dtype:
+        problems.append(f"{where}: left {left.shape} {left.dtype} and right {right.shape} {right.dtype} differ")
+    for ds in (left, right):
+        if ds.dtype not in IMAGE_DTYPES:
+            problems.append(f"{where}/{ds.name.rsplit('/', 1)[-1]}: dtype {ds.dtype} is not uint8, uint16 or float32")
+        white = ds.attrs.get("white_level")
+        if white is not None and not (np.isfinite(white) and white > 0):
+            problems.append(f"{where}/{ds.name.rsplit('/', 1)[-1]}: white_level {white} must be positive")
+    hw = left.shape[-2:]
+    for name in ("disparity", *MASK_NAMES):
+        if name not in g:
+            continue
+        ds = g[name]
+        if not isinstance(ds, h5py.Dataset) or ds.shape != hw:
+            problems.append(f"{where}/{name}: shape {getattr(ds, 'shape', None)}, expected {hw}")
+            continue
+        if name == "disparity" and ds.dtype.kind != "f":
+            problems.append(f"{where}/disparity: dtype {ds.dtype}, expected float32")
+        if name != "disparity" and ds.dtype not in (np.dtype(np.uint8), np.dtype(bool)):
+            problems.append(f"{where}/{name}: dtype {ds.dtype}, expected uint8 0/1")
+    for name in SAMPLE_ATTRS_FLOAT:
+        if name in g.attrs and not (np.isfinite(g.attrs[name]) and g.attrs[name] > 0):
+            problems.append(f"{where}: attribute {name}={g.attrs[name]} must be positive")
+    if deep and not problems:
+        problems += _validate_values(g, where)
+    return problems
+
+
+def _validate_values(g: h5py.Group, where: str) -> list[str]:
+    problems = []
+    for name in g:
+        try:
+            data = g[name][()]
+        except OSError as err:
+            problems.append(f"{where}/{name}: cannot be read, checksum or data corrupt ({str(err).split(';')[0]})")
+            continue
+        if name in ("left", "right") and data.dtype.kind == "f" and not np.isfinite(data).all():
+            problems.append(f"{where}/{name}: contains NaN or infinite values")
+        if name == "disparity" and (data[np.isfinite(data)] < 0).any():
+            problems.append(f"{where}/disparity: negative values (invalid pixels must be NaN)")
+        if name in MASK_NAMES and data.size and data.max() > 1:
+            problems.append(f"{where}/{name}: values other than 0 and 1")
+    return problems
+
+
+def require_valid(path: str | os.PathLike) -> None:
+    """Raise PolstereoError with the first violation (and their count) if ``path`` is invalid."""
+    problems = validate(path)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise PolstereoError(f"{path}: {problems[0]}{more}")
+
+
+__all__ = [
+    "FORMAT_NAME", "FORMAT_VERSION", "DEFAULT_ANGLES_DEG", "Sample", "H5Writer", "H5Reader",
+    "write_samples", "validate", "require_valid", "sample_key",
+]

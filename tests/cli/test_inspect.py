@@ -1,0 +1,97 @@
+import json
+
+import h5py
+import numpy as np
+from click.testing import CliRunner
+
+from polstereo.cli.main import cli
+
+
+def run(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_version_and_help():
+    from polstereo import __version__
+
+    assert __version__ in run("--version").output
+    result = run("--help")
+    assert result.exit_code == 0 and "inspect" in result.output
+
+
+def test_inspect_prints_summary(h5_file):
+    result = run("inspect", h5_file)
+    assert result.exit_code == 0, result.output
+    assert "3 samples" in result.output
+    assert "40x24 x3" in result.output
+    assert "schema            : valid" in result.output
+
+
+def test_inspect_json_matches_data(h5_file):
+    from polstereo.data.h5format import H5Reader
+
+    result = run("inspect", h5_file, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    reader = H5Reader(h5_file)
+    disps = np.concatenate([s.disparity[np.isfinite(s.disparity)] for s in reader])
+    transparent = sum(int(s.transparent.sum()) for s in reader)
+    assert summary["samples"] == 3 and summary["valid"] is True
+    assert summary["disparity"]["max"] == float(disps.max())
+    assert abs(summary["disparity"]["mean"] - float(disps.mean())) < 1e-4
+    assert sum(summary["disparity"]["histogram"]["counts"]) == disps.size
+    assert abs(summary["transparent_share"] - transparent / (3 * 24 * 40)) < 1e-12
+
+
+def test_inspect_stats_writes_histogram_png(h5_file, tmp_path):
+    import cv2
+
+    png = tmp_path / "hist.png"
+    result = run("inspect", h5_file, "--stats", "--crop", 16, 32, "--num-crops", 10, "--png", png, "--json", tmp_path / "s.json")
+    assert result.exit_code == 0, result.output
+    stats = json.loads((tmp_path / "s.json").read_text())["crop_stats"]
+    assert stats["crop"] == [16, 32] and stats["crops"] == 10
+    assert stats["disparity"]["pixels"] <= 10 * 16 * 32
+    assert cv2.imread(str(png)).shape == (360, 640, 3)
+
+
+def test_inspect_stats_crop_larger_than_images_is_an_error(h5_file, tmp_path):
+    result = run("inspect", h5_file, "--stats", "--crop", 100, 100, "--png", tmp_path / "h.png")
+    assert result.exit_code == 1
+    assert "no sample is at least 100x100" in result.output
+
+
+def test_inspect_missing_file_is_one_line_error(tmp_path):
+    result = run("inspect", tmp_path / "nope.h5")
+    assert result.exit_code == 1
+    assert result.output.strip() == f"Error: {tmp_path / 'nope.h5'}: no such file"
+
+
+def test_inspect_truncated_file_is_one_line_error(h5_file):
+    data = h5_file.read_bytes()
+    h5_file.write_bytes(data[: len(data) // 3])
+    result = run("inspect", h5_file)
+    assert result.exit_code == 1
+    assert result.output.count("\n") == 1 and "truncated or corrupt" in result.output
+
+
+def test_inspect_foreign_file_is_one_line_error(tmp_path):
+    path = tmp_path / "other.h5"
+    with h5py.File(path, "w") as f:
+        f["images"] = np.zeros((2, 2))
+    result = run("inspect", path)
+    assert result.exit_code == 1 and "not a polstereo dataset" in result.output
+
+
+def test_inspect_schema_violation_exits_1_and_lists_it(h5_file):
+    with h5py.File(h5_file, "a") as f:
+        del f["samples/000001/left"]
+    result = run("inspect", h5_file)
+    assert result.exit_code == 1
+    assert "missing dataset 'left'" in result.output
+    assert "1 schema violation(s)" in result.output
+
+
+def test_unknown_command_is_usage_error():
+    result = run("frobnicate")
+    assert result.exit_code == 2

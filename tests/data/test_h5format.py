@@ -1,0 +1,221 @@
+import h5py
+import numpy as np
+import pytest
+
+from polstereo.data.h5format import (FORMAT_VERSION, H5Reader, H5Writer, Sample, require_valid, validate,
+                                     write_samples)
+from polstereo.errors import PolstereoError
+from tests.conftest import make_sample
+
+
+@pytest.mark.parametrize("dtype,channels,color", [(np.uint8, 1, "mono"), (np.uint16, 1, "mono"),
+                                                  (np.float32, 3, "rgb")])
+def test_round_trip_preserves_arrays_and_attributes(tmp_path, rng, dtype, channels, color):
+    samples = [make_sample(rng, dtype=dtype, channels=channels, name=f"n{i}") for i in range(2)]
+    path = tmp_path / "rt.h5"
+    write_samples(path, samples, color=color, provenance={"source": "unit"})
+    reader = H5Reader(path)
+    assert len(reader) == 2
+    assert reader.attrs["color"] == color and reader.attrs["provenance"] == {"source": "unit"}
+    assert reader.attrs["format_version"] == FORMAT_VERSION
+    for original, got in zip(samples, reader):
+        white = {np.uint8: 255.0, np.uint16: 65535.0}.get(dtype, 1.0)
+        np.testing.assert_allclose(got.left, original.left.astype(np.float32) / white, rtol=1e-6)
+        np.testing.assert_allclose(got.right, original.right.astype(np.float32) / white, rtol=1e-6)
+        np.testing.assert_array_equal(got.disparity, original.disparity)  # NaNs compare equal here
+        np.testing.assert_array_equal(got.transparent, original.transparent)
+        np.testing.assert_array_equal(got.occlusion, original.occlusion)
+        assert got.name == original.name and got.focal_px == 120.0 and got.baseline_m == 0.05
+    assert validate(path) == []
+
+
+def test_raw_read_keeps_dtype_and_white_level(tmp_path, rng):
+    sample = make_sample(rng, dtype=np.uint16)
+    sample.white_level = 4095.0
+    sample.left = (sample.left % 4096).astype(np.uint16)
+    sample.right = (sample.right % 4096).astype(np.uint16)
+    write_samples(tmp_path / "a.h5", [sample])
+    raw = H5Reader(tmp_path / "a.h5").read(0, normalize=False)
+    assert raw.left.dtype == np.uint16 and raw.white_level == 4095.0
+    norm = H5Reader(tmp_path / "a.h5").read(0)
+    assert norm.left.max() <= 1.0
+    np.testing.assert_allclose(norm.left, sample.left / 4095.0, rtol=1e-6)
+
+
+def test_crop_reads_exactly_the_window(h5_file):
+    reader = H5Reader(h5_file)
+    full = reader.read(1)
+    part = reader.read(1, crop=(3, 5, 10, 20))
+    np.testing.assert_array_equal(part.left, full.left[:, :, 3:13, 5:25])
+    np.testing.assert_array_equal(part.disparity, full.disparity[3:13, 5:25])
+
+
+def test_crop_outside_image_is_refused(h5_file):
+    with pytest.raises(PolstereoError, match="outside"):
+        H5Reader(h5_file).read(0, crop=(20, 0, 10, 10))
+
+
+def test_images_are_chunked_in_spatial_tiles_with_checksums(tmp_path, rng):
+    write_samples(tmp_path / "c.h5", [make_sample(rng, h=150, w=200)])
+    with h5py.File(tmp_path / "c.h5") as f:
+        left = f["samples/000000/left"]
+        assert left.chunks == (4, 1, 64, 64)
+        assert left.fletcher32 and left.compression == "gzip"
+        assert f["samples/000000/disparity"].chunks == (64, 64)
+
+
+def test_interrupted_write_leaves_no_file_and_keeps_the_old_one(tmp_path, rng):
+    path = tmp_path / "out.h5"
+    write_samples(path, [make_sample(rng)])
+    before = path.read_bytes()
+    with pytest.raises(KeyboardInterrupt):
+        with H5Writer(path) as writer:
+            writer.append(make_sample(rng))
+            raise KeyboardInterrupt
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5"]
+
+
+def test_interrupted_first_write_leaves_nothing(tmp_path, rng):
+    with pytest.raises(RuntimeError):
+        with H5Writer(tmp_path / "new.h5") as writer:
+            writer.append(make_sample(rng))
+            raise RuntimeError("crash")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda s: setattr(s, "left", s.left[:3]), "expected \\(4, 1, H, W\\)"),
+    (lambda s: setattr(s, "right", s.right[..., :-1]), "differ"),
+    (lambda s: setattr(s, "disparity", s.disparity[:-1]), "disparity has shape"),
+    (lambda s: setattr(s, "disparity", -s.disparity), "negative disparity"),
+    (lambda s: setattr(s, "left", s.left.astype(np.int32)), "dtype int32"),
+    (lambda s: setattr(s, "focal_px", -1.0), "focal_px must be a positive"),
+])
+def test_writer_rejects_malformed_samples(tmp_path, rng, mutate, message):
+    sample = make_sample(rng)
+    mutate(sample)
+    with pytest.raises(PolstereoError, match=message):
+        write_samples(tmp_path / "bad.h5", [sample])
+    assert not (tmp_path / "bad.h5").exists()
+
+
+def test_writer_rejects_nan_in_float_images(tmp_path, rng):
+    sample = make_sample(rng, dtype=np.float32)
+    sample.left[0, 0, 0, 0] = np.nan
+    with pytest.raises(PolstereoError, match="NaN"):
+        write_samples(tmp_path / "bad.h5", [sample])
+
+
+def test_unlabeled_samples_are_allowed(tmp_path, rng):
+    sample = make_sample(rng, with_masks=False)
+    sample.disparity = None
+    write_samples(tmp_path / "u.h5", [sample])
+    got = H5Reader(tmp_path / "u.h5").read(0)
+    assert got.disparity is None and got.transparent is None and got.valid_mask() is None
+    assert validate(tmp_path / "u.h5") == []
+
+
+def test_valid_mask_combines_finite_disparity_and_valid(rng):
+    sample = make_sample(rng)
+    sample.valid = np.ones(sample.shape, bool)
+    sample.valid[5, 5] = False
+    mask = sample.valid_mask()
+    assert not mask[0, 0] and not mask[5, 5] and mask[10, 10]
+
+
+def test_file_written_with_plain_h5py_validates(tmp_path, rng):
+    """docs/format.md promises that a plain h5py writer following it produces a valid file."""
+    path = tmp_path / "plain.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["format"] = "polstereo"
+        f.attrs["format_version"] = 1
+        f.attrs["angles_deg"] = [0.0, 45.0, 90.0, 135.0]
+        f.attrs["color"] = "mono"
+        g = f.create_group("samples/000000")
+        g["left"] = rng.integers(0, 256, (4, 1, 8, 10), dtype=np.uint8)
+        g["right"] = rng.integers(0, 256, (4, 1, 8, 10), dtype=np.uint8)
+        g["disparity"] = np.full((8, 10), 2.5, np.float32)
+        g["transparent"] = np.zeros((8, 10), np.uint8)
+    assert validate(path) == []
+    assert H5Reader(path).read(0).disparity[0, 0] == 2.5
+
+
+def test_validator_reports_every_violation(tmp_path, rng):
+    path = tmp_path / "v.h5"
+    write_samples(path, [make_sample(rng), make_sample(rng)])
+    with h5py.File(path, "a") as f:
+        del f["samples/000000/right"]
+        del f["samples/000001/disparity"]
+        f["samples/000001/disparity"] = np.full((3, 3), 1.0, np.float32)
+        f["samples/000001/transparent"][0, 0] = 7
+        f.attrs["num_samples"] = 5
+    problems = validate(path)
+    text = "\n".join(problems)
+    assert "missing dataset 'right'" in text
+    assert "000001/disparity: shape (3, 3)" in text
+    assert "num_samples=5" in text
+    assert len(problems) == 3  # the mask value check runs only on structurally sound samples
+    with pytest.raises(PolstereoError, match="and 2 more"):
+        require_valid(path)
+
+
+def test_validator_finds_mask_values_and_negative_disparity(tmp_path, rng):
+    path = tmp_path / "v.h5"
+    write_samples(path, [make_sample(rng)])
+    with h5py.File(path, "a") as f:
+        f["samples/000000/transparent"][0, 0] = 7
+        f["samples/000000/disparity"][1, 1] = -3.0
+    text = "\n".join(validate(path))
+    assert "transparent: values other than 0 and 1" in text
+    assert "disparity: negative values" in text
+
+
+def test_corrupted_chunk_fails_checksum(tmp_path, rng):
+    path = tmp_path / "x.h5"
+    write_samples(path, [make_sample(rng, h=64, w=64)], compression="none")
+    with h5py.File(path) as f:
+        offset = f["samples/000000/disparity"].id.get_offset() if f["samples/000000/disparity"].chunks is None \
+            else f["samples/000000/disparity"].id.get_chunk_info(0).byte_offset
+    data = bytearray(path.read_bytes())
+    data[offset + 100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    problems = validate(path)
+    assert any("checksum" in p for p in problems)
+    with pytest.raises(PolstereoError, match="corrupt"):
+        H5Reader(path).read(0)
+
+
+def test_foreign_and_missing_files_raise_one_line_errors(tmp_path):
+    foreign = tmp_path / "foreign.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = np.zeros(3)
+    with pytest.raises(PolstereoError, match="not a polstereo dataset"):
+        validate(foreign)
+    text = tmp_path / "text.h5"
+    text.write_text("hello")
+    with pytest.raises(PolstereoError, match="not a readable HDF5 file"):
+        H5Reader(text)
+    with pytest.raises(PolstereoError, match="no such file"):
+        H5Reader(tmp_path / "missing.h5")
+
+
+def test_newer_format_version_is_refused(tmp_path, h5_file):
+    with h5py.File(h5_file, "a") as f:
+        f.attrs["format_version"] = FORMAT_VERSION + 1
+    with pytest.raises(PolstereoError, match="upgrade polstereo"):
+        H5Reader(h5_file)
+
+
+def test_reader_survives_pickling_for_worker_processes(h5_file):
+    import pickle
+
+    reader = H5Reader(h5_file)
+    reader.read(0)
+    clone = pickle.loads(pickle.dumps(reader))
+    np.testing.assert_array_equal(clone.read(2).left, reader.read(2).left)
+
+
+def test_writer_rejects_too_few_angles(tmp_path):
+    with pytest.raises(PolstereoError, match="3 distinct"):
+        H5Writer(tmp_path / "a.h5", angles_deg=(0, 180))
