@@ -60,7 +60,7 @@ def test_images_are_chunked_in_spatial_tiles_with_checksums(tmp_path, rng):
     with h5py.File(tmp_path / "c.h5") as f:
         left = f["samples/000000/left"]
         assert left.chunks == (4, 1, 64, 64)
-        assert left.fletcher32 and left.compression == "gzip"
+        assert left.fletcher32 and left.compression == "lzf"
         assert f["samples/000000/disparity"].chunks == (64, 64)
 
 
