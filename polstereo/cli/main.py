@@ -18,6 +18,9 @@ from polstereo.errors import EXIT_FAILURE, PolstereoError
 # command name -> "module:attribute"; a new command is a new row.
 COMMANDS: dict[str, str] = {
     "inspect": "polstereo.cli.data:inspect_cmd",
+    "adapt": "polstereo.cli.train:adapt_cmd",
+    "learn-pol": "polstereo.cli.train:learn_pol_cmd",
+    "finetune": "polstereo.cli.train:finetune_cmd",
 }
 
 

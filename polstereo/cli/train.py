@@ -1,0 +1,106 @@
+"""Training commands: ``adapt`` (stage A), ``learn-pol`` (stage B), ``finetune`` (stage C).
+
+The three commands share every option; the stage table
+(:mod:`polstereo.training.stages`) is what differs. Each is a thin layer that fills a
+:class:`~polstereo.training.trainer.TrainConfig` and calls ``train``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from polstereo.cli.common import emit_json, json_option, quiet_option
+from polstereo.training.schedules import DECAY_METHODS
+from polstereo.training.stages import STAGES, StageConfig
+
+_PATH = click.Path(path_type=Path)
+
+
+def _options(func):
+    options = [
+        click.option("--init", default=None, help="Starting weights: a polstereo checkpoint, official S2M2 "
+                     "weights (with --model s2m2-S|M|L|XL), or 'none' [stage A default: none]."),
+        click.option("--train", "train_files", multiple=True, required=True, type=_PATH,
+                     help="Training HDF5 file; repeat for a mixture (see --dataset-steps)."),
+        click.option("--dataset-steps", multiple=True, type=click.IntRange(1),
+                     help="Steps drawn from each --train file, in order (default: --steps split evenly)."),
+        click.option("--dataset-order", type=click.Choice(["sequential", "shuffle"]), default="sequential",
+                     show_default=True, help="Train on the files one after the other, or interleave the steps."),
+        click.option("--val", type=_PATH, default=None, help="Validation HDF5 file (full images)."),
+        click.option("--out", required=True, type=_PATH, help="Run directory: last.ckpt, best.ckpt, train_log.jsonl."),
+        click.option("--model", default="tiny", show_default=True,
+                     help="Base model size for --init none (tiny, small, base), or s2m2-S|M|L|XL with S2M2 weights."),
+        click.option("--max-correction", type=float, default=None,
+                     help="Bound of the correction in pixels [default: the checkpoint's, 4]."),
+        click.option("--steps", type=click.IntRange(1), default=1000, show_default=True),
+        click.option("--batch-size", type=click.IntRange(1), default=2, show_default=True),
+        click.option("--lr", type=float, default=None, help="Peak learning rate [default: the stage's]."),
+        click.option("--min-lr", type=float, default=0.0, show_default=True),
+        click.option("--lr-decay-method", type=click.Choice(DECAY_METHODS), default="cosine", show_default=True),
+        click.option("--warmup-steps", type=click.IntRange(0), default=0, show_default=True),
+        click.option("--decay-after-steps", type=click.IntRange(0), default=0, show_default=True),
+        click.option("--weight-decay", type=float, default=1e-5, show_default=True),
+        click.option("--clip-grad-norm", type=float, default=1.0, show_default=True, help="0 disables."),
+        click.option("--crop-size", nargs=2, type=click.IntRange(8), default=(256, 320), show_default=True,
+                     metavar="H W"),
+        click.option("--scale-range", nargs=2, type=float, default=(1.0, 1.0), show_default=True, metavar="MIN MAX"),
+        click.option("--vflip-prob", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+                     help="Vertical flips (polarizer angles mirrored)."),
+        click.option("--max-disparity", type=float, default=None,
+                     help="Ignore ground truth above this in the loss [default: crop width]."),
+        click.option("--transparent-weight", type=float, default=1.0, show_default=True,
+                     help="Extra loss weight on transparent pixels."),
+        click.option("--iters", type=click.IntRange(1), default=None, help="Base refinement iterations."),
+        click.option("--workers", type=click.IntRange(0), default=2, show_default=True),
+        click.option("--seed", type=int, default=0, show_default=True),
+        click.option("--val-every", type=click.IntRange(0), default=500, show_default=True),
+        click.option("--val-samples", type=click.IntRange(1), default=None, help="Validate on the first N samples."),
+        click.option("--save-every", type=click.IntRange(0), default=500, show_default=True),
+        click.option("--log-every", type=click.IntRange(1), default=10, show_default=True),
+        click.option("--resume", is_flag=True, help="Continue the interrupted run in --out from last.ckpt."),
+        click.option("--force", is_flag=True, help="Start despite a wrong lineage or an infeasible stage B."),
+        click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto."),
+        click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True,
+                     help="Mixed precision (auto: bf16 on GPUs that support it, off on CPUs)."),
+        click.option("--deterministic", is_flag=True, help="Deterministic algorithms (reproducible, slower)."),
+        click.option("--feasibility-statistic", type=click.Choice(["mean", "median", "p90"]), default="mean",
+                     show_default=True, help="Base error statistic compared with --max-correction (stage B gate)."),
+        click.option("--stop-after", type=click.IntRange(1), default=None,
+                     help="End this invocation after step N (resume later with --resume)."),
+        quiet_option,
+        json_option,
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _make_command(stage: StageConfig) -> click.Command:
+    @click.command(stage.command, help=f"Stage {stage.name}: {stage.title}.\n\nTrains: "
+                   f"{' + '.join(stage.trainable)}"
+                   + (f"; frozen: {', '.join(stage.frozen)}" if stage.frozen else "")
+                   + (f"; pol_diff warped with the {'ground-truth' if stage.warp_source == 'gt' else 'predicted'} "
+                      "disparity" if stage.warp_source else "")
+                   + (f". Needs a stage {stage.requires} checkpoint as --init." if stage.requires else "."))
+    @_options
+    def command(train_files, dataset_steps, json_out, **options):
+        from polstereo.training.trainer import TrainConfig, train
+
+        cfg = TrainConfig(stage=stage.name, train=list(train_files),
+                          dataset_steps=list(dataset_steps) or None, **options)
+        log = (lambda msg: None) if options["quiet"] else (lambda msg: click.echo(msg, err=True))
+        result = train(cfg, log=log)
+        emit_json({"stage": stage.name, "out": str(result.out), "steps_done": result.steps_done,
+                   "skipped_steps": result.skipped_steps, "best_score": result.best_score,
+                   "last_checkpoint": str(result.last_checkpoint),
+                   "best_checkpoint": str(result.best_checkpoint) if result.best_checkpoint else None,
+                   "val_metrics": result.val_metrics, "feasibility": result.feasibility}, json_out)
+
+    return command
+
+
+adapt_cmd = _make_command(STAGES["A"])
+learn_pol_cmd = _make_command(STAGES["B"])
+finetune_cmd = _make_command(STAGES["C"])

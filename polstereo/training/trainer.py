@@ -1,0 +1,399 @@
+"""One trainer for every stage; the stage table decides what it trains and how.
+
+``train(TrainConfig(stage="A", ...))`` is what ``polstereo adapt`` runs; ``learn-pol``
+and ``finetune`` differ only in ``stage``. The loop: build the model from ``--init``
+(checking the lineage), freeze what the stage freezes, gate stage B on feasibility,
+then optimise over a deterministic data plan, validating and saving atomic
+checkpoints (``last.ckpt``, ``best.ckpt``) as it goes. ``resume=True`` continues from
+``last.ckpt`` and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.utils.data import DataLoader
+
+from polstereo.data.h5format import H5Reader
+from polstereo.data.loader import AugmentConfig, MixtureDataset, MixturePlan, PlanSampler, StereoCropDataset
+from polstereo.errors import InfeasibleError, PolstereoError
+from polstereo.evaluation.evaluate import base_error_statistics, evaluate_model, feasibility_verdict
+from polstereo.models.correction import CorrectionConfig, CorrectionModule
+from polstereo.models.registry import build_model
+from polstereo.training.checkpoint import (load_checkpoint, lineage_stages, restore_rng, rng_state,
+                                           save_checkpoint)
+from polstereo.training.losses import masked_l1, pixel_weights, sequence_loss
+from polstereo.training.schedules import Schedule, make_scheduler
+from polstereo.training.stages import STAGES, StageConfig
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
+MAX_CONSECUTIVE_NONFINITE = 20
+
+
+@dataclass
+class TrainConfig:
+    """Every option of a training run (the CLI fills it; tests build it directly)."""
+
+    stage: str
+    out: Path
+    train: list[Path]
+    val: Path | None = None
+    init: str | None = None
+    model: str = "tiny"
+    max_correction: float | None = None
+    dataset_steps: list[int] | None = None
+    dataset_order: str = "sequential"
+    steps: int = 1000
+    batch_size: int = 2
+    lr: float | None = None
+    min_lr: float = 0.0
+    lr_decay_method: str = "cosine"
+    warmup_steps: int = 0
+    decay_after_steps: int = 0
+    weight_decay: float = 1e-5
+    clip_grad_norm: float | None = 1.0
+    crop_size: tuple[int, int] = (256, 320)
+    scale_range: tuple[float, float] = (1.0, 1.0)
+    vflip_prob: float = 0.0
+    max_disparity: float | None = None
+    transparent_weight: float = 1.0
+    gamma: float = 0.9
+    iters: int | None = None
+    workers: int = 2
+    seed: int = 0
+    val_every: int = 500
+    save_every: int = 500
+    val_samples: int | None = None
+    log_every: int = 10
+    resume: bool = False
+    force: bool = False
+    device: str = "auto"
+    amp: str = "auto"
+    deterministic: bool = False
+    feasibility_statistic: str = "mean"
+    quiet: bool = False
+    stop_after: int | None = None  # end the run after this step (time-boxed jobs, interruption tests)
+
+    def plain(self) -> dict:
+        """JSON- and weights_only-safe dict of the options."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Path):
+                value = str(value)
+            elif isinstance(value, (list, tuple)):
+                value = [str(v) if isinstance(v, Path) else v for v in value]
+            out[f.name] = value
+        return out
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    steps_done: int
+    skipped_steps: int
+    val_metrics: dict | None
+    best_score: float | None
+    last_checkpoint: Path
+    best_checkpoint: Path | None
+    feasibility: dict | None = None
+    log: list[dict] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise PolstereoError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise PolstereoError(f"device {name!r} requested but CUDA is not available on this machine")
+    return device
+
+
+def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
+    if name == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return None
+    if name not in AMP_DTYPES:
+        raise PolstereoError(f"unknown --amp {name!r}; use bf16, fp16, off or auto")
+    return AMP_DTYPES[name]
+
+
+# ------------------------------------------------------------------------------ model set-up
+def _initial_model(cfg: TrainConfig, stage: StageConfig) -> tuple[torch.nn.Module, list[dict], str]:
+    """Build the starting model from ``--init``; returns ``(model, lineage, init description)``."""
+    init = cfg.init
+    if init is None or str(init).lower() == "none":
+        if stage.requires and not cfg.force:
+            raise PolstereoError(f"{stage.command} needs --init with a stage {stage.requires} checkpoint "
+                                 f"(or --force to start from scratch)")
+        return build_model({"base": cfg.model}), [], "none"
+    if cfg.model.lower().startswith("s2m2"):
+        # official S2M2 weights: {"state_dict": ...} without a polstereo model config
+        model = build_model({"base": {"kind": "s2m2", "size": cfg.model.split("-")[-1].upper(),
+                                      "weights": str(init)}})
+        return model, [], f"s2m2:{init}"
+    payload = load_checkpoint(init)
+    model = build_model(payload["model_config"])
+    model.load_state_dict(payload["state_dict"], strict=True)
+    lineage = [dict(entry) for entry in payload.get("lineage", [])]
+    if stage.requires and stage.requires not in lineage_stages(payload) and not cfg.force:
+        have = ", ".join(lineage_stages(payload)) or "no stage"
+        raise PolstereoError(f"{init}: {stage.command} (stage {stage.name}) needs a checkpoint that went through "
+                             f"stage {stage.requires} ({STAGES[stage.requires].command}); this one has {have}. "
+                             "Use --force to start anyway")
+    return model, lineage, str(init)
+
+
+def _prepare_model(model, cfg: TrainConfig, stage: StageConfig):
+    """Add or re-bound the correction module as the stage needs, then freeze per stage."""
+    if stage.with_correction and model.correction is None:
+        model.correction = CorrectionModule(CorrectionConfig())
+    if cfg.max_correction is not None:
+        if cfg.max_correction <= 0:
+            raise PolstereoError(f"--max-correction must be positive, got {cfg.max_correction}")
+        model.max_correction = float(cfg.max_correction)
+    for part in ("base", "correction"):
+        if getattr(model, part) is not None:
+            model.set_frozen(part, part not in stage.trainable)
+    return model
+
+
+# ------------------------------------------------------------------------------ the loop
+def _loss(out: dict, batch: dict, stage: StageConfig, cfg: TrainConfig, crop_w: int) -> torch.Tensor:
+    gt = batch["disparity"]
+    max_disp = cfg.max_disparity if cfg.max_disparity is not None else float(crop_w)
+    weight = pixel_weights(batch["valid"], batch["transparent"], gt, max_disp, cfg.transparent_weight)
+    total = gt.new_zeros(())
+    if "sequence" in stage.loss_terms:
+        total = total + sequence_loss(out["disparities"], gt, weight, cfg.gamma)
+    if "final" in stage.loss_terms and out.get("correction") is not None:
+        total = total + masked_l1(out["disparity"], gt, weight)
+    return total
+
+
+def _val_score(metrics: dict) -> float:
+    """What best.ckpt minimises: EPE on transparent pixels (all pixels when there are none)."""
+    final = metrics["final"]
+    region = "transparent" if final.get("transparent", {}).get("pixels") else "all"
+    return float(final[region]["epe"])
+
+
+def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
+    """Run one stage; see the module docstring. Raises PolstereoError on user errors."""
+    if cfg.stage not in STAGES:
+        raise PolstereoError(f"unknown stage {cfg.stage!r}")
+    stage = STAGES[cfg.stage]
+    out_dir = Path(cfg.out)
+    last_path, best_path = out_dir / "last.ckpt", out_dir / "best.ckpt"
+    device = resolve_device(cfg.device)
+    amp_dtype = resolve_amp(cfg.amp, device)
+    if cfg.steps <= 0 or cfg.batch_size <= 0:
+        raise PolstereoError("--steps and --batch-size must be positive")
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.manual_seed(cfg.seed)
+
+    # files first: a typo should fail before minutes of model loading
+    train_files = [Path(p) for p in cfg.train]
+    if not train_files:
+        raise PolstereoError("no --train file given")
+    augment = AugmentConfig(crop_size=tuple(cfg.crop_size), scale_range=tuple(cfg.scale_range),
+                            vflip_prob=cfg.vflip_prob)
+    datasets = [StereoCropDataset(p, augment, seed=cfg.seed) for p in train_files]
+    mixture = MixtureDataset(datasets)
+    val_reader = H5Reader(cfg.val) if cfg.val else None
+
+    resume_payload = None
+    if cfg.resume:
+        if not last_path.exists():
+            raise PolstereoError(f"--resume: no {last_path} to resume from")
+        resume_payload = load_checkpoint(last_path)
+        if resume_payload.get("stage") != stage.name:
+            raise PolstereoError(f"--resume: {last_path} is a stage {resume_payload.get('stage')} run, "
+                                 f"not stage {stage.name} ({stage.command})")
+        model = build_model(resume_payload["model_config"])
+        model.load_state_dict(resume_payload["state_dict"], strict=True)
+        lineage = [dict(e) for e in resume_payload["lineage"][:-1]]
+        init_desc = resume_payload["lineage"][-1].get("init", "")
+    else:
+        if last_path.exists() and not cfg.force:
+            raise PolstereoError(f"{last_path} exists: use --resume to continue that run, or another --out")
+        model, lineage, init_desc = _initial_model(cfg, stage)
+    model = _prepare_model(model, cfg, stage).to(device)
+    angles = datasets[0].angles_deg
+    if tuple(model.angles_deg) != tuple(angles):
+        model.angles_deg = tuple(angles)
+
+    feasibility = None
+    if stage.feasibility_gate and resume_payload is None:
+        gate_reader = val_reader or H5Reader(train_files[0])
+        stats = base_error_statistics(model, gate_reader, device, model.max_correction, iters=cfg.iters,
+                                      max_samples=cfg.val_samples)
+        ok, value, region = feasibility_verdict(stats, model.max_correction, cfg.feasibility_statistic)
+        feasibility = {"stats": stats, "feasible": ok, "value": value, "region": region,
+                       "statistic": cfg.feasibility_statistic, "max_correction": model.max_correction}
+        log(f"feasibility: base {cfg.feasibility_statistic} error on {region} pixels {value:.3f} px "
+            f"vs max_correction {model.max_correction:g} px -> {'feasible' if ok else 'INFEASIBLE'}")
+        if not ok and not cfg.force:
+            raise InfeasibleError(
+                f"infeasible stage B start: base {cfg.feasibility_statistic} error on {region} pixels is "
+                f"{value:.2f} px > max_correction {model.max_correction:g} px; run more stage A (adapt), "
+                "raise --max-correction, or pass --force")
+
+    # deterministic data plan: steps per dataset, one global batch per step
+    steps_per = cfg.dataset_steps or _split_steps(cfg.steps, len(datasets))
+    if sum(steps_per) != cfg.steps:
+        if cfg.dataset_steps:
+            raise PolstereoError(f"--dataset-steps sum to {sum(steps_per)} but --steps is {cfg.steps}")
+    plan = MixturePlan([len(d) for d in datasets], steps_per, cfg.batch_size, seed=cfg.seed, order=cfg.dataset_order)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not trainable:
+        raise PolstereoError(f"stage {stage.name}: nothing to train")
+    peak_lr = cfg.lr if cfg.lr is not None else stage.lr
+    optimizer = torch.optim.AdamW(trainable, lr=peak_lr, weight_decay=cfg.weight_decay)
+    schedule = Schedule(peak_lr, plan.total_steps, cfg.min_lr, cfg.warmup_steps, cfg.decay_after_steps,
+                        cfg.lr_decay_method)
+    scheduler = make_scheduler(optimizer, schedule)
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+
+    start_step, best_score, skipped, val_metrics = 0, math.inf, 0, None
+    if resume_payload is not None:
+        optimizer.load_state_dict(resume_payload["optimizer"])
+        scheduler.load_state_dict(resume_payload["scheduler"])
+        if resume_payload.get("scaler"):
+            scaler.load_state_dict(resume_payload["scaler"])
+        restore_rng(resume_payload.get("rng", {}))
+        start_step = int(resume_payload["step"])
+        best_score = float(resume_payload.get("best_score", math.inf))
+        skipped = int(resume_payload.get("skipped_steps", 0))
+        val_metrics = resume_payload.get("val_metrics")
+        log(f"resuming stage {stage.name} at step {start_step}/{plan.total_steps} from {last_path}")
+        if start_step >= plan.total_steps:
+            log("run already complete")
+
+    entry = {"stage": stage.name, "command": stage.command, "init": init_desc,
+             "train": [str(p) for p in train_files], "dataset_steps": list(steps_per),
+             "val": str(cfg.val) if cfg.val else None, "steps": plan.total_steps}
+
+    def save(path: Path, step: int, complete: bool) -> None:
+        record = dict(entry, steps_done=step, complete=complete, metrics=_brief(val_metrics),
+                      finished_at=time.strftime("%Y-%m-%dT%H:%M:%S") if complete else None)
+        save_checkpoint(path, model, stage=stage.name, lineage=lineage + [record], train_config=cfg.plain(),
+                        step=step, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
+                        scaler=scaler.state_dict() if scaler.is_enabled() else {}, rng=rng_state(),
+                        val_metrics=val_metrics, best_score=best_score, skipped_steps=skipped,
+                        feasibility=feasibility)
+
+    def validate(step: int) -> None:
+        nonlocal val_metrics, best_score
+        if val_reader is None:
+            return
+        res = evaluate_model(model, val_reader, device, iters=cfg.iters, max_samples=cfg.val_samples,
+                             autocast_dtype=amp_dtype)
+        val_metrics = {"final": res.final, "base": res.base, "saturation_fraction": res.saturation_fraction,
+                       "step": step}
+        score = _val_score(val_metrics)
+        log(f"step {step}: val EPE all {res.final['all']['epe']:.3f} px, transparent "
+            f"{res.final.get('transparent', {}).get('epe', float('nan')):.3f} px"
+            + (f", saturation {res.saturation_fraction:.3f}" if res.saturation_fraction is not None else ""))
+        if score < best_score:
+            best_score = score
+            save(best_path, step, complete=False)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sampler = PlanSampler(plan, start_step=start_step)
+    loader = DataLoader(mixture, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+                        pin_memory=device.type == "cuda", persistent_workers=False)
+    log_path = out_dir / "train_log.jsonl"
+    history: list[dict] = []
+    consecutive_bad = 0
+    step = start_step
+    end_step = plan.total_steps if cfg.stop_after is None else min(plan.total_steps, cfg.stop_after)
+    from tqdm import tqdm
+
+    bar = tqdm(total=end_step - start_step, desc=f"{stage.command}", disable=cfg.quiet or None, leave=False)
+    model.train()
+    t0 = time.perf_counter()
+    try:
+        for batch in loader:
+            if step >= end_step:
+                break
+            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            gt_for_warp = torch.where(batch["valid"], batch["disparity"], torch.full_like(batch["disparity"], math.nan))
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                out = model(batch["left"], batch["right"], angles_deg=angles, iters=cfg.iters,
+                            gt_disparity=gt_for_warp if stage.warp_source == "gt" else None,
+                            warp_source=stage.warp_source or "pred")
+            loss = _loss(out, batch, stage, cfg, batch["left"].shape[-1])
+            optimizer.zero_grad(set_to_none=True)
+            if not torch.isfinite(loss):
+                skipped += 1
+                consecutive_bad += 1
+                if consecutive_bad >= MAX_CONSECUTIVE_NONFINITE:
+                    raise PolstereoError(f"{consecutive_bad} consecutive non-finite losses at step {step}; "
+                                         "lower --lr, use --amp bf16 or off, or check the data")
+            else:
+                consecutive_bad = 0
+                scaler.scale(loss).backward()
+                if cfg.clip_grad_norm:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(trainable, cfg.clip_grad_norm)
+                scaler.step(optimizer)
+                scaler.update()
+            scheduler.step()
+            step += 1
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == end_step:
+                record = {"step": step, "loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"],
+                          "skipped": skipped, "seconds": round(time.perf_counter() - t0, 2)}
+                if out.get("saturation_fraction") is not None:
+                    record["saturation_fraction"] = float(out["saturation_fraction"])
+                history.append(record)
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                bar.set_postfix(loss=f"{record['loss']:.3f}")
+            if cfg.val_every and step % cfg.val_every == 0 and step < plan.total_steps:
+                validate(step)
+            if cfg.save_every and step % cfg.save_every == 0 and step < end_step:
+                save(last_path, step, complete=False)
+    except KeyboardInterrupt:
+        save(last_path, step, complete=False)
+        bar.close()
+        raise PolstereoError(f"interrupted at step {step}; {last_path} saved, continue with --resume", 130) from None
+    bar.close()
+    complete = step >= plan.total_steps
+    if complete and (val_metrics is None or val_metrics.get("step") != step):
+        validate(step)
+    save(last_path, step, complete=complete)
+    if complete and val_reader is None:
+        save(best_path, step, complete=True)  # nothing to choose by: the final weights
+    log(f"stage {stage.name} ({stage.command}): {step}/{plan.total_steps} steps"
+        f"{' (stopped early)' if not complete else ''}, {skipped} skipped non-finite, checkpoint {last_path}")
+    return TrainResult(out=out_dir, steps_done=step, skipped_steps=skipped, val_metrics=val_metrics,
+                       best_score=None if math.isinf(best_score) else best_score, last_checkpoint=last_path,
+                       best_checkpoint=best_path if best_path.exists() else None, feasibility=feasibility,
+                       log=history)
+
+
+def _split_steps(steps: int, n: int) -> list[int]:
+    base, extra = divmod(steps, n)
+    return [base + (1 if i < extra else 0) for i in range(n)]
+
+
+def _brief(metrics: dict | None) -> dict | None:
+    """The lineage's summary of validation metrics: EPE and bad-3 per region."""
+    if not metrics:
+        return None
+    final = metrics["final"]
+    return {region: {"epe": m["epe"], "bad3": m["bad3"]} for region, m in final.items() if m.get("pixels")}

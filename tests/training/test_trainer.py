@@ -1,0 +1,136 @@
+import pytest
+import torch
+
+from polstereo.errors import InfeasibleError, PolstereoError
+from polstereo.training.checkpoint import load_checkpoint
+from polstereo.training.trainer import TrainConfig, train
+
+silent = lambda msg: None  # noqa: E731
+
+
+def run(stage, out, data, init=None, **kw):
+    return train(TrainConfig(stage=stage, out=out, train=[data / "train.h5"], val=data / "val.h5", init=init, **kw),
+                 log=silent)
+
+
+@pytest.fixture(scope="module")
+def stage_a(tiny_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("A")
+    run("A", out, tiny_data, steps=3, batch_size=2, crop_size=(32, 48), workers=0, val_every=0, save_every=0,
+        quiet=True, iters=1)
+    return out / "last.ckpt"
+
+
+def test_stage_a_writes_checkpoints_with_lineage_and_metrics(stage_a):
+    payload = load_checkpoint(stage_a)
+    assert payload["stage"] == "A" and payload["step"] == 3
+    (entry,) = payload["lineage"]
+    assert entry["stage"] == "A" and entry["complete"] and entry["steps_done"] == 3 and entry["init"] == "none"
+    assert set(entry["metrics"]) == {"all", "transparent", "opaque"}
+    assert (stage_a.parent / "best.ckpt").exists() and (stage_a.parent / "train_log.jsonl").exists()
+
+
+def test_learn_pol_trains_only_the_correction(stage_a, tiny_data, tmp_path, quick):
+    run("B", tmp_path, tiny_data, init=str(stage_a), max_correction=50.0, **quick)
+    before, after = load_checkpoint(stage_a)["state_dict"], load_checkpoint(tmp_path / "last.ckpt")["state_dict"]
+    base_keys = [k for k in after if k.startswith("base.")]
+    corr_keys = [k for k in after if k.startswith("correction.")]
+    assert base_keys and corr_keys
+    assert all(torch.equal(before[k], after[k]) for k in base_keys)  # frozen, BN stats included
+    payload = load_checkpoint(tmp_path / "last.ckpt")
+    assert [e["stage"] for e in payload["lineage"]] == ["A", "B"]
+    assert payload["model_config"]["max_correction"] == 50.0
+    assert payload["feasibility"]["feasible"] is True
+
+
+def test_learn_pol_refuses_a_checkpoint_without_stage_a(stage_a, tiny_data, tmp_path, quick):
+    with pytest.raises(PolstereoError, match="needs --init with a stage A checkpoint"):
+        run("B", tmp_path, tiny_data, init="none", **quick)
+
+
+def test_finetune_refuses_stage_a_checkpoint_unless_forced(stage_a, tiny_data, tmp_path, quick):
+    with pytest.raises(PolstereoError, match=r"needs a checkpoint that went through stage B \(learn-pol\); this one has A"):
+        run("C", tmp_path / "c1", tiny_data, init=str(stage_a), **quick)
+    run("C", tmp_path / "c2", tiny_data, init=str(stage_a), force=True, **quick)
+    assert [e["stage"] for e in load_checkpoint(tmp_path / "c2" / "last.ckpt")["lineage"]] == ["A", "C"]
+
+
+def test_learn_pol_refuses_an_infeasible_start(stage_a, tiny_data, tmp_path, quick):
+    with pytest.raises(InfeasibleError, match="infeasible stage B start") as err:
+        run("B", tmp_path, tiny_data, init=str(stage_a), max_correction=0.001, **quick)
+    assert err.value.exit_code == 3
+    assert not (tmp_path / "last.ckpt").exists()
+
+
+def test_resumed_run_ends_with_the_same_weights(tiny_data, tmp_path, quick):
+    opts = dict(quick, steps=4, deterministic=True, seed=3)
+    run("A", tmp_path / "full", tiny_data, **opts)
+    run("A", tmp_path / "split", tiny_data, stop_after=2, **opts)
+    assert load_checkpoint(tmp_path / "split" / "last.ckpt")["step"] == 2
+    run("A", tmp_path / "split", tiny_data, resume=True, **opts)
+    full = load_checkpoint(tmp_path / "full" / "last.ckpt")
+    split = load_checkpoint(tmp_path / "split" / "last.ckpt")
+    assert split["step"] == 4 and split["lineage"][-1]["complete"]
+    for key, value in full["state_dict"].items():
+        assert torch.equal(value, split["state_dict"][key]), key
+    assert full["optimizer"]["state"].keys() == split["optimizer"]["state"].keys()
+
+
+def test_existing_run_is_not_overwritten_without_resume(stage_a, tiny_data, quick):
+    with pytest.raises(PolstereoError, match="use --resume"):
+        run("A", stage_a.parent, tiny_data, **quick)
+
+
+def test_resume_of_another_stage_is_refused(stage_a, tiny_data, quick):
+    with pytest.raises(PolstereoError, match="is a stage A run, not stage B"):
+        run("B", stage_a.parent, tiny_data, resume=True, **quick)
+
+
+def test_interrupt_saves_a_resumable_checkpoint(tiny_data, tmp_path, quick, monkeypatch):
+    from polstereo.models.full import PolStereoModel
+
+    calls = {"n": 0}
+    original = PolStereoModel.forward
+
+    def flaky(self, *args, **kwargs):
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PolStereoModel, "forward", flaky)
+    with pytest.raises(PolstereoError, match="interrupted at step 2") as err:
+        run("A", tmp_path, tiny_data, **dict(quick, steps=5))
+    assert err.value.exit_code == 130
+    assert load_checkpoint(tmp_path / "last.ckpt")["step"] == 2
+    monkeypatch.setattr(PolStereoModel, "forward", original)
+    run("A", tmp_path, tiny_data, resume=True, **dict(quick, steps=5))
+    assert load_checkpoint(tmp_path / "last.ckpt")["step"] == 5
+
+
+def test_nonfinite_losses_are_skipped_and_counted(tiny_data, tmp_path, quick, monkeypatch):
+    import polstereo.training.trainer as trainer
+
+    real = trainer._loss
+    calls = {"n": 0}
+
+    def sometimes_nan(*args):
+        calls["n"] += 1
+        loss = real(*args)
+        return loss * float("nan") if calls["n"] == 2 else loss
+
+    monkeypatch.setattr(trainer, "_loss", sometimes_nan)
+    result = run("A", tmp_path, tiny_data, **quick)
+    assert result.skipped_steps == 1 and result.steps_done == 3
+    assert load_checkpoint(tmp_path / "last.ckpt")["skipped_steps"] == 1
+
+
+def test_dataset_steps_must_add_up(tiny_data, tmp_path, quick):
+    with pytest.raises(PolstereoError, match="--dataset-steps sum to 5 but --steps is 3"):
+        run("A", tmp_path, tiny_data, dataset_steps=[5], **quick)
+
+
+def test_missing_training_file_is_a_one_line_error(tiny_data, tmp_path, quick):
+    with pytest.raises(PolstereoError, match="no such file"):
+        train(TrainConfig(stage="A", out=tmp_path, train=[tmp_path / "nope.h5"], **quick), log=silent)
