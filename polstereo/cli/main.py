@@ -21,6 +21,8 @@ COMMANDS: dict[str, str] = {
     "adapt": "polstereo.cli.train:adapt_cmd",
     "learn-pol": "polstereo.cli.train:learn_pol_cmd",
     "finetune": "polstereo.cli.train:finetune_cmd",
+    "check-feasibility": "polstereo.cli.evaluate:check_feasibility_cmd",
+    "eval": "polstereo.cli.evaluate:eval_cmd",
 }
 
 

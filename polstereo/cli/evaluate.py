@@ -1,0 +1,176 @@
+"""Measuring commands: ``check-feasibility`` and ``eval``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+
+from polstereo.cli.common import emit_json, json_option, quiet_option
+from polstereo.errors import EXIT_INFEASIBLE, PolstereoError
+
+_PATH = click.Path(path_type=Path)
+
+
+def _load(checkpoint: Path, device: str):
+    from polstereo.models.registry import load_model
+    from polstereo.training.trainer import resolve_device
+
+    dev = resolve_device(device)
+    model, payload = load_model(checkpoint, map_location=dev)
+    return model.to(dev).eval(), payload, dev
+
+
+@click.command("check-feasibility")
+@click.argument("checkpoint", type=_PATH)
+@click.option("--data", required=True, type=_PATH, help="Validation HDF5 file with disparity and transparency masks.")
+@click.option("--max-correction", type=float, default=None,
+              help="Correction bound in pixels [default: the checkpoint's].")
+@click.option("--statistic", type=click.Choice(["mean", "median", "p90"]), default="mean", show_default=True,
+              help="Which base error statistic on transparent pixels must not exceed --max-correction.")
+@click.option("--iters", type=click.IntRange(1), default=None, help="Base refinement iterations.")
+@click.option("--max-samples", type=click.IntRange(1), default=None, help="Use the first N labeled samples.")
+@click.option("--device", default="auto", show_default=True)
+@quiet_option
+@json_option
+def check_feasibility_cmd(checkpoint, data, max_correction, statistic, iters, max_samples, device, quiet, json_out):
+    """Is stage B feasible? Compare the base error on transparent pixels with max_correction.
+
+    Exits 0 when feasible and 3 when not, so `set -e` scripts stop before an
+    impossible learn-pol.
+    """
+    from polstereo.data.h5format import H5Reader
+    from polstereo.evaluation.evaluate import base_error_statistics, feasibility_verdict
+
+    model, payload, dev = _load(checkpoint, device)
+    bound = float(max_correction if max_correction is not None else model.max_correction)
+    if bound <= 0:
+        raise PolstereoError(f"--max-correction must be positive, got {bound}")
+    reader = H5Reader(data)
+    stats = base_error_statistics(model, reader, dev, bound, iters=iters, max_samples=max_samples)
+    feasible, value, region = feasibility_verdict(stats, bound, statistic)
+    report = {"checkpoint": str(checkpoint), "data": str(data), "max_correction": bound, "statistic": statistic,
+              "region": region, "value": value, "feasible": feasible, "errors": stats,
+              "saturation_fraction": stats["saturation_fraction"],
+              "lineage": [e.get("stage") for e in payload.get("lineage", [])]}
+    emit_json(report, json_out)
+    if json_out != "-" and not quiet:
+        click.echo(f"base error of {checkpoint} on {data} (|base - gt|, px):")
+        click.echo(f"  {'region':<12} {'pixels':>9} {'mean':>8} {'median':>8} {'p90':>8} {'<= bound':>9}")
+        for name in ("all", "transparent", "opaque"):
+            s = stats[name]
+            if s.get("pixels"):
+                click.echo(f"  {name:<12} {s['pixels']:>9d} {s['mean']:>8.3f} {s['median']:>8.3f} {s['p90']:>8.3f} "
+                           f"{100 * s['within_max_correction']:>8.1f}%")
+        if stats["saturation_fraction"] is not None:
+            click.echo(f"  tanh saturation fraction of the correction: {stats['saturation_fraction']:.4f}")
+        click.echo(f"verdict: {'FEASIBLE' if feasible else 'INFEASIBLE'} — {statistic} error on {region} pixels "
+                   f"{value:.3f} px {'<=' if feasible else '>'} max_correction {bound:g} px")
+    if not feasible:
+        raise PolstereoError(f"infeasible: base {statistic} error on {region} pixels {value:.2f} px exceeds "
+                             f"max_correction {bound:g} px; run more stage A (adapt) or raise --max-correction",
+                             EXIT_INFEASIBLE)
+
+
+@click.command("eval")
+@click.argument("checkpoint", type=_PATH)
+@click.option("--data", required=True, type=_PATH, help="Test HDF5 file.")
+@click.option("--iters", type=click.IntRange(1), multiple=True,
+              help="Refinement iteration counts to evaluate, e.g. --iters 1 --iters 4 [default: the model's].")
+@click.option("--max-samples", type=click.IntRange(1), default=None)
+@click.option("--save-vis", type=_PATH, default=None,
+              help="Write colourised prediction, ground truth and error maps here.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="off", show_default=True)
+@quiet_option
+@json_option
+def eval_cmd(checkpoint, data, iters, max_samples, save_vis, device, amp, quiet, json_out):
+    """Metrics per region (all / transparent / opaque), base-only and with correction.
+
+    EPE, rmse, bad-1/2/3, 1/3/5 px accuracies, relepe and D1 (docs/metrics.md),
+    pixel-weighted over the dataset, for each --iters count.
+    """
+    from polstereo.data.h5format import H5Reader
+    from polstereo.evaluation.evaluate import evaluate_model
+    from polstereo.training.trainer import resolve_amp
+
+    model, payload, dev = _load(checkpoint, device)
+    reader = H5Reader(data)
+    amp_dtype = resolve_amp(amp, dev)
+    counts = list(iters) or [None]
+    runs = []
+    for count in counts:
+        on_sample = _vis_writer(save_vis) if save_vis is not None and count == counts[-1] else None
+        res = evaluate_model(model, reader, dev, iters=count, max_samples=max_samples, on_sample=on_sample,
+                             autocast_dtype=amp_dtype)
+        runs.append({"iters": count if count is not None else _default_iters(model), **res.to_dict(),
+                     "polarization_gain": _gain(res.base, res.final)})
+    report = {"checkpoint": str(checkpoint), "data": str(data), "has_correction": model.correction is not None,
+              "max_correction": model.max_correction,
+              "lineage": [e.get("stage") for e in payload.get("lineage", [])], "runs": runs}
+    emit_json(report, json_out)
+    if json_out != "-" and not quiet:
+        for line in _eval_lines(report):
+            click.echo(line)
+
+
+def _default_iters(model) -> int | None:
+    return getattr(getattr(model.base, "config", None), "iters", None)
+
+
+def _gain(base: dict, final: dict) -> dict:
+    """Relative EPE reduction of base + correction over base alone, per region (%)."""
+    out = {}
+    for region, b in base.items():
+        f = final.get(region, {})
+        if b.get("pixels") and b["epe"] > 0 and not math.isnan(f.get("epe", math.nan)):
+            out[region] = 100.0 * (b["epe"] - f["epe"]) / b["epe"]
+    return out
+
+
+METRIC_COLUMNS = ("epe", "rmse", "bad1", "bad2", "bad3", "acc1", "acc3", "acc5", "relepe", "d1")
+
+
+def _eval_lines(report: dict) -> list[str]:
+    lines = [f"eval {report['checkpoint']} on {report['data']}"
+             + ("" if report["has_correction"] else " (no correction module: base only)")]
+    for run in report["runs"]:
+        lines.append(f"iters {run['iters']}, {run['samples']} samples")
+        header = f"  {'region':<12} {'output':<6} {'pixels':>9} " + " ".join(f"{c:>7}" for c in METRIC_COLUMNS)
+        lines.append(header)
+        for region in ("all", "transparent", "opaque"):
+            for output in (("base", "final") if report["has_correction"] else ("final",)):
+                m = run[output].get(region)
+                if not m or not m.get("pixels"):
+                    continue
+                lines.append(f"  {region:<12} {output:<6} {m['pixels']:>9d} "
+                             + " ".join(f"{m[c]:>7.3f}" for c in METRIC_COLUMNS))
+        if report["has_correction"] and run["polarization_gain"]:
+            gain = ", ".join(f"{r} {v:+.1f}%" for r, v in run["polarization_gain"].items())
+            lines.append(f"  EPE reduction by the correction: {gain}"
+                         + (f"; saturation {run['saturation_fraction']:.4f}" if run["saturation_fraction"] is not None
+                            else ""))
+    return lines
+
+
+def _vis_writer(directory: Path):
+    """Per-sample callback writing colourised prediction, ground truth and error PNGs."""
+    from polstereo.io import visualise
+
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def write(batch, out) -> None:
+        import numpy as np
+
+        gt = batch.disparity[0, 0].cpu().numpy()
+        pred = out["disparity"][0, 0].float().cpu().numpy()
+        finite = gt[np.isfinite(gt)]
+        vmax = float(finite.max()) if finite.size else float(pred.max())
+        name = f"{batch.index:06d}"
+        visualise.write_png(directory / f"{name}_pred.png", visualise.colorize_disparity(pred, 0.0, vmax))
+        visualise.write_png(directory / f"{name}_gt.png", visualise.colorize_disparity(gt, 0.0, vmax))
+        err = np.where(np.isfinite(gt), np.abs(pred - gt), np.nan)
+        visualise.write_png(directory / f"{name}_error.png", visualise.colorize_error(err))
+
+    return write

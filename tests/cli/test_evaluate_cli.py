@@ -1,0 +1,85 @@
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from polstereo.cli.main import cli
+from polstereo.data.h5format import H5Reader
+from polstereo.models.registry import build_model, save_model
+from tests.training.conftest import tiny_data  # noqa: F401  (fixture)
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ckpt")
+    torch.manual_seed(0)
+    save_model(d / "base.ckpt", build_model({"base": "tiny"}))
+    save_model(d / "full.ckpt", build_model({"base": "tiny", "correction": True, "max_correction": 3.0}))
+    return d
+
+
+def test_check_feasibility_exit_codes_follow_the_verdict(tiny_data, checkpoints, tmp_path):
+    ok = invoke("check-feasibility", checkpoints / "base.ckpt", "--data", tiny_data / "val.h5",
+                "--max-correction", "1000", "--json", tmp_path / "ok.json")
+    assert ok.exit_code == 0, ok.output
+    assert "FEASIBLE" in ok.output
+    report = json.loads((tmp_path / "ok.json").read_text())
+    assert report["feasible"] and report["region"] == "transparent"
+    t = report["errors"]["transparent"]
+    assert t["median"] <= t["p90"] and t["within_max_correction"] == 1.0
+    bad = invoke("check-feasibility", checkpoints / "base.ckpt", "--data", tiny_data / "val.h5",
+                 "--max-correction", "0.0001")
+    assert bad.exit_code == 3
+    assert bad.output.splitlines()[-1].startswith("Error: infeasible: base mean error on transparent pixels")
+
+
+def test_check_feasibility_statistic_is_the_one_compared(tiny_data, checkpoints):
+    out = invoke("check-feasibility", checkpoints / "base.ckpt", "--data", tiny_data / "val.h5",
+                 "--max-correction", "1000", "--statistic", "p90", "--json")
+    report = json.loads(out.output)
+    assert report["statistic"] == "p90" and report["value"] == report["errors"]["transparent"]["p90"]
+
+
+def test_check_feasibility_reports_saturation_with_a_correction_module(tiny_data, checkpoints):
+    # stdout holds only the JSON; the verdict's error line (if any) goes to stderr
+    report = json.loads(invoke("check-feasibility", checkpoints / "full.ckpt", "--data", tiny_data / "val.h5",
+                               "--json").stdout)
+    assert report["max_correction"] == 3.0 and 0.0 <= report["saturation_fraction"] <= 1.0
+
+
+def test_eval_reports_base_and_final_per_region_and_iters(tiny_data, checkpoints, tmp_path):
+    result = invoke("eval", checkpoints / "full.ckpt", "--data", tiny_data / "val.h5", "--iters", "1",
+                    "--iters", "2", "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [r["iters"] for r in report["runs"]] == [1, 2]
+    run = report["runs"][0]
+    assert run["samples"] == 2 and len(run["per_sample"]) == 2
+    reader = H5Reader(tiny_data / "val.h5")
+    transparent = sum(int(s.transparent.sum()) for s in reader)
+    assert run["final"]["transparent"]["pixels"] == transparent
+    assert run["final"]["all"]["pixels"] == 2 * 40 * 56
+    # the correction is bounded: final and base EPE differ by at most max_correction
+    assert abs(run["final"]["all"]["epe"] - run["base"]["all"]["epe"]) <= 3.0
+    assert "EPE reduction by the correction" in result.output
+
+
+def test_eval_of_base_only_checkpoint_says_so(tiny_data, checkpoints):
+    result = invoke("eval", checkpoints / "base.ckpt", "--data", tiny_data / "val.h5")
+    assert result.exit_code == 0 and "no correction module: base only" in result.output
+
+
+def test_eval_on_unlabeled_data_is_an_error(checkpoints, tmp_path, rng):
+    from polstereo.data.h5format import write_samples
+    from tests.conftest import make_sample
+
+    s = make_sample(rng)
+    s.disparity = None
+    write_samples(tmp_path / "u.h5", [s])
+    result = invoke("eval", checkpoints / "base.ckpt", "--data", tmp_path / "u.h5")
+    assert result.exit_code == 1 and "no sample with a disparity map" in result.output
