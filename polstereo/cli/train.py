@@ -48,6 +48,8 @@ def _options(func):
         click.option("--scale-range", nargs=2, type=float, default=(1.0, 1.0), show_default=True, metavar="MIN MAX"),
         click.option("--vflip-prob", type=click.FloatRange(0, 1), default=0.0, show_default=True,
                      help="Vertical flips (polarizer angles mirrored)."),
+        click.option("--photometric/--no-photometric", default=True, show_default=True,
+                     help="Random gain/offset, identical across the angle images of a view."),
         click.option("--max-disparity", type=float, default=None,
                      help="Ignore ground truth above this in the loss [default: crop width]."),
         click.option("--transparent-weight", type=float, default=1.0, show_default=True,

@@ -32,16 +32,22 @@ class Batch:
 
 
 def iterate_samples(reader: H5Reader, device: torch.device | str = "cpu", max_samples: int | None = None,
-                    require_disparity: bool = True) -> Iterator[Batch]:
-    """Full-resolution samples of ``reader`` (labeled ones only when ``require_disparity``)."""
+                    require_disparity: bool = True, shard: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
+    """Full-resolution samples of ``reader`` (labeled ones only when ``require_disparity``).
+
+    ``shard=(rank, world)`` yields every ``world``-th of them, starting at ``rank``.
+    """
     count = 0
+    rank, world = shard
     for i in range(len(reader)):
         if max_samples is not None and count >= max_samples:
             return
-        s = reader.read(i)
-        if s.disparity is None and require_disparity:
+        if require_disparity and not reader.has(i, "disparity"):
             continue
         count += 1
+        if (count - 1) % world != rank:
+            continue
+        s = reader.read(i)
         h, w = s.shape
         disp = s.disparity if s.disparity is not None else np.full((h, w), np.nan, np.float32)
         valid = s.valid_mask() if s.disparity is not None else np.zeros((h, w), bool)
@@ -70,11 +76,14 @@ class EvalResult:
 def evaluate_model(model, reader: H5Reader, device: torch.device | str = "cpu", iters: int | None = None,
                    warp_source: str = "pred", max_samples: int | None = None,
                    on_sample: Callable[[Batch, dict], None] | None = None,
-                   autocast_dtype: torch.dtype | None = None) -> EvalResult:
+                   autocast_dtype: torch.dtype | None = None, shard: tuple[int, int] = (0, 1),
+                   reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> EvalResult:
     """Score ``model`` on every labeled sample of ``reader``.
 
     ``warp_source`` is ``"pred"`` (inference behaviour) or ``"gt"`` (stage B's view).
     ``on_sample(batch, outputs)`` sees each sample's outputs (for pictures, logs).
+    Under DDP, ``shard=(rank, world)`` splits the samples and ``reduce`` sums the
+    running totals over ranks (per-sample values stay local).
     """
     was_training = model.training
     model.eval()
@@ -83,7 +92,7 @@ def evaluate_model(model, reader: H5Reader, device: torch.device | str = "cpu", 
     names = []
     device = torch.device(device)
     try:
-        for batch in iterate_samples(reader, device, max_samples):
+        for batch in iterate_samples(reader, device, max_samples, shard=shard):
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 out = model(batch.left, batch.right, angles_deg=reader.angles_deg, iters=iters,
                             gt_disparity=batch.disparity if warp_source == "gt" else None,
@@ -102,6 +111,11 @@ def evaluate_model(model, reader: H5Reader, device: torch.device | str = "cpu", 
                 on_sample(batch, out)
     finally:
         model.train(was_training)
+    if reduce is not None:
+        for acc in (final, base):
+            acc.sums = {region: reduce(sums) for region, sums in acc.sums.items()}
+        totals = reduce(torch.tensor([saturation, saturated_samples, count], dtype=torch.float64))
+        saturation, saturated_samples, count = float(totals[0]), int(totals[1]), int(totals[2])
     if count == 0:
         raise PolstereoError(f"{reader.path}: no sample with a disparity map to evaluate on")
     per_sample = [{"name": n, "final": f, "base": b} for n, f, b in zip(names, final.per_sample, base.per_sample)]

@@ -29,6 +29,7 @@ from polstereo.models.correction import CorrectionConfig, CorrectionModule
 from polstereo.models.registry import build_model
 from polstereo.training.checkpoint import (load_checkpoint, lineage_stages, restore_rng, rng_state,
                                            save_checkpoint)
+from polstereo.training.distributed import all_reduce_sum, barrier, cleanup, init_distributed
 from polstereo.training.losses import masked_l1, pixel_weights, sequence_loss
 from polstereo.training.schedules import Schedule, make_scheduler
 from polstereo.training.stages import STAGES, StageConfig
@@ -62,6 +63,7 @@ class TrainConfig:
     crop_size: tuple[int, int] = (256, 320)
     scale_range: tuple[float, float] = (1.0, 1.0)
     vflip_prob: float = 0.0
+    photometric: bool = True
     max_disparity: float | None = None
     transparent_weight: float = 1.0
     gamma: float = 0.9
@@ -197,6 +199,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     out_dir = Path(cfg.out)
     last_path, best_path = out_dir / "last.ckpt", out_dir / "best.ckpt"
     device = resolve_device(cfg.device)
+    dist_info, device = init_distributed(device)
+    if not dist_info.is_main:
+        log = lambda msg: None  # noqa: E731  (one voice: rank 0)
     amp_dtype = resolve_amp(cfg.amp, device)
     if cfg.steps <= 0 or cfg.batch_size <= 0:
         raise PolstereoError("--steps and --batch-size must be positive")
@@ -210,6 +215,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         raise PolstereoError("no --train file given")
     augment = AugmentConfig(crop_size=tuple(cfg.crop_size), scale_range=tuple(cfg.scale_range),
                             vflip_prob=cfg.vflip_prob)
+    if not cfg.photometric:
+        augment = dataclasses.replace(augment, gain_range=(1.0, 1.0), offset_range=(0.0, 0.0), asymmetric_prob=0.0)
     datasets = [StereoCropDataset(p, augment, seed=cfg.seed) for p in train_files]
     mixture = MixtureDataset(datasets)
     val_reader = H5Reader(cfg.val) if cfg.val else None
@@ -256,7 +263,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     if sum(steps_per) != cfg.steps:
         if cfg.dataset_steps:
             raise PolstereoError(f"--dataset-steps sum to {sum(steps_per)} but --steps is {cfg.steps}")
-    plan = MixturePlan([len(d) for d in datasets], steps_per, cfg.batch_size, seed=cfg.seed, order=cfg.dataset_order)
+    global_batch = cfg.batch_size * dist_info.world_size
+    plan = MixturePlan([len(d) for d in datasets], steps_per, global_batch, seed=cfg.seed, order=cfg.dataset_order)
     trainable = [p for p in model.parameters() if p.requires_grad]
     if not trainable:
         raise PolstereoError(f"stage {stage.name}: nothing to train")
@@ -275,6 +283,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             scaler.load_state_dict(resume_payload["scaler"])
         restore_rng(resume_payload.get("rng", {}))
         start_step = int(resume_payload["step"])
+        saved_batch = int(resume_payload.get("global_batch", global_batch))
+        if saved_batch != global_batch:
+            raise PolstereoError(f"--resume: the run used a global batch of {saved_batch} "
+                                 f"(batch size x processes); this one has {global_batch}")
         best_score = float(resume_payload.get("best_score", math.inf))
         skipped = int(resume_payload.get("skipped_steps", 0))
         val_metrics = resume_payload.get("val_metrics")
@@ -287,20 +299,23 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
              "val": str(cfg.val) if cfg.val else None, "steps": plan.total_steps}
 
     def save(path: Path, step: int, complete: bool) -> None:
+        if not dist_info.is_main:
+            return
         record = dict(entry, steps_done=step, complete=complete, metrics=_brief(val_metrics),
                       finished_at=time.strftime("%Y-%m-%dT%H:%M:%S") if complete else None)
         save_checkpoint(path, model, stage=stage.name, lineage=lineage + [record], train_config=cfg.plain(),
                         step=step, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                         scaler=scaler.state_dict() if scaler.is_enabled() else {}, rng=rng_state(),
                         val_metrics=val_metrics, best_score=best_score, skipped_steps=skipped,
-                        feasibility=feasibility)
+                        feasibility=feasibility, global_batch=global_batch, world_size=dist_info.world_size)
 
     def validate(step: int) -> None:
         nonlocal val_metrics, best_score
         if val_reader is None:
             return
         res = evaluate_model(model, val_reader, device, iters=cfg.iters, max_samples=cfg.val_samples,
-                             autocast_dtype=amp_dtype)
+                             autocast_dtype=amp_dtype, shard=(dist_info.rank, dist_info.world_size),
+                             reduce=(lambda t: all_reduce_sum(t, dist_info)) if dist_info.enabled else None)
         val_metrics = {"final": res.final, "base": res.base, "saturation_fraction": res.saturation_fraction,
                        "step": step}
         score = _val_score(val_metrics)
@@ -312,9 +327,17 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             save(best_path, step, complete=False)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    sampler = PlanSampler(plan, start_step=start_step)
+    sampler = PlanSampler(plan, start_step=start_step, rank=dist_info.rank, world_size=dist_info.world_size)
     loader = DataLoader(mixture, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                         pin_memory=device.type == "cuda", persistent_workers=False)
+    train_model = model
+    if dist_info.enabled:
+        # frozen parts have requires_grad=False, so DDP neither waits for nor reduces them
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    log(f"stage {stage.name} ({stage.command}): {plan.total_steps} steps, global batch {global_batch} "
+        f"({cfg.batch_size} x {dist_info.world_size} process{'es' if dist_info.enabled else ''}), device {device}"
+        + (f", amp {str(amp_dtype).split('.')[-1]}" if amp_dtype is not None else ""))
     log_path = out_dir / "train_log.jsonl"
     history: list[dict] = []
     consecutive_bad = 0
@@ -322,7 +345,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     end_step = plan.total_steps if cfg.stop_after is None else min(plan.total_steps, cfg.stop_after)
     from tqdm import tqdm
 
-    bar = tqdm(total=end_step - start_step, desc=f"{stage.command}", disable=cfg.quiet or None, leave=False)
+    bar = tqdm(total=end_step - start_step, desc=f"{stage.command}",
+               disable=True if (cfg.quiet or not dist_info.is_main) else None, leave=False)
     model.train()
     t0 = time.perf_counter()
     try:
@@ -332,12 +356,19 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             gt_for_warp = torch.where(batch["valid"], batch["disparity"], torch.full_like(batch["disparity"], math.nan))
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                out = model(batch["left"], batch["right"], angles_deg=angles, iters=cfg.iters,
+                out = train_model(batch["left"], batch["right"], angles_deg=angles, iters=cfg.iters,
                             gt_disparity=gt_for_warp if stage.warp_source == "gt" else None,
                             warp_source=stage.warp_source or "pred")
             loss = _loss(out, batch, stage, cfg, batch["left"].shape[-1])
             optimizer.zero_grad(set_to_none=True)
-            if not torch.isfinite(loss):
+            finite = bool(torch.isfinite(loss))
+            if dist_info.enabled:
+                # every rank must agree to skip, or the gradient all-reduce would hang
+                finite = float(all_reduce_sum(torch.tensor([0.0 if finite else 1.0], device=device), dist_info)) == 0
+                if not finite:
+                    (loss * 0).backward()  # let DDP finish this iteration's reduction
+                    optimizer.zero_grad(set_to_none=True)
+            if not finite:
                 skipped += 1
                 consecutive_bad += 1
                 if consecutive_bad >= MAX_CONSECUTIVE_NONFINITE:
@@ -354,7 +385,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             scheduler.step()
             step += 1
             bar.update(1)
-            if step % cfg.log_every == 0 or step == end_step:
+            if dist_info.is_main and (step % cfg.log_every == 0 or step == end_step):
                 record = {"step": step, "loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"],
                           "skipped": skipped, "seconds": round(time.perf_counter() - t0, 2)}
                 if out.get("saturation_fraction") is not None:
@@ -378,6 +409,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     save(last_path, step, complete=complete)
     if complete and val_reader is None:
         save(best_path, step, complete=True)  # nothing to choose by: the final weights
+    barrier(dist_info)
+    cleanup(dist_info)
     log(f"stage {stage.name} ({stage.command}): {step}/{plan.total_steps} steps"
         f"{' (stopped early)' if not complete else ''}, {skipped} skipped non-finite, checkpoint {last_path}")
     return TrainResult(out=out_dir, steps_done=step, skipped_steps=skipped, val_metrics=val_metrics,
