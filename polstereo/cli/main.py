@@ -18,11 +18,13 @@ from polstereo.errors import EXIT_FAILURE, PolstereoError
 # command name -> "module:attribute"; a new command is a new row.
 COMMANDS: dict[str, str] = {
     "inspect": "polstereo.cli.data:inspect_cmd",
+    "convert-dataset": "polstereo.cli.convert:convert_dataset_cmd",
     "adapt": "polstereo.cli.train:adapt_cmd",
     "learn-pol": "polstereo.cli.train:learn_pol_cmd",
     "finetune": "polstereo.cli.train:finetune_cmd",
     "check-feasibility": "polstereo.cli.evaluate:check_feasibility_cmd",
     "eval": "polstereo.cli.evaluate:eval_cmd",
+    "infer": "polstereo.cli.infer:infer_cmd",
 }
 
 

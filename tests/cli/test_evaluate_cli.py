@@ -83,3 +83,14 @@ def test_eval_on_unlabeled_data_is_an_error(checkpoints, tmp_path, rng):
     write_samples(tmp_path / "u.h5", [s])
     result = invoke("eval", checkpoints / "base.ckpt", "--data", tmp_path / "u.h5")
     assert result.exit_code == 1 and "no sample with a disparity map" in result.output
+
+
+def test_eval_save_vis_writes_three_pictures_per_sample(tiny_data, checkpoints, tmp_path):
+    from polstereo.io.images import read_image
+
+    result = invoke("eval", checkpoints / "full.ckpt", "--data", tiny_data / "val.h5", "--save-vis", tmp_path / "vis",
+                    "--quiet")
+    assert result.exit_code == 0, result.output
+    names = sorted(p.name for p in (tmp_path / "vis").iterdir())
+    assert len(names) == 6 and {n.rsplit("_", 1)[1] for n in names} == {"pred.png", "gt.png", "error.png"}
+    assert read_image(tmp_path / "vis" / names[0]).shape == (40, 56, 3)
