@@ -13,12 +13,12 @@ from polstereo.errors import EXIT_INFEASIBLE, PolstereoError
 _PATH = click.Path(path_type=Path)
 
 
-def _load(checkpoint: Path, device: str):
-    from polstereo.models.registry import load_model
+def _load(checkpoint: Path, device: str, use_ema: bool = False):
+    from polstereo.training.checkpoint import load_for_inference
     from polstereo.training.trainer import resolve_device
 
     dev = resolve_device(device)
-    model, payload = load_model(checkpoint, map_location=dev)
+    model, payload = load_for_inference(checkpoint, use_ema=use_ema, map_location=dev)
     return model.to(dev).eval(), payload, dev
 
 
@@ -83,9 +83,10 @@ def check_feasibility_cmd(checkpoint, data, max_correction, statistic, iters, ma
               help="Write colourised prediction, ground truth and error maps here.")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="off", show_default=True)
+@click.option("--use-ema", is_flag=True, help="Evaluate the EMA teacher's weights (runs with --mask-ratio/--ema-decay).")
 @quiet_option
 @json_option
-def eval_cmd(checkpoint, data, iters, max_samples, save_vis, device, amp, quiet, json_out):
+def eval_cmd(checkpoint, data, iters, max_samples, save_vis, device, amp, use_ema, quiet, json_out):
     """Metrics per region (all / transparent / opaque), base-only and with correction.
 
     EPE, rmse, bad-1/2/3, 1/3/5 px accuracies, relepe and D1 (docs/metrics.md),
@@ -95,7 +96,7 @@ def eval_cmd(checkpoint, data, iters, max_samples, save_vis, device, amp, quiet,
     from polstereo.evaluation.evaluate import evaluate_model
     from polstereo.training.trainer import resolve_amp
 
-    model, payload, dev = _load(checkpoint, device)
+    model, payload, dev = _load(checkpoint, device, use_ema)
     reader = H5Reader(data)
     amp_dtype = resolve_amp(amp, dev)
     counts = list(iters) or [None]

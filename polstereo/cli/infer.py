@@ -58,6 +58,7 @@ def _formats(ctx, param, values: tuple[str, ...]) -> tuple[str, ...]:
               help="Mixed precision (auto: bf16 on GPUs that support it, off on CPUs).")
 @click.option("--iters", type=click.IntRange(1), default=None, help="Base refinement iterations [model default].")
 @click.option("--use-base-only", is_flag=True, help="Skip the polarization correction (base model on S0/2).")
+@click.option("--use-ema", is_flag=True, help="Use the EMA teacher's weights (runs trained with --mask-ratio/--ema-decay).")
 @click.option("--max-size", type=click.IntRange(16), default=None, metavar="PIXELS",
               help="Downscale so the long side is at most PIXELS, run, upsample the disparity back (x scale).")
 @click.option("--tile", "tile_rows", type=click.IntRange(8), default=None, metavar="ROWS",

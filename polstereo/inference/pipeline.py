@@ -86,6 +86,7 @@ class InferConfig:
     amp: str = "auto"
     iters: int | None = None
     use_base_only: bool = False
+    use_ema: bool = False
     max_size: int | None = None
     tile_rows: int | None = None
     tile_overlap: int = 32
@@ -272,7 +273,7 @@ def run_inference(config: InferConfig, model=None, log: Callable[[str], None] = 
     loading ``config.checkpoint``. ``log`` receives the few lines meant for people (each
     no-correction note once per run).
     """
-    from polstereo.models.registry import load_model
+    from polstereo.training.checkpoint import load_for_inference
     from polstereo.training.trainer import resolve_amp, resolve_device
 
     config.check()
@@ -283,7 +284,7 @@ def run_inference(config: InferConfig, model=None, log: Callable[[str], None] = 
     device = resolve_device(config.device)
     amp_dtype = resolve_amp(config.amp, device)
     if model is None:
-        model, _ = load_model(config.checkpoint, map_location="cpu")
+        model, _ = load_for_inference(config.checkpoint, use_ema=config.use_ema, map_location="cpu")
     model = model.to(device).eval()
     correction = getattr(model, "correction", None)
     max_correction = float(getattr(model, "max_correction", 4.0))

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from polstereo.errors import PolstereoError
-from polstereo.models.registry import read_payload, save_model
+from polstereo.models.registry import load_model, read_payload, save_model
 
 CHECKPOINT_VERSION = 1
 
@@ -59,3 +59,13 @@ def restore_rng(state: dict) -> None:
         torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_for_inference(path: str | Path, use_ema: bool = False, map_location="cpu"):
+    """``(model, payload)`` from a model or checkpoint file; ``use_ema`` takes the EMA teacher's weights."""
+    model, payload = load_model(path, map_location=map_location)
+    if use_ema:
+        if "ema_state_dict" not in payload:
+            raise PolstereoError(f"{path}: has no EMA teacher (it was trained without --mask-ratio or --ema-decay)")
+        model.load_state_dict(payload["ema_state_dict"], strict=True)
+    return model, payload

@@ -30,7 +30,9 @@ from polstereo.models.registry import build_model
 from polstereo.training.checkpoint import (load_checkpoint, lineage_stages, restore_rng, rng_state,
                                            save_checkpoint)
 from polstereo.training.distributed import all_reduce_sum, barrier, cleanup, init_distributed
+from polstereo.polar.features import intensity_image
 from polstereo.training.losses import masked_l1, pixel_weights, sequence_loss
+from polstereo.training.mim import EMATeacher, ReconstructionHead, StudentWithHead, mask_views, patch_mask
 from polstereo.training.schedules import Schedule, make_scheduler
 from polstereo.training.stages import STAGES, StageConfig
 
@@ -80,6 +82,11 @@ class TrainConfig:
     amp: str = "auto"
     deterministic: bool = False
     feasibility_statistic: str = "mean"
+    mask_ratio: float = 0.0
+    mask_patch: int = 16
+    mim_weight: float = 1.0
+    ema_decay: float | None = None
+    pseudo_weight: float = 1.0
     quiet: bool = False
     stop_after: int | None = None  # end the run after this step (time-boxed jobs, interruption tests)
 
@@ -265,7 +272,19 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             raise PolstereoError(f"--dataset-steps sum to {sum(steps_per)} but --steps is {cfg.steps}")
     global_batch = cfg.batch_size * dist_info.world_size
     plan = MixturePlan([len(d) for d in datasets], steps_per, global_batch, seed=cfg.seed, order=cfg.dataset_order)
-    trainable = [p for p in model.parameters() if p.requires_grad]
+    use_mim = cfg.mask_ratio > 0
+    if not 0.0 <= cfg.mask_ratio < 1.0:
+        raise PolstereoError(f"--mask-ratio must be in [0, 1), got {cfg.mask_ratio}")
+    ema_decay = cfg.ema_decay if cfg.ema_decay is not None else (0.999 if use_mim else None)
+    head = None
+    if use_mim:
+        feature_dim = getattr(getattr(model.base, "config", None), "feature_dim", None)
+        if feature_dim is None:
+            raise PolstereoError("--mask-ratio needs a built-in base model (its left features feed the "
+                                 "reconstruction head)")
+        channels = 3 if datasets[0].reader.attrs["color"] == "rgb" else 1
+        head = ReconstructionHead(feature_dim, channels).to(device)
+    trainable = [p for p in model.parameters() if p.requires_grad] + (list(head.parameters()) if head else [])
     if not trainable:
         raise PolstereoError(f"stage {stage.name}: nothing to train")
     peak_lr = cfg.lr if cfg.lr is not None else stage.lr
@@ -282,6 +301,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         if resume_payload.get("scaler"):
             scaler.load_state_dict(resume_payload["scaler"])
         restore_rng(resume_payload.get("rng", {}))
+        if head is not None:
+            if "mim_head" not in resume_payload:
+                raise PolstereoError(f"--resume: {last_path} was trained without --mask-ratio")
+            head.load_state_dict(resume_payload["mim_head"])
         start_step = int(resume_payload["step"])
         saved_batch = int(resume_payload.get("global_batch", global_batch))
         if saved_batch != global_batch:
@@ -293,6 +316,12 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         log(f"resuming stage {stage.name} at step {start_step}/{plan.total_steps} from {last_path}")
         if start_step >= plan.total_steps:
             log("run already complete")
+
+    teacher = None
+    if ema_decay is not None:
+        teacher = EMATeacher(model, ema_decay)
+        if resume_payload is not None and "ema_state_dict" in resume_payload:
+            teacher.model.load_state_dict(resume_payload["ema_state_dict"])
 
     entry = {"stage": stage.name, "command": stage.command, "init": init_desc,
              "train": [str(p) for p in train_files], "dataset_steps": list(steps_per),
@@ -307,7 +336,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                         step=step, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                         scaler=scaler.state_dict() if scaler.is_enabled() else {}, rng=rng_state(),
                         val_metrics=val_metrics, best_score=best_score, skipped_steps=skipped,
-                        feasibility=feasibility, global_batch=global_batch, world_size=dist_info.world_size)
+                        feasibility=feasibility, global_batch=global_batch, world_size=dist_info.world_size,
+                        **({"ema_state_dict": teacher.model.state_dict(), "ema_decay": ema_decay} if teacher else {}),
+                        **({"mim_head": head.state_dict()} if head is not None else {}))
 
     def validate(step: int) -> None:
         nonlocal val_metrics, best_score
@@ -330,11 +361,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     sampler = PlanSampler(plan, start_step=start_step, rank=dist_info.rank, world_size=dist_info.world_size)
     loader = DataLoader(mixture, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                         pin_memory=device.type == "cuda", persistent_workers=False)
-    train_model = model
+    train_model = StudentWithHead(model, head) if head is not None else model
     if dist_info.enabled:
         # frozen parts have requires_grad=False, so DDP neither waits for nor reduces them
         train_model = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            train_model, device_ids=[device.index] if device.type == "cuda" else None)
     log(f"stage {stage.name} ({stage.command}): {plan.total_steps} steps, global batch {global_batch} "
         f"({cfg.batch_size} x {dist_info.world_size} process{'es' if dist_info.enabled else ''}), device {device}"
         + (f", amp {str(amp_dtype).split('.')[-1]}" if amp_dtype is not None else ""))
@@ -355,11 +386,30 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                 break
             batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
             gt_for_warp = torch.where(batch["valid"], batch["disparity"], torch.full_like(batch["disparity"], math.nan))
+            left, right = batch["left"], batch["right"]
+            if use_mim:
+                size, n = left.shape[-2:], left.shape[0]
+                mask_seed = (cfg.seed * 1_000_003 + step) * 64 + dist_info.rank * 2
+                mask_left = patch_mask(n, size, cfg.mask_ratio, cfg.mask_patch, mask_seed, device)
+                mask_right = patch_mask(n, size, cfg.mask_ratio, cfg.mask_patch, mask_seed + 1, device)
+                left, right = mask_views(left, mask_left), mask_views(right, mask_right)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                out = train_model(batch["left"], batch["right"], angles_deg=angles, iters=cfg.iters,
-                            gt_disparity=gt_for_warp if stage.warp_source == "gt" else None,
-                            warp_source=stage.warp_source or "pred")
+                out = train_model(left, right, angles_deg=angles, iters=cfg.iters,
+                                  gt_disparity=gt_for_warp if stage.warp_source == "gt" else None,
+                                  warp_source=stage.warp_source or "pred")
+                pseudo = None
+                if teacher is not None:
+                    pseudo = teacher(batch["left"], batch["right"], angles_deg=angles, iters=cfg.iters,
+                                     warp_source="pred")["disparity"].float()
             loss = _loss(out, batch, stage, cfg, batch["left"].shape[-1])
+            if use_mim:
+                target = intensity_image(batch["left"], angles)
+                weight = mask_left.expand_as(target).float()
+                loss = loss + cfg.mim_weight * masked_l1(out["reconstruction"], target, weight)
+            if pseudo is not None and cfg.pseudo_weight:
+                # the teacher supervises only where ground truth is missing
+                unlabeled = (~batch["valid"]).float() * torch.isfinite(pseudo).float()
+                loss = loss + cfg.pseudo_weight * masked_l1(out["disparity"], torch.nan_to_num(pseudo), unlabeled)
             optimizer.zero_grad(set_to_none=True)
             finite = bool(torch.isfinite(loss))
             if dist_info.enabled:
@@ -382,6 +432,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                     torch.nn.utils.clip_grad_norm_(trainable, cfg.clip_grad_norm)
                 scaler.step(optimizer)
                 scaler.update()
+                if teacher is not None:
+                    teacher.update(model)
             scheduler.step()
             step += 1
             bar.update(1)

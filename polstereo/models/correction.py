@@ -1,0 +1,125 @@
+"""Polarization correction module: pol_diff -> a bounded disparity correction.
+
+Inputs (all ``(B, ·, H, W)`` at full resolution):
+
+- ``pol_diff = P(left) - warp(P(right), d)``, P the normalized Stokes features
+  (``polstereo.polar.features.pol_features``, 2C channels): near zero where ``d`` is the
+  true disparity of the polarizing surface, structured where it is not;
+- ``pol_left = P(left)`` (2C channels), to tell weak signal from agreement;
+- ``disparity_norm``: the base disparity divided by the image width (1 channel);
+- ``valid``: the warp validity (1 channel).
+
+A light stem at full resolution, dilated residual blocks at 1/2 resolution for
+context, a bilinear upsample fused (1x1) with the stem, and a 3x3 head produce ``raw``;
+``correction = max_correction * tanh(raw)`` (:func:`bounded_correction`), so
+``|correction| <= max_correction`` whatever the input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from polstereo.errors import PolstereoError
+from polstereo.models.base.encoder import NORMS, ResidualBlock, make_norm
+
+DEFAULT_SATURATION_THRESHOLD = 0.99
+
+
+@dataclass(frozen=True)
+class CorrectionConfig:
+    """Shape of a :class:`CorrectionModule` (plain values, round-trips through a dict).
+
+    color_channels: C of the angle stacks (1 mono, 3 RGB); inputs have 4C + 2 channels.
+    width: channels at 1/2 resolution (half of it at full resolution);
+    dilations: one residual block per entry, at 1/2 resolution.
+    norm: ``group`` (default, batch-size independent) | ``batch`` | ``instance`` | ``none``.
+    saturation_threshold: |tanh(raw)| above this counts as saturated.
+    """
+
+    color_channels: int = 1
+    width: int = 32
+    dilations: tuple[int, ...] = (1, 2, 4)
+    norm: str = "group"
+    saturation_threshold: float = DEFAULT_SATURATION_THRESHOLD
+
+    def __post_init__(self):
+        if self.color_channels not in (1, 3):
+            raise PolstereoError(f"correction color_channels must be 1 or 3, got {self.color_channels}")
+        if self.norm not in NORMS:
+            raise PolstereoError(f"unknown norm {self.norm!r}; expected one of {', '.join(NORMS)}")
+        object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
+
+    @property
+    def in_channels(self) -> int:
+        return 4 * self.color_channels + 2
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["dilations"] = list(self.dilations)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "CorrectionConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise PolstereoError(f"unknown correction module option(s): {', '.join(unknown)}")
+        return cls(**values)
+
+
+def bounded_correction(raw: torch.Tensor, max_correction: float) -> torch.Tensor:
+    """``max_correction * tanh(raw)``: a correction in pixels, ``|·| <= max_correction``."""
+    return max_correction * torch.tanh(raw)
+
+
+def saturation_fraction(raw: torch.Tensor, threshold: float = DEFAULT_SATURATION_THRESHOLD,
+                        mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Share of pixels with ``|tanh(raw)| > threshold`` (a 0-dim tensor in [0, 1]).
+
+    The danger signal of the three-stage plan: a saturated tanh has (almost) no gradient.
+    ``mask`` (bool, broadcastable to ``raw``) restricts the count to some pixels; an
+    empty mask gives 0.
+    """
+    saturated = (torch.tanh(raw.detach()).abs() > threshold).to(torch.float32)
+    if mask is None:
+        return saturated.mean()
+    mask = mask.expand_as(saturated).to(torch.float32)
+    return (saturated * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+class CorrectionModule(nn.Module):
+    """``forward(pol_diff, pol_left, disparity_norm, valid) -> raw (B, 1, H, W)``; see module doc."""
+
+    def __init__(self, config: CorrectionConfig = CorrectionConfig()):
+        super().__init__()
+        self.config = config
+        c = config.width
+        # Full resolution is where the cost is: keep it to half the channels and 1x1 fusion.
+        c_full = max(8, c // 2)
+        self.stem = nn.Sequential(nn.Conv2d(config.in_channels, c_full, 3, padding=1),
+                                  make_norm(config.norm, c_full), nn.ReLU(inplace=True))
+        self.down = ResidualBlock(c_full, c, config.norm, stride=2)
+        self.context = nn.Sequential(*[ResidualBlock(c, c, config.norm, dilation=d) for d in config.dilations])
+        self.fuse = nn.Sequential(nn.Conv2d(c_full + c, c_full, 1), make_norm(config.norm, c_full),
+                                  nn.ReLU(inplace=True))
+        self.head = nn.Conv2d(c_full, 1, 3, padding=1)
+        # Small rather than zero: raw starts near 0 (no correction, tanh far from
+        # saturation) while every layer still receives gradient from the first step.
+        nn.init.normal_(self.head.weight, std=1e-3)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, pol_diff: torch.Tensor, pol_left: torch.Tensor, disparity_norm: torch.Tensor,
+                valid: torch.Tensor) -> torch.Tensor:
+        x = torch.cat([pol_diff, pol_left, disparity_norm, valid.to(pol_diff.dtype)], dim=1)
+        if x.shape[1] != self.config.in_channels:
+            raise PolstereoError(f"correction module expects {self.config.in_channels} input channels "
+                                 f"(color_channels={self.config.color_channels}), got {x.shape[1]}")
+        full = self.stem(x)
+        half = self.context(self.down(full))
+        up = F.interpolate(half, size=full.shape[-2:], mode="bilinear", align_corners=False)
+        return self.head(self.fuse(torch.cat([full, up], dim=1)))

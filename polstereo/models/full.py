@@ -1,0 +1,173 @@
+"""The full network: base stereo model + polarization correction.
+
+``final = base_disparity + max_correction * tanh(raw)``, ``raw`` from the correction
+module fed with ``pol_diff = P(left) - warp(P(right), d_warp)``. Where ``d_warp`` comes
+from is chosen per call, as the three-stage plan needs:
+
+- ``warp_source="gt"`` (stage B): the ground-truth disparity; its non-finite pixels
+  fall back to the base prediction;
+- ``warp_source="pred"`` (stage C, inference): the base prediction, detached or not
+  (``detach_warp``).
+
+Freezing a part (``freeze_base()`` ...) turns off its gradients *and* keeps its
+normalization layers in eval mode through later ``model.train()`` calls.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from polstereo.errors import PolstereoError
+from polstereo.models.correction import CorrectionModule, bounded_correction, saturation_fraction
+from polstereo.models.warp import warp
+from polstereo.polar.features import intensity_image, pol_features
+from polstereo.polar.stokes import DEFAULT_ANGLES_DEG
+
+WARP_SOURCES = ("gt", "pred")
+PARTS = ("base", "correction")
+
+
+class PolStereoModel(nn.Module):
+    """Base stereo model plus optional polarization correction.
+
+    Args:
+        base: a base model, ``forward(left, right, iters=None) -> dict`` on ``(B, C, H, W)``
+            images in [0, 1] (``BaseStereoNet`` or ``S2M2Base``).
+        correction: a :class:`CorrectionModule`, or None for a base-only model (stage A).
+        max_correction: bound of the correction, pixels.
+        angles_deg: polarizer angles of the input stacks (per-call override in ``forward``).
+    """
+
+    def __init__(self, base: nn.Module, correction: CorrectionModule | None = None,
+                 max_correction: float = 4.0, angles_deg: Sequence[float] = DEFAULT_ANGLES_DEG):
+        super().__init__()
+        if max_correction <= 0:
+            raise PolstereoError(f"max_correction must be positive, got {max_correction}")
+        self.base = base
+        self.correction = correction
+        self.max_correction = float(max_correction)
+        self.angles_deg = tuple(float(a) for a in angles_deg)
+        self._frozen = {part: False for part in PARTS}
+
+    # ------------------------------------------------------------------ freezing
+    def _part(self, part: str) -> nn.Module | None:
+        if part not in PARTS:
+            raise ValueError(f"unknown part {part!r}; expected one of {PARTS}")
+        return getattr(self, part)
+
+    def set_frozen(self, part: str, frozen: bool) -> "PolStereoModel":
+        """Freeze (no gradients, eval-mode normalization) or unfreeze ``base`` / ``correction``."""
+        module = self._part(part)
+        self._frozen[part] = bool(frozen)
+        if module is not None:
+            for p in module.parameters():
+                p.requires_grad_(not frozen)
+            module.train(self.training and not frozen)
+        return self
+
+    def is_frozen(self, part: str) -> bool:
+        self._part(part)
+        return self._frozen[part]
+
+    def freeze_base(self):
+        return self.set_frozen("base", True)
+
+    def unfreeze_base(self):
+        return self.set_frozen("base", False)
+
+    def freeze_correction(self):
+        return self.set_frozen("correction", True)
+
+    def unfreeze_correction(self):
+        return self.set_frozen("correction", False)
+
+    def train(self, mode: bool = True) -> "PolStereoModel":
+        super().train(mode)
+        for part, frozen in self._frozen.items():
+            module = getattr(self, part)
+            if frozen and module is not None:
+                module.eval()
+        return self
+
+    # ------------------------------------------------------------------ forward
+    def forward_intensity(self, left: torch.Tensor, right: torch.Tensor, iters: int | None = None,
+                          all_estimates: bool | None = None) -> dict:
+        """Base model alone on ordinary images ``(B, C, H, W)`` in [0, 1] (no polarization)."""
+        return self.base(left, right, iters=iters, all_estimates=all_estimates)
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor, angles_deg: Sequence[float] | None = None,
+                gt_disparity: torch.Tensor | None = None, warp_source: str = "pred",
+                detach_warp: bool = True, iters: int | None = None, all_estimates: bool | None = None) -> dict:
+        """Run on polarizer-angle stacks ``left``, ``right`` ``(B, A, C, H, W)`` in [0, 1].
+
+        Args:
+            angles_deg: the A polarizer angles (default: the model's).
+            gt_disparity: ``(B, 1, H, W)`` or ``(B, H, W)``, pixels, non-finite = unknown;
+                required for ``warp_source="gt"``.
+            warp_source: ``"gt"`` or ``"pred"``, the disparity that warps the right features.
+            detach_warp: stop gradients through the predicted warp disparity.
+            iters: base refinement iterations (default: the base's).
+            all_estimates: return every intermediate base estimate in ``disparities``
+                (default: in training mode; see the base model).
+
+        Returns the base's dict (``disparities``, ``features``, ``confidence``, ...) with
+        ``disparity`` replaced by the final estimate ``(B, 1, H, W)`` (>= 0) and
+        ``base_disparity``, ``correction`` (pixels), ``raw``, ``saturation_fraction``
+        (0-dim tensor), ``pol_diff`` and ``warp_valid`` added. Without a correction
+        module, ``disparity`` is the base disparity and the correction entries are None.
+        """
+        angles = self.angles_deg if angles_deg is None else tuple(float(a) for a in angles_deg)
+        _check_stacks(left, right, len(angles))
+        if warp_source not in WARP_SOURCES:
+            raise PolstereoError(f"unknown warp_source {warp_source!r}; expected one of {', '.join(WARP_SOURCES)}")
+        intensity_left = intensity_image(left, angles).clamp(0.0, 1.0)
+        intensity_right = intensity_image(right, angles).clamp(0.0, 1.0)
+        out = dict(self.base(intensity_left, intensity_right, iters=iters, all_estimates=all_estimates))
+        base_disparity = out["disparity"]
+        out["base_disparity"] = base_disparity
+        if self.correction is None:
+            out.update(correction=None, raw=None, saturation_fraction=None, pol_diff=None, warp_valid=None)
+            return out
+
+        predicted = base_disparity.detach() if detach_warp else base_disparity
+        if warp_source == "gt":
+            gt = _check_gt(gt_disparity, base_disparity.shape)
+            warp_disparity = torch.where(torch.isfinite(gt), gt.to(predicted.dtype), predicted)
+        else:
+            warp_disparity = predicted
+        pol_left = pol_features(left, angles)
+        warped_right, valid = warp(pol_features(right, angles), warp_disparity)
+        pol_diff = (pol_left - warped_right) * valid.to(pol_left.dtype)
+        width = base_disparity.shape[-1]
+        raw = self.correction(pol_diff, pol_left, base_disparity / width, valid)
+        correction = bounded_correction(raw, self.max_correction)
+        out.update(
+            disparity=(base_disparity + correction).clamp_min(0.0),
+            correction=correction,
+            raw=raw,
+            saturation_fraction=saturation_fraction(raw, self.correction.config.saturation_threshold),
+            pol_diff=pol_diff,
+            warp_valid=valid,
+        )
+        return out
+
+
+def _check_stacks(left: torch.Tensor, right: torch.Tensor, n_angles: int) -> None:
+    if left.dim() != 5 or left.shape != right.shape:
+        raise PolstereoError(f"expected left/right angle stacks of equal shape (B, A, C, H, W), "
+                             f"got {tuple(left.shape)} and {tuple(right.shape)}")
+    if left.shape[1] != n_angles:
+        raise PolstereoError(f"angle stacks hold {left.shape[1]} images but {n_angles} polarizer angles are set")
+
+
+def _check_gt(gt: torch.Tensor | None, shape: torch.Size) -> torch.Tensor:
+    if gt is None:
+        raise PolstereoError('warp_source="gt" needs gt_disparity')
+    if gt.dim() == 3:
+        gt = gt.unsqueeze(1)
+    if gt.shape != shape:
+        raise PolstereoError(f"gt_disparity has shape {tuple(gt.shape)}, expected {tuple(shape)}")
+    return gt

@@ -1,0 +1,38 @@
+"""Disparity warp: bring a right-view image into the left view.
+
+``warped(u, v) = x(u - d(u, v), v)``: the left pixel u sees the same point as the
+right pixel u - d. Bilinear sampling with pixel centres at integer coordinates
+(``align_corners=True``), so integer disparities reproduce pixels exactly.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def warp(x: torch.Tensor, disparity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Warp ``x (B, C, H, W)`` by ``disparity (B, 1, H, W)`` (pixels, positive = shift left).
+
+    Returns:
+        warped ``(B, C, H, W)``, zero where invalid;
+        valid ``(B, 1, H, W)`` bool, False where ``u - d`` falls outside ``[0, W-1]``
+        (or the disparity is not finite).
+    Differentiable in both ``x`` and ``disparity``.
+    """
+    b, _, h, w = x.shape
+    # Coordinates in at least float32 whatever the autocast dtype: bf16 cannot even
+    # represent every integer pixel position beyond 256.
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    u = torch.arange(w, device=x.device, dtype=dtype).view(1, 1, 1, w)
+    v = torch.arange(h, device=x.device, dtype=dtype).view(1, 1, h, 1)
+    src_u = u - disparity.to(dtype)                         # (B, 1, H, W)
+    valid = (src_u >= 0) & (src_u <= w - 1)
+    # align_corners=True maps -1 / +1 to the centres of the first / last pixel.
+    grid_u = 2.0 * src_u / max(w - 1, 1) - 1.0
+    # Invalid (incl. non-finite) samples point off-image: huge or NaN grids would give NaNs.
+    grid_u = torch.where(valid, grid_u, torch.full_like(grid_u, -2.0))
+    grid_v = (2.0 * v / max(h - 1, 1) - 1.0).expand_as(grid_u)
+    grid = torch.stack([grid_u, grid_v], dim=-1).squeeze(1)  # (B, H, W, 2)
+    warped = F.grid_sample(x.to(dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return torch.where(valid, warped, torch.zeros_like(warped)).to(x.dtype), valid

@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from polstereo.errors import PolstereoError
+from polstereo.models.correction import (CorrectionConfig, CorrectionModule, bounded_correction,
+                                         saturation_fraction)
+
+
+def inputs(c=1, h=37, w=53):
+    return (torch.randn(2, 2 * c, h, w), torch.randn(2, 2 * c, h, w), torch.rand(2, 1, h, w),
+            torch.rand(2, 1, h, w) > 0.2)
+
+
+def test_bounded_correction_never_exceeds_max_correction():
+    raw = torch.randn(1000) * 1e6
+    correction = bounded_correction(raw, 4.0)
+    assert correction.abs().max() <= 4.0
+    assert torch.allclose(bounded_correction(torch.tensor([0.0, 100.0]), 4.0), torch.tensor([0.0, 4.0]))
+
+
+def test_saturation_fraction_counts_pixels_beyond_threshold():
+    raw = torch.tensor([0.0, 10.0, -10.0, 0.1]).view(1, 1, 2, 2)
+    assert saturation_fraction(raw).item() == 0.5
+    assert saturation_fraction(raw, threshold=0.05).item() == 0.75
+    mask = torch.tensor([True, True, False, False]).view(1, 1, 2, 2)
+    assert saturation_fraction(raw, mask=mask).item() == 0.5
+    assert saturation_fraction(raw, mask=torch.zeros_like(mask)).item() == 0.0
+
+
+def test_module_output_shape_on_odd_size_and_starts_near_zero():
+    module = CorrectionModule(CorrectionConfig(width=8, dilations=(1, 2)))
+    raw = module(*inputs())
+    assert raw.shape == (2, 1, 37, 53)
+    assert saturation_fraction(raw).item() == 0.0
+
+
+def test_rgb_module_takes_six_channel_features():
+    module = CorrectionModule(CorrectionConfig(color_channels=3, width=8, dilations=(1,)))
+    assert module(*inputs(c=3, h=16, w=16)).shape == (2, 1, 16, 16)
+    with pytest.raises(PolstereoError, match="input channels"):
+        module(*inputs(c=1, h=16, w=16))
+
+
+def test_config_round_trips_and_rejects_unknown_options():
+    config = CorrectionConfig(width=16, dilations=(1, 3), norm="batch", saturation_threshold=0.95)
+    assert CorrectionConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(PolstereoError, match="unknown correction module option"):
+        CorrectionConfig.from_dict({"depth": 3})
+    with pytest.raises(PolstereoError, match="color_channels"):
+        CorrectionConfig(color_channels=2)

@@ -1,0 +1,170 @@
+import pytest
+import torch
+
+from polstereo.errors import PolstereoError
+from polstereo.models import build_model
+from polstereo.polar.features import intensity_image
+
+MAX_CORRECTION = 3.0
+
+
+@pytest.fixture
+def model():
+    return build_model({"base": "tiny", "correction": {"width": 8, "dilations": [1, 2]},
+                        "max_correction": MAX_CORRECTION})
+
+
+def force_raw(model, monkeypatch, raw_fn):
+    """Make the correction module output ``raw_fn(shape)`` whatever its input."""
+    monkeypatch.setattr(model.correction, "forward",
+                        lambda pol_diff, *rest: raw_fn(pol_diff[:, :1].shape))
+
+
+def test_outputs_on_odd_size(model, stacks):
+    left, right = stacks(b=2, h=37, w=53)
+    out = model(left, right)
+    for key in ("disparity", "base_disparity", "correction", "raw", "confidence", "warp_valid"):
+        assert out[key].shape == (2, 1, 37, 53), key
+    assert out["pol_diff"].shape == (2, 2, 37, 53)
+    assert out["saturation_fraction"].dim() == 0
+    assert (out["disparity"] >= 0).all()
+
+
+def test_final_is_base_plus_bounded_correction(model, stacks):
+    out = model(*stacks())
+    expected = (out["base_disparity"] + MAX_CORRECTION * torch.tanh(out["raw"])).clamp_min(0)
+    assert torch.allclose(out["disparity"], expected)
+
+
+def test_max_correction_bounds_final_minus_base_for_huge_raw(model, stacks, monkeypatch):
+    force_raw(model, monkeypatch, lambda shape: torch.randn(shape) * 1e6)
+    left, right = stacks()
+    out = model(left * 50, right, warp_source="pred")
+    assert (out["disparity"] - out["base_disparity"]).abs().max() <= MAX_CORRECTION + 1e-5
+
+
+def test_saturation_fraction_of_forced_raw(model, stacks, monkeypatch):
+    def half_saturated(shape):
+        raw = torch.zeros(shape)
+        raw[..., : shape[-1] // 2] = 100.0
+        return raw
+    force_raw(model, monkeypatch, half_saturated)
+    out = model(*stacks())           # width 56: 28 saturated columns
+    assert out["saturation_fraction"].item() == 0.5
+
+
+def test_base_sees_the_unpolarized_intensity(model, stacks):
+    left, right = stacks()
+    out = model(left, right)
+    direct = model.forward_intensity(intensity_image(left), intensity_image(right))
+    assert torch.equal(out["base_disparity"], direct["disparity"])
+
+
+def test_learn_pol_gradients_reach_correction_not_frozen_base(model, stacks):
+    model.freeze_base()
+    model.train()
+    left, right = stacks()
+    gt = torch.full((1, 1, 40, 56), 5.0)
+    out = model(left, right, gt_disparity=gt, warp_source="gt")
+    out["disparity"].mean().backward()
+    assert all(p.grad is None for p in model.base.parameters())
+    grads = [p.grad for p in model.correction.parameters()]
+    assert all(g is not None for g in grads)
+    assert all(g.abs().sum() > 0 for g in grads)
+
+
+def test_unfrozen_model_sends_gradients_to_both_parts(model, stacks):
+    model.train()
+    out = model(*stacks())
+    out["disparity"].mean().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.base.parameters())
+    assert all(p.grad is not None for p in model.correction.parameters())
+
+
+def test_frozen_base_stays_in_eval_mode_after_train(stacks):
+    model = build_model({"base": {"name": "tiny", "config": {"norm": "batch"}}, "correction": True})
+    model.freeze_base()
+    model.train()
+    assert not any(m.training for m in model.base.modules())
+    assert all(m.training for m in model.correction.modules())
+    assert all(not p.requires_grad for p in model.base.parameters())
+    # Batch statistics of the frozen base must not move.
+    stats = [b.running_mean.clone() for b in model.base.modules() if isinstance(b, torch.nn.BatchNorm2d)]
+    model(*stacks())
+    after = [b.running_mean for b in model.base.modules() if isinstance(b, torch.nn.BatchNorm2d)]
+    assert stats and all(torch.equal(a, b) for a, b in zip(stats, after))
+    model.unfreeze_base()
+    assert model.base.training and all(p.requires_grad for p in model.base.parameters())
+
+
+def test_frozen_correction_stays_in_eval_mode_after_train(model):
+    model.freeze_correction()
+    model.train()
+    assert model.is_frozen("correction") and not model.correction.training
+    assert model.base.training
+
+
+def test_all_non_finite_gt_warps_like_the_prediction(model, stacks):
+    model.eval()
+    left, right = stacks()
+    gt = torch.full((1, 40, 56), float("nan"))
+    with torch.no_grad():
+        from_gt = model(left, right, gt_disparity=gt, warp_source="gt")
+        from_pred = model(left, right, warp_source="pred")
+    assert torch.equal(from_gt["pol_diff"], from_pred["pol_diff"])
+    assert torch.equal(from_gt["disparity"], from_pred["disparity"])
+
+
+def test_gt_warp_uses_the_ground_truth_where_finite(model, stacks):
+    model.eval()
+    left, right = stacks()
+    gt = torch.full((1, 1, 40, 56), 50.0)   # beyond the left edge for every u < 50
+    gt[..., :, 52:] = float("inf")
+    with torch.no_grad():
+        out = model(left, right, gt_disparity=gt, warp_source="gt")
+    assert not out["warp_valid"][..., :50].any()
+    assert (out["pol_diff"][..., :50] == 0).all()
+
+
+def test_detach_warp_controls_gradient_through_the_warp(model, stacks):
+    model.freeze_correction()
+    left, right = stacks()
+    grads = []
+    for detach in (True, False):
+        model.zero_grad()
+        out = model(left, right, warp_source="pred", detach_warp=detach)
+        out["correction"].sum().backward()
+        grads.append(model.base.update.delta_head[-1].bias.grad.clone())
+    assert not torch.allclose(grads[0], grads[1])
+
+
+def test_gt_warp_needs_ground_truth_of_matching_shape(model, stacks):
+    left, right = stacks()
+    with pytest.raises(PolstereoError, match="needs gt_disparity"):
+        model(left, right, warp_source="gt")
+    with pytest.raises(PolstereoError, match="gt_disparity has shape"):
+        model(left, right, warp_source="gt", gt_disparity=torch.zeros(1, 1, 20, 28))
+    with pytest.raises(PolstereoError, match="unknown warp_source"):
+        model(left, right, warp_source="truth")
+
+
+def test_rejects_stacks_that_do_not_match_the_angles(model, stacks):
+    left, right = stacks(a=3)
+    with pytest.raises(PolstereoError, match="3 images but 4 polarizer angles"):
+        model(left, right)
+    assert model(left, right, angles_deg=(0, 60, 120))["disparity"].shape == (1, 1, 40, 56)
+
+
+def test_base_only_model_passes_the_base_disparity_through(stacks):
+    model = build_model({"base": "tiny"})
+    out = model(*stacks())
+    assert torch.equal(out["disparity"], out["base_disparity"])
+    assert out["correction"] is None and out["raw"] is None and out["saturation_fraction"] is None
+
+
+def test_disparities_stay_float32_under_bf16_autocast(model, stacks):
+    model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(*stacks(), iters=2)
+    assert out["disparity"].dtype == out["base_disparity"].dtype == torch.float32
+    assert torch.isfinite(out["disparity"]).all()
