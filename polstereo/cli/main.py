@@ -13,6 +13,7 @@ import sys
 import click
 
 from polstereo import __version__
+from polstereo.cli.common import with_config_option
 from polstereo.errors import EXIT_FAILURE, PolstereoError
 
 # command name -> "module:attribute"; a new command is a new row.
@@ -45,7 +46,7 @@ class LazyGroup(click.Group):
         if target is None:
             return None
         module_name, attr = target.split(":")
-        return getattr(importlib.import_module(module_name), attr)
+        return with_config_option(getattr(importlib.import_module(module_name), attr))
 
     def invoke(self, ctx: click.Context):
         try:

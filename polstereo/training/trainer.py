@@ -87,8 +87,12 @@ class TrainConfig:
     mim_weight: float = 1.0
     ema_decay: float | None = None
     pseudo_weight: float = 1.0
+    tensorboard: bool = False
     quiet: bool = False
     stop_after: int | None = None  # end the run after this step (time-boxed jobs, interruption tests)
+
+    # options that belong to one invocation, not to the run a config file repeats
+    INVOCATION_ONLY = ("stage", "resume", "stop_after")
 
     def plain(self) -> dict:
         """JSON- and weights_only-safe dict of the options."""
@@ -336,6 +340,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                         step=step, optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict(),
                         scaler=scaler.state_dict() if scaler.is_enabled() else {}, rng=rng_state(),
                         val_metrics=val_metrics, best_score=best_score, skipped_steps=skipped,
+                        overflow_steps=overflow_steps,
                         feasibility=feasibility, global_batch=global_batch, world_size=dist_info.world_size,
                         **({"ema_state_dict": teacher.model.state_dict(), "ema_decay": ema_decay} if teacher else {}),
                         **({"mim_head": head.state_dict()} if head is not None else {}))
@@ -344,12 +349,34 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         nonlocal val_metrics, best_score
         if val_reader is None:
             return
+        pictures = {}
+
+        def keep_first(batch, out) -> None:
+            if not pictures:
+                pictures.update(batch=batch, out={k: out[k] for k in ("disparity", "correction") if k in out})
+
         res = evaluate_model(model, val_reader, device, iters=cfg.iters, max_samples=cfg.val_samples,
+                             on_sample=keep_first if board is not None else None,
                              autocast_dtype=amp_dtype, shard=(dist_info.rank, dist_info.world_size),
                              reduce=(lambda t: all_reduce_sum(t, dist_info)) if dist_info.enabled else None)
         val_metrics = {"final": res.final, "base": res.base, "saturation_fraction": res.saturation_fraction,
                        "step": step}
         score = _val_score(val_metrics)
+        if dist_info.is_main:
+            _append_jsonl(log_path, {"type": "val", "step": step, "final": _brief(val_metrics),
+                                     "base": _brief({"final": res.base}),
+                                     "saturation_fraction": res.saturation_fraction})
+        if board is not None:
+            for output, metrics in (("final", res.final), ("base", res.base)):
+                for region, m in metrics.items():
+                    if m.get("pixels"):
+                        for key in ("epe", "bad3", "d1"):
+                            board.add_scalar(f"val_{output}/{region}_{key}", m[key], step)
+            if res.saturation_fraction is not None:
+                board.add_scalar("val/saturation_fraction", res.saturation_fraction, step)
+            if pictures:
+                board.add_image("val/left_gt_pred_error_correction", _picture_grid(pictures, model), step,
+                                dataformats="HWC")
         log(f"step {step}: val EPE all {res.final['all']['epe']:.3f} px, transparent "
             f"{res.final.get('transparent', {}).get('epe', float('nan')):.3f} px"
             + (f", saturation {res.saturation_fraction:.3f}" if res.saturation_fraction is not None else ""))
@@ -358,6 +385,12 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             save(best_path, step, complete=False)
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    if dist_info.is_main:
+        from polstereo.cli.common import write_config_file
+
+        write_config_file(out_dir / "config.yaml",
+                          {k: v for k, v in cfg.plain().items() if k not in TrainConfig.INVOCATION_ONLY})
+    board = _tensorboard(out_dir) if cfg.tensorboard and dist_info.is_main else None
     sampler = PlanSampler(plan, start_step=start_step, rank=dist_info.rank, world_size=dist_info.world_size)
     loader = DataLoader(mixture, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
                         pin_memory=device.type == "cuda", persistent_workers=False)
@@ -369,9 +402,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     log(f"stage {stage.name} ({stage.command}): {plan.total_steps} steps, global batch {global_batch} "
         f"({cfg.batch_size} x {dist_info.world_size} process{'es' if dist_info.enabled else ''}), device {device}"
         + (f", amp {str(amp_dtype).split('.')[-1]}" if amp_dtype is not None else ""))
-    log_path = out_dir / "train_log.jsonl"
+    log_path = out_dir / "metrics.jsonl"
     history: list[dict] = []
     consecutive_bad = 0
+    overflow_steps = int(resume_payload.get("overflow_steps", 0)) if resume_payload else 0
     step = start_step
     end_step = plan.total_steps if cfg.stop_after is None else min(plan.total_steps, cfg.stop_after)
     from tqdm import tqdm
@@ -430,8 +464,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                 if cfg.clip_grad_norm:
                     scaler.unscale_(optimizer)
                     torch.nn.utils.clip_grad_norm_(trainable, cfg.clip_grad_norm)
+                scale_before = scaler.get_scale() if scaler.is_enabled() else None
                 scaler.step(optimizer)
                 scaler.update()
+                if scale_before is not None and scaler.get_scale() < scale_before:
+                    overflow_steps += 1  # fp16 gradients overflowed: the scaler skipped this update
                 if teacher is not None:
                     teacher.update(model)
             scheduler.step()
@@ -439,12 +476,17 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             bar.update(1)
             if dist_info.is_main and (step % cfg.log_every == 0 or step == end_step):
                 record = {"step": step, "loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"],
-                          "skipped": skipped, "seconds": round(time.perf_counter() - t0, 2)}
+                          "skipped": skipped, "overflow_steps": overflow_steps, "seconds": round(time.perf_counter() - t0, 2)}
                 if out.get("saturation_fraction") is not None:
                     record["saturation_fraction"] = float(out["saturation_fraction"])
+                record["pairs_per_s"] = round(cfg.batch_size * dist_info.world_size * (step - start_step)
+                                              / max(record["seconds"], 1e-9), 3)
                 history.append(record)
-                with open(log_path, "a") as fh:
-                    fh.write(json.dumps(record) + "\n")
+                _append_jsonl(log_path, {"type": "train", **record})
+                if board is not None:
+                    for key in ("loss", "lr", "saturation_fraction", "pairs_per_s"):
+                        if key in record:
+                            board.add_scalar(f"train/{key}", record[key], step)
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
             if cfg.val_every and step % cfg.val_every == 0 and step < plan.total_steps:
                 validate(step)
@@ -461,6 +503,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     save(last_path, step, complete=complete)
     if complete and val_reader is None:
         save(best_path, step, complete=True)  # nothing to choose by: the final weights
+    if board is not None:
+        board.close()
     barrier(dist_info)
     cleanup(dist_info)
     log(f"stage {stage.name} ({stage.command}): {step}/{plan.total_steps} steps"
@@ -469,6 +513,40 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                        best_score=None if math.isinf(best_score) else best_score, last_checkpoint=last_path,
                        best_checkpoint=best_path if best_path.exists() else None, feasibility=feasibility,
                        log=history)
+
+
+def _append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
+def _tensorboard(out_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise PolstereoError("--tensorboard needs the tensorboard package: pip install 'polstereo[tensorboard]'") \
+            from None
+    return SummaryWriter(log_dir=str(out_dir / "tensorboard"))
+
+
+def _picture_grid(pictures: dict, model) -> "np.ndarray":
+    """One row of pictures for TensorBoard: left intensity, ground truth, prediction, error, correction."""
+    import numpy as np
+
+    from polstereo.io.visualise import apply_colormap, correction_to_rgb, disparity_to_rgb, finite_range, image_to_uint8
+
+    batch, out = pictures["batch"], pictures["out"]
+    left = intensity_image(batch.left.float(), model.angles_deg)[0].clamp(0, 1).cpu().numpy()
+    gray = image_to_uint8(left)
+    gray = np.repeat(gray[..., None], 3, axis=2) if gray.ndim == 2 else gray
+    gt = batch.disparity[0, 0].cpu().numpy()
+    pred = out["disparity"][0, 0].float().cpu().numpy()
+    low, high = finite_range(gt) or finite_range(pred) or (0.0, 1.0)
+    tiles = [gray, disparity_to_rgb(gt, low, high), disparity_to_rgb(pred, low, high),
+             apply_colormap(np.where(np.isfinite(gt), np.abs(pred - gt), np.nan), 0.0, 5.0)]
+    if out.get("correction") is not None:
+        tiles.append(correction_to_rgb(out["correction"][0, 0].float().cpu().numpy(), model.max_correction))
+    return np.concatenate(tiles, axis=1)
 
 
 def _split_steps(steps: int, n: int) -> list[int]:

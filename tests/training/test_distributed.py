@@ -1,5 +1,6 @@
 """torchrun with 2 gloo processes on the CPU against a plain single-process run."""
 
+import json
 import os
 import subprocess
 import sys
@@ -35,8 +36,9 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     multi = polstereo("adapt", "--train", tmp_path / "same.h5", "--val", tmp_path / "same.h5", "--out",
                       tmp_path / "two", "--batch-size", "1", *OPTS, nproc=2, cwd=tmp_path)
     assert multi.returncode == 0, multi.stderr[-3000:]
-    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["best.ckpt", "last.ckpt", "train_log.jsonl"]
-    assert len((tmp_path / "two" / "train_log.jsonl").read_text().splitlines()) == 1  # rank 0 logs once
+    assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["best.ckpt", "config.yaml", "last.ckpt", "metrics.jsonl"]
+    lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["type"] for x in lines] == ["train", "val"]  # rank 0 logs once
     a, b = load_checkpoint(tmp_path / "one" / "last.ckpt"), load_checkpoint(tmp_path / "two" / "last.ckpt")
     assert b["global_batch"] == 2 and b["world_size"] == 2
     # Biases right before a normalisation layer get ~0 gradient, which Adam turns into lr-sized

@@ -27,7 +27,7 @@ def test_stage_a_writes_checkpoints_with_lineage_and_metrics(stage_a):
     (entry,) = payload["lineage"]
     assert entry["stage"] == "A" and entry["complete"] and entry["steps_done"] == 3 and entry["init"] == "none"
     assert set(entry["metrics"]) == {"all", "transparent", "opaque"}
-    assert (stage_a.parent / "best.ckpt").exists() and (stage_a.parent / "train_log.jsonl").exists()
+    assert (stage_a.parent / "best.ckpt").exists() and (stage_a.parent / "metrics.jsonl").exists()
 
 
 def test_learn_pol_trains_only_the_correction(stage_a, tiny_data, tmp_path, quick):
@@ -134,3 +134,18 @@ def test_dataset_steps_must_add_up(tiny_data, tmp_path, quick):
 def test_missing_training_file_is_a_one_line_error(tiny_data, tmp_path, quick):
     with pytest.raises(PolstereoError, match="no such file"):
         train(TrainConfig(stage="A", out=tmp_path, train=[tmp_path / "nope.h5"], **quick), log=silent)
+
+
+def test_bf16_autocast_on_cpu_trains_without_nonfinite_losses(tiny_data, tmp_path, quick):
+    result = run("A", tmp_path, tiny_data, amp="bf16", **dict(quick, steps=3))
+    assert result.steps_done == 3 and result.skipped_steps == 0
+    assert all(torch.isfinite(v).all() for v in load_checkpoint(tmp_path / "last.ckpt")["state_dict"].values()
+               if v.is_floating_point())
+
+
+def test_fp16_keeps_a_grad_scaler_in_the_checkpoint(tiny_data, tmp_path, quick):
+    run("A", tmp_path, tiny_data, amp="fp16", device="cpu", **dict(quick, steps=2))
+    payload = load_checkpoint(tmp_path / "last.ckpt")
+    assert payload["scaler"] and payload["scaler"]["scale"] > 0
+    # every overflow the scaler absorbed is counted, not silent: each one halved the scale
+    assert payload["scaler"]["scale"] == 65536.0 * 0.5 ** payload["overflow_steps"]
