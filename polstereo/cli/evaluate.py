@@ -75,7 +75,8 @@ def check_feasibility_cmd(checkpoint, data, max_correction, statistic, iters, ma
 
 @click.command("eval")
 @click.argument("checkpoint", type=_PATH)
-@click.option("--data", required=True, type=_PATH, help="Test HDF5 file.")
+@click.option("--data", required=True, type=_PATH,
+              help="Test HDF5 file, or a Middlebury/KITTI folder of ordinary pairs (base model alone).")
 @click.option("--iters", type=click.IntRange(1), multiple=True,
               help="Refinement iteration counts to evaluate, e.g. --iters 1 --iters 4 [default: the model's].")
 @click.option("--max-samples", type=click.IntRange(1), default=None)
@@ -97,7 +98,16 @@ def eval_cmd(checkpoint, data, iters, max_samples, save_vis, device, amp, use_em
     from polstereo.training.trainer import resolve_amp
 
     model, payload, dev = _load(checkpoint, device, use_ema)
-    reader = H5Reader(data)
+    ordinary = data.is_dir()
+    if ordinary:
+        from polstereo.evaluation.ordinary import OrdinaryStereoFolder
+
+        reader = OrdinaryStereoFolder(data)
+        if not quiet and json_out != "-":
+            click.echo(f"{data}: ordinary {reader.layout} pairs: the base model runs alone, "
+                       "no polarization correction was applied")
+    else:
+        reader = H5Reader(data)
     amp_dtype = resolve_amp(amp, dev)
     counts = list(iters) or [None]
     runs = []
@@ -107,7 +117,8 @@ def eval_cmd(checkpoint, data, iters, max_samples, save_vis, device, amp, use_em
                              autocast_dtype=amp_dtype)
         runs.append({"iters": count if count is not None else _default_iters(model), **res.to_dict(),
                      "polarization_gain": _gain(res.base, res.final)})
-    report = {"checkpoint": str(checkpoint), "data": str(data), "has_correction": model.correction is not None,
+    report = {"checkpoint": str(checkpoint), "data": str(data),
+              "has_correction": model.correction is not None and not ordinary, "ordinary_pairs": ordinary,
               "max_correction": model.max_correction,
               "lineage": [e.get("stage") for e in payload.get("lineage", [])], "runs": runs}
     emit_json(report, json_out)
@@ -135,7 +146,7 @@ METRIC_COLUMNS = ("epe", "rmse", "bad1", "bad2", "bad3", "acc1", "acc3", "acc5",
 
 def _eval_lines(report: dict) -> list[str]:
     lines = [f"eval {report['checkpoint']} on {report['data']}"
-             + ("" if report["has_correction"] else " (no correction module: base only)")]
+             + ("" if report["has_correction"] else " (base only: no correction module or no polarization)")]
     for run in report["runs"]:
         lines.append(f"iters {run['iters']}, {run['samples']} samples")
         header = f"  {'region':<12} {'output':<6} {'pixels':>9} " + " ".join(f"{c:>7}" for c in METRIC_COLUMNS)

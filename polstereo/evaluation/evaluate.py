@@ -29,6 +29,7 @@ class Batch:
     disparity: torch.Tensor    # (1, 1, H, W), NaN where invalid
     valid: torch.Tensor        # (1, 1, H, W) bool
     transparent: torch.Tensor | None
+    polarized: bool = True     # False: ordinary pair, left/right are (1, C, H, W) images
 
 
 def iterate_samples(reader: H5Reader, device: torch.device | str = "cpu", max_samples: int | None = None,
@@ -73,12 +74,15 @@ class EvalResult:
 
 
 @torch.no_grad()
-def evaluate_model(model, reader: H5Reader, device: torch.device | str = "cpu", iters: int | None = None,
+def evaluate_model(model, reader, device: torch.device | str = "cpu", iters: int | None = None,
                    warp_source: str = "pred", max_samples: int | None = None,
                    on_sample: Callable[[Batch, dict], None] | None = None,
                    autocast_dtype: torch.dtype | None = None, shard: tuple[int, int] = (0, 1),
                    reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> EvalResult:
     """Score ``model`` on every labeled sample of ``reader``.
+
+    ``reader`` is an :class:`H5Reader` or an ordinary-pair folder (anything with a
+    ``batches(device, max_samples, shard)`` method); ordinary pairs run the base alone.
 
     ``warp_source`` is ``"pred"`` (inference behaviour) or ``"gt"`` (stage B's view).
     ``on_sample(batch, outputs)`` sees each sample's outputs (for pictures, logs).
@@ -92,11 +96,17 @@ def evaluate_model(model, reader: H5Reader, device: torch.device | str = "cpu", 
     names = []
     device = torch.device(device)
     try:
-        for batch in iterate_samples(reader, device, max_samples, shard=shard):
+        batches = (reader.batches(device, max_samples, shard) if hasattr(reader, "batches")
+                   else iterate_samples(reader, device, max_samples, shard=shard))
+        for batch in batches:
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                out = model(batch.left, batch.right, angles_deg=reader.angles_deg, iters=iters,
-                            gt_disparity=batch.disparity if warp_source == "gt" else None,
-                            warp_source=warp_source)
+                if batch.polarized:
+                    out = model(batch.left, batch.right, angles_deg=reader.angles_deg, iters=iters,
+                                gt_disparity=batch.disparity if warp_source == "gt" else None,
+                                warp_source=warp_source)
+                else:
+                    out = dict(model.forward_intensity(batch.left, batch.right, iters=iters))
+                    out["base_disparity"] = out["disparity"]
             pred, base_pred = out["disparity"].float(), out["base_disparity"].float()
             if not torch.isfinite(pred).all():
                 raise PolstereoError(f"the model produced non-finite disparities on sample {batch.name!r}")
