@@ -1,0 +1,96 @@
+"""Training throughput: pairs/s per configuration, and the share of step time spent waiting for data.
+
+Runs the real trainer (``polstereo.training.trainer.train``) on a generated HDF5 file
+for a few steps per configuration and reads its ``metrics.jsonl``. Prints a table.
+Not a test. Examples:
+
+    python bench/bench_train.py                                   # CPU: tiny, small crops
+    python bench/bench_train.py --model small --batch-size 8 --crop 320 720 --amp bf16 off \
+        --mask-ratio 0 0.4 --steps 40 --device cuda               # the GPU targets
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from polstereo.data.h5format import Sample, write_samples
+from polstereo.data.loader import AugmentConfig, MixturePlan, PlanSampler, StereoCropDataset, MixtureDataset
+from polstereo.training.trainer import TrainConfig, train
+
+
+def make_file(path: Path, num: int, h: int, w: int) -> None:
+    rng = np.random.default_rng(0)
+    samples = []
+    for _ in range(num):
+        img = (rng.random((4, 1, h, w)) * 255).astype(np.uint8)
+        samples.append(Sample(left=img, right=np.roll(img, -6, axis=-1), disparity=np.full((h, w), 6.0, np.float32),
+                              transparent=rng.random((h, w)) > 0.8))
+    write_samples(path, samples)
+
+
+def loader_rate(path: Path, crop, batch: int, workers: int, batches: int) -> float:
+    """Batches/s the data pipeline alone delivers (upper bound for training)."""
+    ds = MixtureDataset([StereoCropDataset(path, AugmentConfig(crop_size=tuple(crop)))])
+    plan = MixturePlan([len(ds.datasets[0])], [batches + 1], batch)
+    loader = DataLoader(ds, batch_size=batch, sampler=PlanSampler(plan), num_workers=workers)
+    it = iter(loader)
+    next(it)
+    start = time.perf_counter()
+    for _ in it:
+        pass
+    return batches / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", nargs="+", default=["tiny"])
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--crop", type=int, nargs=2, default=(128, 160), metavar=("H", "W"))
+    parser.add_argument("--amp", nargs="+", default=["off"])
+    parser.add_argument("--mask-ratio", type=float, nargs="+", default=[0.0])
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--warmup", type=int, default=3, help="steps excluded from the rate")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--iters", type=int, default=None)
+    args = parser.parse_args()
+    h, w = args.crop
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "train.h5"
+        make_file(data, 16, h + 32, w + 32)
+        data_rate = loader_rate(data, args.crop, args.batch_size, args.workers, 20) * args.batch_size
+        for model, amp, ratio in itertools.product(args.model, args.amp, args.mask_ratio):
+            out = Path(tmp) / f"{model}-{amp}-{ratio}"
+            cfg = TrainConfig(stage="A", out=out, train=[data], model=model, steps=args.steps,
+                              batch_size=args.batch_size, crop_size=(h, w), workers=args.workers, val_every=0,
+                              save_every=0, log_every=1, quiet=True, amp=amp, device=args.device,
+                              mask_ratio=ratio, iters=args.iters)
+            train(cfg, log=lambda m: None)
+            records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+            train_records = [r for r in records if r["type"] == "train"]
+            t0 = train_records[args.warmup - 1]["seconds"]
+            t1 = train_records[-1]["seconds"]
+            rate = (len(train_records) - args.warmup) * args.batch_size / (t1 - t0)
+            rows.append((model, amp, ratio, rate))
+    device = "cuda" if (args.device == "auto" and torch.cuda.is_available()) else args.device
+    name = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
+    print(f"training throughput on {name}, batch {args.batch_size}, crop {h}x{w}, {args.workers} workers, "
+          f"steps {args.steps} (first {args.warmup} excluded)")
+    print(f"data pipeline alone: {data_rate:.1f} pairs/s")
+    print("| model | amp | mask ratio | pairs/s | share of data-pipeline capacity used |\n|---|---|---:|---:|---:|")
+    for model, amp, ratio, rate in rows:
+        print(f"| {model} | {amp} | {ratio:g} | {rate:.2f} | {min(1.0, rate / data_rate):.0%} |")
+
+
+if __name__ == "__main__":
+    main()
