@@ -20,6 +20,7 @@ from polstereo.errors import EXIT_FAILURE, PolstereoError
 COMMANDS: dict[str, str] = {
     "inspect": "polstereo.cli.data:inspect_cmd",
     "convert-dataset": "polstereo.cli.convert:convert_dataset_cmd",
+    "make-synthetic": "polstereo.cli.synthetic:make_synthetic_cmd",
     "adapt": "polstereo.cli.train:adapt_cmd",
     "learn-pol": "polstereo.cli.train:learn_pol_cmd",
     "finetune": "polstereo.cli.train:finetune_cmd",

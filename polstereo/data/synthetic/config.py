@@ -1,0 +1,128 @@
+"""The configuration of the procedural generator: one frozen dataclass.
+
+The CLI (``polstereo make-synthetic``) and Python callers build the same
+:class:`SyntheticConfig`; the dataset's provenance records it, so a file says how it
+was made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from polstereo.data.h5format import COLOR_CHANNELS as COLOR_MODES
+from polstereo.data.h5format import DEFAULT_ANGLES_DEG
+from polstereo.errors import EXIT_USAGE, PolstereoError
+
+BIT_DEPTHS = {8: 255, 12: 4095, 16: 65535}  # bit depth -> white level
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """What the generator makes.
+
+    Geometry: a rectified pinhole pair, ``width`` x ``height`` pixels, focal length
+    ``focal_px`` (default: the image width, ≈ 53° horizontal field of view), right camera
+    ``baseline_m`` metres to the right of the left one. Scenes are laid out in
+    disparity: first surfaces lie between ``min_disparity`` and ``max_disparity`` pixels
+    (defaults 2 % and 20 % of the width: up to 64 px at 320 x 256), so the range does not
+    depend on the focal length and baseline chosen.
+
+    Content: ``transparent`` and ``opaque`` are inclusive (min, max) object counts per
+    scene (``transparent=(0, 0)`` makes generic data with no glass); a share
+    ``glossy_fraction`` of the opaque objects has a polarizing specular coat; glass has a
+    refractive index drawn uniformly from ``ior_range``.
+
+    Sensor: shot noise with ``full_well_e`` electrons at white level and Gaussian read
+    noise of ``read_noise`` (fraction of white level) when ``noise`` is on; output
+    quantised to ``bit_depth`` bits (12-bit stored as uint16 with white level 4095);
+    ``color`` "mono" or "rgb"; polarizer angles ``angles_deg``.
+
+    ``seed`` fixes everything: sample i depends only on (seed, i).
+    """
+
+    width: int = 320
+    height: int = 256
+    focal_px: float | None = None
+    baseline_m: float = 0.1
+    min_disparity: float | None = None
+    max_disparity: float | None = None
+    transparent: tuple[int, int] = (1, 3)
+    opaque: tuple[int, int] = (1, 4)
+    glossy_fraction: float = 0.3
+    ior_range: tuple[float, float] = (1.4, 1.6)
+    noise: bool = True
+    full_well_e: float = 10000.0
+    read_noise: float = 0.002
+    bit_depth: int = 8
+    color: str = "mono"
+    angles_deg: tuple[float, ...] = field(default=DEFAULT_ANGLES_DEG)
+    seed: int = 0
+
+    # ------------------------------------------------------------------ derived values
+    @property
+    def focal(self) -> float:
+        """Focal length in pixels (the configured one, or the image width)."""
+        return float(self.focal_px) if self.focal_px is not None else float(self.width)
+
+    @property
+    def disparity_range(self) -> tuple[float, float]:
+        """(min, max) first-surface disparity in pixels."""
+        hi = float(self.max_disparity) if self.max_disparity is not None else 0.2 * self.width
+        lo = float(self.min_disparity) if self.min_disparity is not None else max(1.0, 0.02 * self.width)
+        return lo, hi
+
+    @property
+    def channels(self) -> int:
+        return COLOR_MODES[self.color]
+
+    @property
+    def white_level(self) -> int:
+        return BIT_DEPTHS[self.bit_depth]
+
+    def validated(self) -> "SyntheticConfig":
+        """This config, after checking every field; raises PolstereoError (usage) naming the first bad one."""
+        def bad(message: str) -> PolstereoError:
+            return PolstereoError(f"synthetic config: {message}", EXIT_USAGE)
+
+        if self.width < 16 or self.height < 16:
+            raise bad(f"image size {self.width}x{self.height} is too small (at least 16x16)")
+        if self.focal_px is not None and not self.focal_px > 0:
+            raise bad(f"focal length must be positive, got {self.focal_px}")
+        if not self.baseline_m > 0:
+            raise bad(f"baseline must be positive, got {self.baseline_m}")
+        lo, hi = self.disparity_range
+        if not 0 < lo < hi:
+            raise bad(f"need 0 < min disparity < max disparity, got {lo:g} and {hi:g}")
+        if hi > 0.6 * self.width:
+            raise bad(f"max disparity {hi:g} px is more than 60 % of the image width {self.width}")
+        for name, (a, b) in (("transparent", self.transparent), ("opaque", self.opaque)):
+            if not 0 <= a <= b:
+                raise bad(f"{name} object count range must satisfy 0 <= min <= max, got {a} {b}")
+        if not 0.0 <= self.glossy_fraction <= 1.0:
+            raise bad(f"glossy fraction must be in [0, 1], got {self.glossy_fraction}")
+        if not 1.0 < self.ior_range[0] <= self.ior_range[1] < 3.0:
+            raise bad(f"refractive index range must satisfy 1 < min <= max < 3, got {self.ior_range}")
+        if self.bit_depth not in BIT_DEPTHS:
+            raise bad(f"bit depth must be one of {sorted(BIT_DEPTHS)}, got {self.bit_depth}")
+        if self.color not in COLOR_MODES:
+            raise bad(f"colour mode must be one of {sorted(COLOR_MODES)}, got {self.color!r}")
+        if not self.full_well_e > 0 or not self.read_noise >= 0:
+            raise bad("noise parameters must be full_well_e > 0 and read_noise >= 0")
+        if len(self.angles_deg) < 3:
+            raise bad(f"need at least 3 polarizer angles, got {list(self.angles_deg)}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (tuples become lists) for provenance records."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "SyntheticConfig":
+        """The inverse of :meth:`to_dict` (unknown keys are an error)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise PolstereoError(f"synthetic config: unknown field(s) {unknown}", EXIT_USAGE)
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

@@ -1,0 +1,326 @@
+"""Scene description (rig, surfaces, materials, lighting) and the random scene sampler.
+
+Frame: the left camera's, in metres: x right, y down, z forward (the optical axis);
+the right camera sits at (+baseline, 0, 0) with the same orientation, so a point at
+depth Z appears in the right image ``d = f·B/Z`` pixels to the left of where the left
+image shows it (left x matches right x - d).
+
+Scenes are laid out in disparity rather than metres (an object's nearest point is
+placed at a drawn disparity), so the configured disparity range holds for any focal
+length and baseline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from polstereo.data.synthetic.config import SyntheticConfig
+from polstereo.data.synthetic.geometry import Convex, Plane
+from polstereo.data.synthetic.optics import dot
+from polstereo.data.synthetic.textures import PATTERNS, Texture
+
+MATERIAL_KINDS = ("diffuse", "glossy", "glass")
+
+
+@dataclass(frozen=True)
+class StereoRig:
+    """A rectified pinhole pair: pixel centres at integer coordinates, principal point at the image centre."""
+
+    width: int
+    height: int
+    focal_px: float
+    baseline_m: float
+
+    @property
+    def cx(self) -> float:
+        return (self.width - 1) / 2.0
+
+    @property
+    def cy(self) -> float:
+        return (self.height - 1) / 2.0
+
+    def origin(self, view: str) -> np.ndarray:
+        """``(3, 1)`` camera centre of ``"left"`` or ``"right"``."""
+        return np.array([[0.0], [0.0], [0.0]] if view == "left" else [[self.baseline_m], [0.0], [0.0]],
+                        dtype=np.float32)
+
+    def ray_directions(self) -> np.ndarray:
+        """``(3, H*W)`` float32 unit ray directions, row-major pixels (same for both views)."""
+        v, u = np.mgrid[0:self.height, 0:self.width].astype(np.float32)
+        d = np.stack([(u - self.cx) / self.focal_px, (v - self.cy) / self.focal_px, np.ones_like(u)])
+        d = d.reshape(3, -1)
+        return (d / np.sqrt(dot(d, d))).astype(np.float32)
+
+    def depth_for_disparity(self, disparity: float) -> float:
+        return self.focal_px * self.baseline_m / disparity
+
+    def backproject(self, x: float, y: float, depth: float) -> np.ndarray:
+        """``(3,)`` point at ``depth`` (metres along z) seen at left pixel (x, y)."""
+        return np.array([(x - self.cx) * depth / self.focal_px, (y - self.cy) * depth / self.focal_px, depth])
+
+
+@dataclass(frozen=True)
+class Material:
+    """How a surface scatters light.
+
+    ``diffuse``: Lambertian albedo from ``texture`` (0.5 grey without one), weakly polarized (diffuse Fresnel
+    transmission with index ``ior``, scaled by ``depolarization`` for rough surfaces).
+    ``glossy``: the same plus a mirror reflection of the environment of weight
+    ``specular`` with Fresnel reflectance (a clear coat: strongly polarized near Brewster).
+    ``glass``: a clear dielectric solid of index ``ior``; ``tint`` ``(C,)`` scales light
+    transmitted through it.
+    """
+
+    kind: str
+    texture: Texture | None = None
+    ior: float = 1.5
+    specular: float = 0.0
+    depolarization: float = 1.0
+    tint: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    surface: Plane | Convex
+    material: Material
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Distant lighting as radiance per direction ``(C,)``: a dim surround, a sky band
+    above ``sky_elevation`` (radians), bright rectangular windows (azimuth/elevation
+    boxes, radians) and small very bright lamps (discs around unit directions).
+
+    Uneven lighting is what makes glass polarize: under a uniform surround the
+    reflected and transmitted parts of a clear solid nearly cancel.
+    """
+
+    surround: np.ndarray
+    sky: np.ndarray
+    sky_elevation: float
+    windows: np.ndarray = field(default_factory=lambda: np.zeros((0, 4)))
+    window_radiance: np.ndarray = field(default_factory=lambda: np.zeros((0, 1)))
+    lamps: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    lamp_cos: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    lamp_radiance: np.ndarray = field(default_factory=lambda: np.zeros((0, 1)))
+
+    @classmethod
+    def uniform(cls, radiance: np.ndarray) -> "Environment":
+        r = np.asarray(radiance, dtype=np.float32)
+        return cls(surround=r, sky=np.zeros_like(r), sky_elevation=np.pi / 2)
+
+    def radiance(self, d: np.ndarray) -> np.ndarray:
+        """``(C, N)`` radiance arriving from unit directions ``d`` ``(3, N)``."""
+        up = -d[1]  # image y points down, so "up" is -y
+        elevation = np.arcsin(np.clip(up, -1.0, 1.0))
+        # A soft sky edge (~6°) keeps reflections of the horizon from aliasing.
+        sky = np.clip((elevation - self.sky_elevation) / 0.1 + 0.5, 0.0, 1.0)
+        out = self.surround[:, None] * (1.0 + 0.3 * up)[None] + self.sky[:, None] * sky[None]
+        # Python floats from tolist(): float64 numpy scalars would promote float32 rays.
+        if len(self.windows):
+            azimuth = np.arctan2(d[0], d[2])
+            for (a0, a1, e0, e1), rad in zip(self.windows.tolist(), self.window_radiance):
+                inside = _soft_box(azimuth, a0, a1) * _soft_box(elevation, e0, e1)
+                out = out + rad[:, None] * inside[None]
+        for direction, cos_r, rad in zip(self.lamps.tolist(), self.lamp_cos.tolist(), self.lamp_radiance):
+            c = d[0] * direction[0] + d[1] * direction[1] + d[2] * direction[2]
+            disc = np.clip((c - cos_r) / max(1.0 - cos_r, 1e-6) * 2.0, 0.0, 1.0)
+            out = out + rad[:, None] * disc[None]
+        return out.astype(np.float32)
+
+    def mean_radiance(self) -> np.ndarray:
+        """``(C,)`` rough average over the sphere: the ambient term of diffuse shading."""
+        return (self.surround + 0.25 * self.sky).astype(np.float32)
+
+
+def _soft_box(x: np.ndarray, lo: float, hi: float, edge: float = 0.03) -> np.ndarray:
+    return np.clip((x - lo) / edge + 0.5, 0.0, 1.0) * np.clip((hi - x) / edge + 0.5, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class Scene:
+    """Everything a view needs: surfaces, lighting and the rig.
+
+    ``lights`` are distant lights: unit directions towards them ``(K, 3)`` and radiance
+    ``(K, C)``; ``ambient`` ``(C,)`` is the diffuse share of the environment.
+    """
+
+    rig: StereoRig
+    objects: tuple[SceneObject, ...]
+    environment: Environment
+    light_dirs: np.ndarray
+    light_radiance: np.ndarray
+    ambient: np.ndarray
+
+    @property
+    def channels(self) -> int:
+        return int(np.asarray(self.ambient).shape[0])
+
+
+# ---------------------------------------------------------------------------- sampling
+def random_rotation(rng: np.random.Generator) -> np.ndarray:
+    """A uniformly random 3x3 rotation (columns: rotated axes)."""
+    q, r = np.linalg.qr(rng.standard_normal((3, 3)))
+    q = q * np.sign(np.diag(r))
+    if np.linalg.det(q) < 0:
+        q[:, 0] = -q[:, 0]
+    return q
+
+
+def _yaw_pitch(yaw: float, pitch: float) -> np.ndarray:
+    cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
+    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+    return ry @ rx
+
+
+def _random_colors(rng: np.random.Generator, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Two albedos ``(C,)`` with clear contrast, so every texture gives matching something to find."""
+    dark = rng.uniform(0.05, 0.4)
+    light = rng.uniform(dark + 0.25, 0.95)
+    if rng.random() < 0.5:
+        dark, light = light, dark
+    if channels == 1:
+        return np.array([dark]), np.array([light])
+    tint0, tint1 = rng.uniform(0.6, 1.0, 3), rng.uniform(0.6, 1.0, 3)
+    return dark * tint0 / tint0.max(), light * tint1 / tint1.max()
+
+
+def random_texture(rng: np.random.Generator, depth_m: float, rig: StereoRig, channels: int,
+                   planar: bool) -> Texture:
+    """A random texture whose coarsest features span 5-40 pixels at ``depth_m``."""
+    feature_px = float(np.exp(rng.uniform(np.log(5.0), np.log(40.0))))
+    c0, c1 = _random_colors(rng, channels)
+    return Texture(
+        pattern=str(rng.choice(PATTERNS)),
+        feature_m=feature_px * depth_m / rig.focal_px,
+        rotation=random_rotation(rng),
+        offset=rng.uniform(-50, 50, 3),
+        color0=c0, color1=c1,
+        sharpness=float(rng.uniform(1.0, 3.5)),
+        detail=float(rng.uniform(0.15, 0.45)),
+        planar=planar,
+    )
+
+
+def random_environment(rng: np.random.Generator, channels: int) -> Environment:
+    """A room-like environment: dim surround, sky band, 1-4 windows, 0-3 lamps, all around."""
+    def tint(level: float) -> np.ndarray:
+        return level * (np.ones(1) if channels == 1 else rng.uniform(0.8, 1.2, 3))
+
+    n_win = int(rng.integers(1, 5))
+    az = rng.uniform(-np.pi, np.pi, n_win)
+    width = rng.uniform(0.15, 0.8, n_win)
+    el = rng.uniform(-0.3, 0.9, n_win)
+    height = rng.uniform(0.15, 0.7, n_win)
+    windows = np.stack([az - width / 2, az + width / 2, el - height / 2, el + height / 2], axis=1)
+    n_lamp = int(rng.integers(0, 4))
+    lamps = rng.standard_normal((n_lamp, 3))
+    lamps[:, 1] = -np.abs(lamps[:, 1])  # lamps hang above the horizon
+    lamps /= np.linalg.norm(lamps, axis=1, keepdims=True) + 1e-12
+    return Environment(
+        surround=tint(rng.uniform(0.08, 0.3)).astype(np.float32),
+        sky=tint(rng.uniform(0.3, 1.2)).astype(np.float32),
+        sky_elevation=float(rng.uniform(0.1, 0.7)),
+        windows=windows,
+        window_radiance=np.stack([tint(rng.uniform(1.0, 4.0)) for _ in range(n_win)]).astype(np.float32),
+        lamps=lamps,
+        lamp_cos=np.cos(rng.uniform(0.03, 0.1, n_lamp)),
+        lamp_radiance=np.array([tint(rng.uniform(4.0, 15.0)) for _ in range(n_lamp)],
+                               dtype=np.float32).reshape(n_lamp, channels),
+    )
+
+
+def _place_convex(rng: np.random.Generator, rig: StereoRig, shape: str, near_disparity: float,
+                  radius_px: float, aspect: tuple[float, float]) -> Convex:
+    """A convex solid whose nearest point lies at about ``near_disparity`` at a random image position."""
+    x = rng.uniform(0.05, 0.95) * (rig.width - 1)
+    y = rng.uniform(0.05, 0.95) * (rig.height - 1)
+    near_depth = rig.depth_for_disparity(near_disparity)
+    radius = radius_px * near_depth / rig.focal_px
+    size = radius * rng.uniform(*aspect, 3) if rng.random() < 0.6 or shape != "ellipsoid" else radius * np.ones(3)
+    probe = Convex(shape, np.zeros(3), np.eye(3), size)
+    # The bounding radius keeps the nearest point no closer than near_depth.
+    center = rig.backproject(x, y, near_depth + probe.bounding_radius)
+    return Convex(shape, center, random_rotation(rng), size)
+
+
+def random_scene(config: SyntheticConfig, rng: np.random.Generator) -> Scene:
+    """Draw one scene: background wall (+ floor), opaque objects, glass objects, lighting."""
+    rig = StereoRig(config.width, config.height, config.focal, config.baseline_m)
+    channels = config.channels
+    d_min, d_max = config.disparity_range
+    objects: list[SceneObject] = []
+
+    # Background wall: fronto-parallel or slanted, far (small disparity).
+    fronto = np.array([0.0, 0.0, -1.0])
+    normal = fronto if rng.random() < 0.4 else _yaw_pitch(rng.uniform(-0.6, 0.6), rng.uniform(-0.35, 0.35)) @ fronto
+    wall_min_disp = rng.uniform(d_min, d_min + 0.2 * (d_max - d_min))
+    # A plane's disparity is affine in the image, d0·(n·r)/n_z for ray r = (x', y', 1): scale
+    # the centre disparity d0 so that the far corner sits at the drawn minimum.
+    corners = np.array([[x / rig.focal_px, y / rig.focal_px, 1.0]
+                        for x in (-rig.cx, rig.cx) for y in (-rig.cy, rig.cy)])
+    ratios = (corners @ normal) / normal[2]
+    if wall_min_disp * ratios.max() / ratios.min() > 0.9 * d_max:  # too slanted for a narrow range
+        normal, ratios = fronto, np.ones(4)
+    wall_disp = wall_min_disp / ratios.min()
+    wall_near_disp = wall_disp * ratios.max()
+    wall_depth = rig.depth_for_disparity(wall_disp)
+    objects.append(SceneObject(Plane.through([0.0, 0.0, wall_depth], normal),
+                               _diffuse(rng, random_texture(rng, wall_depth, rig, channels, True)), "wall"))
+    # Floor: its nearest visible row (the bottom one) at a drawn disparity below d_max.
+    if rng.random() < 0.5:
+        bottom_slope = (rig.height - 1 - rig.cy) / rig.focal_px
+        floor_disp = _uniform(rng, max(wall_near_disp * 1.2, 0.3 * d_max), 0.8 * d_max)
+        height = bottom_slope * rig.focal_px * rig.baseline_m / floor_disp
+        normal = _yaw_pitch(0.0, rng.uniform(-0.08, 0.08)) @ np.array([0.0, -1.0, 0.0])
+        floor_depth = rig.depth_for_disparity(floor_disp)
+        objects.append(SceneObject(Plane.through([0.0, height, 0.0], normal),
+                                   _diffuse(rng, random_texture(rng, floor_depth, rig, channels, True)), "floor"))
+
+    near_lo = wall_disp + 0.15 * (d_max - wall_disp)
+    for i in range(int(rng.integers(config.opaque[0], config.opaque[1] + 1))):
+        shape = str(rng.choice(("ellipsoid", "box", "box", "cylinder")))
+        disp = _uniform(rng, near_lo, 0.92 * d_max)
+        solid = _place_convex(rng, rig, shape, disp, rng.uniform(0.04, 0.16) * rig.width, (0.5, 1.3))
+        depth = float(solid.center[2])
+        texture = random_texture(rng, depth, rig, channels, False)
+        if rng.random() < config.glossy_fraction:
+            material = Material("glossy", texture, ior=float(rng.uniform(1.4, 1.7)),
+                                specular=float(rng.uniform(0.5, 1.0)), depolarization=float(rng.uniform(0.3, 1.0)))
+        else:
+            material = _diffuse(rng, texture)
+        objects.append(SceneObject(solid, material, f"opaque{i}"))
+
+    near_lo = wall_disp + 0.25 * (d_max - wall_disp)
+    for i in range(int(rng.integers(config.transparent[0], config.transparent[1] + 1))):
+        shape = str(rng.choice(("ellipsoid", "ellipsoid", "cylinder", "box")))
+        disp = _uniform(rng, near_lo, 0.95 * d_max)
+        solid = _place_convex(rng, rig, shape, disp, rng.uniform(0.07, 0.22) * rig.width, (0.6, 1.4))
+        tint = np.ones(channels) if rng.random() < 0.7 or channels == 1 else rng.uniform(0.8, 1.0, channels)
+        material = Material("glass", ior=float(rng.uniform(*config.ior_range)),
+                            tint=(tint * rng.uniform(0.9, 1.0)).astype(np.float32))
+        objects.append(SceneObject(solid, material, f"glass{i}"))
+
+    env = random_environment(rng, channels)
+    n_lights = int(rng.integers(1, 4))
+    light_dirs = rng.standard_normal((n_lights, 3))
+    light_dirs[:, 1] = -np.abs(light_dirs[:, 1]) - 0.3   # from above
+    light_dirs[:, 2] = -np.abs(light_dirs[:, 2]) - 0.2   # from the camera side
+    light_dirs /= np.linalg.norm(light_dirs, axis=1, keepdims=True)
+    light_rad = np.stack([rng.uniform(0.3, 1.0) * (np.ones(channels) if channels == 1 else rng.uniform(0.85, 1.15, 3))
+                          for _ in range(n_lights)])
+    return Scene(rig, tuple(objects), env, light_dirs.astype(np.float32), light_rad.astype(np.float32),
+                 env.mean_radiance())
+
+
+def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    """A uniform draw in [low, high], or ``high`` itself when a narrow range leaves low > high."""
+    return float(rng.uniform(min(low, high), high))
+
+
+def _diffuse(rng: np.random.Generator, texture: Texture) -> Material:
+    return Material("diffuse", texture, ior=float(rng.uniform(1.4, 1.7)), depolarization=float(rng.uniform(0.3, 1.0)))

@@ -1,0 +1,73 @@
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from polstereo.cli.synthetic import make_synthetic_cmd
+from polstereo.data.h5format import H5Reader, validate
+from polstereo.errors import PolstereoError
+
+TINY = ["--size", "48x32", "--no-noise", "--quiet"]
+
+
+def run(*args):
+    return CliRunner().invoke(make_synthetic_cmd, [str(a) for a in args])
+
+
+def test_make_synthetic_writes_train_val_test_files_that_validate(tmp_path):
+    result = run(tmp_path / "out", "--num", 5, *TINY)
+    assert result.exit_code == 0, result.output
+    counts = {}
+    for name in ("train", "val", "test"):
+        path = tmp_path / "out" / f"{name}.h5"
+        assert validate(path) == []
+        counts[name] = len(H5Reader(path))
+    assert counts == {"train": 3, "val": 1, "test": 1}
+
+
+def test_make_synthetic_json_summary_and_options_reach_the_data(tmp_path):
+    result = run(tmp_path / "out", "--num", 2, "--size", 40, 24, "--split", 1, 0, 0, "--bit-depth", 12,
+                 "--transparent", 0, 0, "--max-disparity", 8, "--focal", 50, "--baseline", 0.2, "--seed", 9,
+                 "--no-noise", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["num"] == 2 and summary["seed"] == 9 and list(summary["files"]) == ["train"]
+    assert summary["transparent_share"] == 0.0
+    reader = H5Reader(tmp_path / "out" / "train.h5")
+    sample = reader.read(0, normalize=False)
+    assert sample.left.shape == (4, 1, 24, 40) and sample.left.dtype == np.uint16 and sample.left.max() <= 4095
+    assert (sample.focal_px, sample.baseline_m) == (50.0, 0.2)
+    assert np.nanmax(sample.disparity) <= 8.0
+    assert reader.attrs["provenance"]["config"]["bit_depth"] == 12
+
+
+def test_size_accepts_w_h_and_wxh_alike(tmp_path):
+    assert run(tmp_path / "a", "--num", 1, "--size", 40, 24, "--no-noise", "--quiet").exit_code == 0
+    assert run(tmp_path / "b", "--num", 1, "--size=40x24", "--no-noise", "--quiet").exit_code == 0
+    assert (tmp_path / "a" / "train.h5").read_bytes() == (tmp_path / "b" / "train.h5").read_bytes()
+
+
+def test_same_seed_writes_identical_files(tmp_path):
+    for name in ("a", "b"):
+        assert run(tmp_path / name, "--num", 2, "--split", 1, 0, 0, "--seed", 4, *TINY).exit_code == 0
+    assert (tmp_path / "a" / "train.h5").read_bytes() == (tmp_path / "b" / "train.h5").read_bytes()
+
+
+def test_split_not_summing_to_one_is_a_usage_error_and_writes_nothing(tmp_path):
+    result = run(tmp_path / "out", "--num", 2, "--split", 0.5, 0.5, 0.5, *TINY)
+    assert isinstance(result.exception, PolstereoError) and result.exception.exit_code == 2
+    assert "summing to 1" in str(result.exception)
+    assert not (tmp_path / "out").exists()
+
+
+def test_output_path_that_is_a_file_is_a_usage_error(tmp_path):
+    (tmp_path / "taken").write_text("x")
+    result = run(tmp_path / "taken", "--num", 1, *TINY)
+    assert result.exit_code == 2 and "is a file" in result.output
+
+
+@pytest.mark.parametrize("args", [["--size", "48by32"], ["--bit-depth", "10"], ["--num", "0"]])
+def test_malformed_options_are_rejected_by_the_parser(tmp_path, args):
+    result = run(tmp_path / "out", *args)
+    assert result.exit_code == 2

@@ -1,0 +1,139 @@
+import dataclasses
+
+import numpy as np
+import pytest
+
+from polstereo.data.h5format import H5Reader, validate
+from polstereo.data.synthetic.config import SyntheticConfig
+from polstereo.data.synthetic.generate import generate_dataset, generate_sample, sample_rng, split_counts
+from polstereo.errors import EXIT_USAGE, PolstereoError
+from polstereo.polar.stokes import stokes_from_angles
+
+TINY = SyntheticConfig(width=64, height=48, noise=False)
+FIELDS = ("left", "right", "disparity", "transparent", "valid", "occlusion")
+
+
+def _same_arrays(a, b) -> bool:
+    return all(np.array_equal(getattr(a, f), getattr(b, f), equal_nan=f == "disparity") for f in FIELDS)
+
+
+def test_same_seed_and_index_give_identical_samples():
+    config = dataclasses.replace(TINY, noise=True)
+    assert _same_arrays(generate_sample(config, sample_rng(7, 3)), generate_sample(config, sample_rng(7, 3)))
+
+
+def test_other_seeds_or_indices_give_other_scenes():
+    base = generate_sample(TINY, sample_rng(7, 3))
+    assert not np.array_equal(base.left, generate_sample(TINY, sample_rng(7, 4)).left)
+    assert not np.array_equal(base.left, generate_sample(TINY, sample_rng(8, 3)).left)
+
+
+def test_sample_carries_first_surface_ground_truth_and_rig():
+    sample = generate_sample(TINY, sample_rng(0, 0))
+    assert sample.left.shape == sample.right.shape == (4, 1, 48, 64) and sample.left.dtype == np.uint8
+    assert sample.disparity.dtype == np.float32 and sample.disparity.shape == (48, 64)
+    assert sample.valid.all() and np.isfinite(sample.disparity).all()
+    assert sample.focal_px == 64.0 and sample.baseline_m == 0.1 and sample.white_level == 255.0
+    assert sample.occlusion[:, 0].all()  # nothing at x = 0 is inside the right image
+
+
+@pytest.mark.parametrize("low, high", [(2.0, 14.0), (10.0, 12.0)])
+def test_disparities_stay_within_the_configured_range(low, high):
+    config = dataclasses.replace(TINY, min_disparity=low, max_disparity=high)
+    for i in range(6):
+        d = generate_sample(config, sample_rng(1, i)).disparity
+        assert d.min() >= low * (1 - 1e-4) and d.max() <= high
+
+
+def test_zero_transparent_objects_gives_no_transparent_pixels():
+    config = dataclasses.replace(TINY, transparent=(0, 0))
+    assert not any(generate_sample(config, sample_rng(0, i)).transparent.any() for i in range(4))
+
+
+def test_default_scenes_contain_transparent_pixels():
+    assert all(generate_sample(TINY, sample_rng(0, i)).transparent.sum() > 20 for i in range(4))
+
+
+@pytest.mark.parametrize("bits, dtype, white", [(8, np.uint8, 255), (12, np.uint16, 4095), (16, np.uint16, 65535)])
+def test_bit_depth_sets_dtype_white_level_and_range(bits, dtype, white):
+    sample = generate_sample(dataclasses.replace(TINY, bit_depth=bits), sample_rng(0, 1))
+    assert sample.left.dtype == dtype and sample.white_level == white
+    assert sample.left.max() <= white and sample.left.max() > white // 4
+
+
+def test_sensor_noise_matches_shot_plus_read_noise_model():
+    clean_cfg = dataclasses.replace(TINY, bit_depth=16, width=96, height=64)
+    noisy_cfg = dataclasses.replace(clean_cfg, noise=True, full_well_e=2000.0, read_noise=0.004)
+    clean = generate_sample(clean_cfg, sample_rng(2, 0)).left / 65535.0
+    noisy = generate_sample(noisy_cfg, sample_rng(2, 0)).left / 65535.0
+    unsaturated = (clean > 0.01) & (clean < 0.95)
+    expected = np.sqrt(clean / 2000.0 + 0.004 ** 2)
+    ratio = ((noisy - clean) / expected)[unsaturated]
+    assert abs(ratio.mean()) < 0.05 and ratio.std() == pytest.approx(1.0, abs=0.05)
+
+
+def test_angle_images_are_consistent_polarizer_readings():
+    """Four angle images of a pixel obey I(0) + I(90) = I(45) + I(135) (= S0), up to rounding."""
+    sample = generate_sample(dataclasses.replace(TINY, bit_depth=16), sample_rng(0, 2))
+    img = sample.left.astype(np.float64) / 65535.0
+    unsaturated = (img < 0.999).all(axis=0)
+    residual = (img[0] + img[2] - img[1] - img[3])[unsaturated]
+    assert np.abs(residual).max() < 3 / 65535.0
+    assert (stokes_from_angles(img)[0] > 0).all()
+
+
+def test_rgb_mode_gives_three_coloured_channels():
+    sample = generate_sample(dataclasses.replace(TINY, color="rgb"), sample_rng(0, 0))
+    assert sample.left.shape == (4, 3, 48, 64)
+    assert not np.array_equal(sample.left[:, 0], sample.left[:, 1])
+
+
+@pytest.mark.parametrize("num, expected", [(1, [1, 0, 0]), (3, [1, 1, 1]), (5, [3, 1, 1]), (10, [8, 1, 1]),
+                                           (100, [80, 10, 10])])
+def test_split_counts_are_proportional_and_keep_requested_splits_non_empty(num, expected):
+    assert split_counts(num, (0.8, 0.1, 0.1)) == expected
+
+
+def test_split_must_be_three_fractions_summing_to_one():
+    with pytest.raises(PolstereoError, match="summing to 1") as err:
+        split_counts(10, (0.5, 0.2, 0.2))
+    assert err.value.exit_code == EXIT_USAGE
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"bit_depth": 10}, "bit depth"), ({"transparent": (3, 1)}, "transparent"), ({"color": "cmyk"}, "colour"),
+    ({"min_disparity": 20.0, "max_disparity": 10.0}, "min disparity"), ({"width": 8}, "too small"),
+    ({"ior_range": (0.9, 1.5)}, "refractive index"),
+])
+def test_config_rejects_bad_values_with_a_usage_error(change, message):
+    with pytest.raises(PolstereoError, match=message) as err:
+        dataclasses.replace(TINY, **change).validated()
+    assert err.value.exit_code == EXIT_USAGE
+
+
+def test_dataset_files_are_valid_and_record_their_config(tmp_path):
+    summary = generate_dataset(tmp_path, TINY, 4, progress=False)
+    assert {name: info["samples"] for name, info in summary["files"].items()} == {"train": 2, "val": 1, "test": 1}
+    for name in ("train", "val", "test"):
+        assert validate(tmp_path / f"{name}.h5") == []
+    reader = H5Reader(tmp_path / "val.h5")
+    provenance = reader.attrs["provenance"]
+    assert SyntheticConfig.from_dict(provenance["config"]) == TINY
+    assert provenance["sample_indices"] == [2, 3]
+    # Sample 2 of the dataset is sample index 2 of the seed, wherever it is stored.
+    stored = reader.read(0, normalize=False)
+    assert _same_arrays(stored, generate_sample(TINY, sample_rng(TINY.seed, 2)))
+
+
+def test_dataset_into_a_path_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "taken").write_text("x")
+    with pytest.raises(PolstereoError, match="not a directory"):
+        generate_dataset(tmp_path / "taken", TINY, 1, progress=False)
+
+
+def test_dataset_files_do_not_depend_on_the_number_of_workers(tmp_path):
+    config = dataclasses.replace(TINY, width=32, height=24, noise=True, seed=5)
+    generate_dataset(tmp_path / "one", config, 3, split=(1.0, 0.0, 0.0), workers=1, progress=False)
+    generate_dataset(tmp_path / "two", config, 3, split=(1.0, 0.0, 0.0), workers=2, progress=False)
+    assert (tmp_path / "one" / "train.h5").read_bytes() == (tmp_path / "two" / "train.h5").read_bytes()
+    assert not (tmp_path / "one" / "val.h5").exists()

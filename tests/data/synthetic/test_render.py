@@ -1,0 +1,223 @@
+"""Physics of the ray caster: geometry of the ground truth, Fresnel polarization, stereo consistency."""
+
+import numpy as np
+import pytest
+
+from polstereo.data.synthetic.config import SyntheticConfig
+from polstereo.data.synthetic.generate import sample_rng
+from polstereo.data.synthetic.optics import diffuse_dolp, reflection_dolp
+from polstereo.data.synthetic.render import render_pair, render_view
+from polstereo.data.synthetic.scene import MATERIAL_KINDS, Environment, Material, StereoRig, random_scene
+from polstereo.polar.stokes import aolp, dolp, normalized_stokes
+from tests.data.synthetic.scenes import (away_from_depth_edges, checker_texture, scene_of, sphere, wall,
+                                         warp_right_to_left)
+
+RIG = StereoRig(96, 64, 96.0, 0.1)
+ODD_RIG = StereoRig(97, 65, 97.0, 0.1)  # principal point on a pixel centre: exact symmetry lines
+GLASS = Material("glass", ior=1.5)
+MIRROR_ONLY_GLASS = Material("glass", ior=1.5, tint=np.zeros(1, np.float32))  # transmission blacked out
+
+
+def _sphere_hits(rig: StereoRig, center: np.ndarray, radius: float):
+    """Analytic first hits of the left camera's rays on a sphere: (hit mask, cos incidence), ``(H, W)``."""
+    d = rig.ray_directions()
+    b = center @ d
+    disc = b * b - (center @ center - radius ** 2)
+    t = b - np.sqrt(np.maximum(disc, 0))
+    normal = (t * d - center[:, None]) / radius
+    cos_i = -(normal * d).sum(axis=0)
+    return (disc > 0).reshape(rig.height, rig.width), cos_i.reshape(rig.height, rig.width)
+
+
+def _angle_error_deg(a: np.ndarray, b_deg: float) -> np.ndarray:
+    diff = (np.degrees(a) - b_deg) % 180.0
+    return np.minimum(diff, 180.0 - diff)
+
+
+# ---------------------------------------------------------------------------- ground-truth geometry
+def test_fronto_parallel_plane_disparity_is_focal_times_baseline_over_depth():
+    pair = render_pair(scene_of(RIG, wall(RIG, disparity=7.0)))
+    depth = RIG.depth_for_disparity(7.0)
+    np.testing.assert_allclose(pair.disparity, RIG.focal_px * RIG.baseline_m / depth, rtol=1e-5)
+    assert not pair.transparent.any()
+
+
+def test_slanted_plane_disparity_is_affine_in_x_and_y():
+    normal = np.array([0.4, -0.25, -1.0])
+    pair = render_pair(scene_of(RIG, wall(RIG, disparity=8.0, normal=normal / np.linalg.norm(normal))))
+    y, x = np.mgrid[0:RIG.height, 0:RIG.width]
+    design = np.stack([x.ravel(), y.ravel(), np.ones(x.size)], axis=1)
+    coeffs, *_ = np.linalg.lstsq(design, pair.disparity.ravel().astype(np.float64), rcond=None)
+    residual = np.abs(design @ coeffs - pair.disparity.ravel())
+    assert residual.max() < 1e-3
+    assert abs(coeffs[0]) > 0.01 and abs(coeffs[1]) > 0.01  # really slanted both ways
+    assert coeffs[2] + coeffs[0] * RIG.cx + coeffs[1] * RIG.cy == pytest.approx(8.0, rel=1e-4)
+
+
+def test_ground_truth_is_the_glass_surface_not_what_is_seen_through_it():
+    pair = render_pair(scene_of(ODD_RIG, wall(ODD_RIG, 3.0), sphere(ODD_RIG, 20.0, 0.15, GLASS)))
+    cy, cx = int(ODD_RIG.cy), int(ODD_RIG.cx)
+    assert pair.transparent[cy, cx]
+    assert pair.disparity[cy, cx] == pytest.approx(20.0, rel=1e-4)
+    assert pair.disparity[0, 0] == pytest.approx(3.0, rel=1e-4)  # the wall beside it
+
+
+def test_transparent_mask_is_where_the_first_hit_is_glass():
+    radius = 0.15
+    scene = scene_of(ODD_RIG, wall(ODD_RIG, 3.0), sphere(ODD_RIG, 20.0, radius, GLASS))
+    pair = render_pair(scene)
+    hits, _ = _sphere_hits(ODD_RIG, scene.objects[1].surface.center, radius)
+    assert (pair.transparent != hits).sum() <= 2  # at most a rounding difference on the rim
+    assert hits.sum() > 500
+    assert (pair.kind[~hits] == MATERIAL_KINDS.index("diffuse")).all()
+
+
+def test_occlusion_mask_marks_points_hidden_from_or_outside_the_right_camera():
+    opaque = Material("diffuse", checker_texture(RIG, 0.5, 4.0))
+    pair = render_pair(scene_of(RIG, wall(RIG, 4.0), sphere(RIG, 24.0, 0.1, opaque)))
+    x = np.arange(RIG.width)[None, :]
+    # A wall point is hidden when the right camera's first hit where it should appear is nearer.
+    x_right = np.rint(x - pair.disparity).astype(int)
+    inside = x_right >= 0
+    right_depth = np.take_along_axis(pair.right.depth, np.clip(x_right, 0, RIG.width - 1), axis=1)
+    hidden = inside & (right_depth < pair.left.depth * 0.99)
+    on_wall = (pair.kind == MATERIAL_KINDS.index("diffuse")) & (pair.left.object_index == 0)
+    assert hidden[on_wall].sum() > 50
+    disagree = (pair.occlusion != (hidden | ~inside)) & on_wall
+    assert disagree.sum() <= 0.05 * hidden[on_wall].sum()  # only sub-pixel boundary cases
+    assert pair.occlusion[:, :3].all()  # the left border is outside the right image (d = 4 px)
+    assert not pair.occlusion[:, -3:].any()
+
+
+# ---------------------------------------------------------------------------- stereo consistency
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_warping_right_view_by_ground_truth_reproduces_left_on_lambertian_pixels(seed):
+    config = SyntheticConfig(width=96, height=64, noise=False)
+    pair = render_pair(random_scene(config, sample_rng(seed, 0)))
+    left, right = pair.left.stokes[0, 0], pair.right.stokes[0, 0]
+    diffuse = pair.kind == MATERIAL_KINDS.index("diffuse")
+    lambertian = diffuse & ~pair.occlusion & away_from_depth_edges(pair.disparity)
+    assert lambertian.sum() > 1000
+    error = np.abs(left - warp_right_to_left(right, pair.disparity))[lambertian]
+    assert error.mean() < 0.01 * left[lambertian].mean()
+    assert np.percentile(error, 99) < 0.1 * left[lambertian].mean()
+
+
+def test_glass_intensity_disagrees_under_ground_truth_warp_while_polarization_agrees_better():
+    """Through glass the intensity shows the refracted (moving) background; the polarization
+    follows the surface. Errors are relative to each signal's spread over the glass."""
+    scene = scene_of(RIG, wall(RIG, 4.0), sphere(RIG, 24.0, 0.12, GLASS))
+    pair = render_pair(scene)
+    glass = pair.transparent & ~pair.occlusion & away_from_depth_edges(pair.disparity)
+    assert glass.sum() > 400
+    left, right = pair.left.stokes[:, 0], pair.right.stokes[:, 0]
+    intensity_error = (np.abs(left[0] - warp_right_to_left(right[0], pair.disparity))[glass].mean()
+                       / left[0][glass].std())
+    pol_left, pol_right = normalized_stokes(left), normalized_stokes(right)
+    pol_error = np.mean([np.abs(pol_left[k] - warp_right_to_left(pol_right[k], pair.disparity))[glass].mean()
+                         / pol_left[k][glass].std() for k in range(2)])
+    assert intensity_error > 0.5
+    assert pol_error < 0.7 * intensity_error
+
+
+# ---------------------------------------------------------------------------- polarization of glass
+def test_glass_reflection_is_polarized_perpendicular_to_the_plane_of_incidence():
+    """On symmetry lines of a sphere on the optical axis the plane of incidence is known:
+    horizontal line -> AoLP 90 deg, vertical -> 0, up-right diagonal -> 135, up-left -> 45."""
+    scene = scene_of(ODD_RIG, sphere(ODD_RIG, 20.0, 0.15, MIRROR_ONLY_GLASS),
+                     environment=Environment.uniform(np.array([1.0], np.float32)))
+    stokes = render_view(scene, "left").stokes[:, 0]
+    angle = aolp(stokes)
+    cy, cx = int(ODD_RIG.cy), int(ODD_RIG.cx)
+    k = np.r_[-18:-2, 3:19]
+    assert _angle_error_deg(angle[cy, cx + k], 90.0).max() < 0.1
+    assert _angle_error_deg(angle[cy + k, cx], 0.0).max() < 0.1
+    k = np.arange(3, 13)
+    assert _angle_error_deg(angle[cy - k, cx + k], 135.0).max() < 0.1
+    assert _angle_error_deg(angle[cy - k, cx - k], 45.0).max() < 0.1
+
+
+def test_glass_reflection_dolp_follows_the_fresnel_equations():
+    radius = 0.15
+    scene = scene_of(ODD_RIG, sphere(ODD_RIG, 20.0, radius, MIRROR_ONLY_GLASS),
+                     environment=Environment.uniform(np.array([1.0], np.float32)))
+    degree = dolp(render_view(scene, "left").stokes[:, 0])
+    hits, cos_i = _sphere_hits(ODD_RIG, scene.objects[0].surface.center, radius)
+    np.testing.assert_allclose(degree[hits], reflection_dolp(cos_i[hits], 1.5), atol=1e-3)
+    assert degree[hits].max() > 0.99  # the Brewster ring is in view
+
+
+def test_diffuse_polarization_is_weak_and_parallel_to_the_projected_normal():
+    radius = 0.15
+    matte = Material("diffuse", None, ior=1.5, depolarization=1.0)
+    scene = scene_of(ODD_RIG, sphere(ODD_RIG, 20.0, radius, matte),
+                     environment=Environment.uniform(np.array([1.0], np.float32)))
+    stokes = render_view(scene, "left").stokes[:, 0]
+    hits, cos_e = _sphere_hits(ODD_RIG, scene.objects[0].surface.center, radius)
+    np.testing.assert_allclose(dolp(stokes)[hits], diffuse_dolp(cos_e[hits], 1.5), atol=1e-4)
+    assert np.median(dolp(stokes)[hits]) < 0.05
+    angle = aolp(stokes)
+    cy, cx = int(ODD_RIG.cy), int(ODD_RIG.cx)
+    k = np.r_[-18:-2, 3:19]
+    assert _angle_error_deg(angle[cy, cx + k], 0.0).max() < 0.1
+    assert _angle_error_deg(angle[cy + k, cx], 90.0).max() < 0.1
+
+
+def test_dark_glossy_coat_reflecting_bright_windows_polarizes_more_than_matte_paint():
+    dark = checker_texture(ODD_RIG, 0.5, 8.0, dark=0.05, light=0.05)
+    degrees = []
+    for material in (Material("diffuse", dark, ior=1.5), Material("glossy", dark, ior=1.5, specular=1.0)):
+        view = render_view(scene_of(ODD_RIG, sphere(ODD_RIG, 20.0, 0.15, material)), "left")
+        degrees.append(np.percentile(dolp(view.stokes[:, 0])[view.object_index == 0], 90))
+    assert degrees[1] > 0.3 and degrees[1] > 2 * degrees[0]
+
+
+def test_glass_under_a_uniform_environment_is_nearly_unpolarized():
+    uniform = Environment.uniform(np.array([1.0], np.float32))
+    clear = render_view(scene_of(ODD_RIG, sphere(ODD_RIG, 20.0, 0.15, GLASS), environment=uniform), "left")
+    mirror = render_view(scene_of(ODD_RIG, sphere(ODD_RIG, 20.0, 0.15, MIRROR_ONLY_GLASS), environment=uniform), "left")
+    glass = np.isfinite(clear.depth)
+    assert np.median(dolp(clear.stokes[:, 0])[glass]) < 0.05
+    assert np.median(dolp(mirror.stokes[:, 0])[glass]) > 0.3
+
+
+def test_glass_in_a_structured_environment_has_modest_polarization():
+    scene = scene_of(RIG, wall(RIG, 4.0), sphere(RIG, 24.0, 0.12, GLASS))
+    view = render_view(scene, "left")
+    degree = dolp(view.stokes[:, 0])[view.object_index == 1]
+    assert 0.02 < np.median(degree) < 0.4
+
+
+def test_reflection_only_glass_sphere_matches_mitsuba_polarized_path_tracer():
+    """Mitsuba 3's stokes integrator on the same geometry: normalized Stokes (so AoLP sign and
+    Fresnel degree) agree pixel by pixel inside the silhouette."""
+    mi = pytest.importorskip("mitsuba")
+    cv2 = pytest.importorskip("cv2")
+    mi.set_variant("scalar_spectral_polarized")  # the llvm_* variants crash on these machines
+    width, height, fov = 48, 32, 40.0
+    t = mi.ScalarTransform4f
+    mts = mi.load_dict({
+        "type": "scene",
+        "integrator": {"type": "stokes", "integrator": {"type": "path", "max_depth": 3}},
+        "sensor": {"type": "perspective", "fov": fov,
+                   "to_world": t().look_at(origin=[0, 0, 4], target=[0, 0, 0], up=[0, 1, 0]),
+                   "film": {"type": "hdrfilm", "width": width, "height": height, "rfilter": {"type": "box"}},
+                   "sampler": {"type": "independent", "sample_count": 128}},
+        "sphere": {"type": "sphere", "radius": 1.0,
+                   "bsdf": {"type": "dielectric", "int_ior": 1.5, "specular_transmittance": 0.0}},
+        "sky": {"type": "constant", "radiance": {"type": "rgb", "value": 0.5}},
+    })
+    mi.render(mts, seed=1)
+    channels = dict(mts.sensors()[0].film().bitmap(raw=False).split())
+    reference = np.stack([np.array(channels[name]).mean(axis=-1) for name in ("S0", "S1", "S2")])
+
+    rig = StereoRig(width, height, (width / 2) / np.tan(np.radians(fov) / 2), 0.1)
+    mirror = Material("glass", ior=1.5, tint=np.zeros(1, np.float32))
+    ours = scene_of(rig, sphere(rig, rig.focal_px * 0.1 / 3.0, 1.0, mirror),
+                    environment=Environment.uniform(np.array([0.5], np.float32)))
+    view = render_view(ours, "left")
+    inside = cv2.erode(np.isfinite(view.depth).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
+    inside &= reference[0] > 1e-4  # Monte Carlo pixels where reflection was sampled
+    assert inside.sum() > 500
+    difference = np.abs(normalized_stokes(reference) - normalized_stokes(view.stokes[:, 0]))[:, inside]
+    assert difference.mean() < 0.03 and difference.max() < 0.2
