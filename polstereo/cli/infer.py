@@ -1,4 +1,4 @@
-"""``polstereo infer``: run a checkpoint on captured pairs (a thin layer over ``run_inference``)."""
+"""``polstereo infer``: run a checkpoint or an ONNX graph on captured pairs (a thin layer over ``run_inference``)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,10 @@ def _formats(ctx, param, values: tuple[str, ...]) -> tuple[str, ...]:
 
 
 @click.command("infer")
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=click.Path(path_type=Path), required=False)
+@click.option("--onnx", type=click.Path(path_type=Path), default=None, metavar="FILE.onnx",
+              help="Run a graph written by 'polstereo export' through onnxruntime instead of a CHECKPOINT "
+                   "(a CHECKPOINT ending in .onnx is taken as this). See docs/export.md.")
 @click.option("--left", default=None, metavar="PATH",
               help="Left view: an image, raw mosaic, directory, glob, or pattern with {angle} (and {name}); "
                    "a Middlebury scene folder (im0.png/im1.png) or a folder of them needs no --right.")
@@ -67,10 +70,13 @@ def _formats(ctx, param, values: tuple[str, ...]) -> tuple[str, ...]:
               help="Rows shared by neighbouring bands, blended linearly.")
 @quiet_option
 @json_option
-def infer_cmd(checkpoint: Path, json_out: str | None, quiet: bool, vis_range, **options) -> None:
-    """Run CHECKPOINT on stereo pairs: disparity, correction, confidence, polarization pictures,
-    and depth / point clouds with a calibration. See docs/infer.md."""
+def infer_cmd(checkpoint: Path | None, json_out: str | None, quiet: bool, vis_range, **options) -> None:
+    """Run CHECKPOINT (or --onnx FILE.onnx) on stereo pairs: disparity, correction, confidence,
+    polarization pictures, and depth / point clouds with a calibration. See docs/infer.md."""
     from polstereo.inference.pipeline import InferConfig, run_inference
+
+    if (checkpoint is None) == (options["onnx"] is None):
+        raise click.UsageError("give either CHECKPOINT or --onnx FILE.onnx (exactly one)")
 
     config = InferConfig(checkpoint=checkpoint, angles_deg=options.pop("angles"), vis_range=vis_range or None,
                          progress=show_progress(quiet), keep_arrays=False, **options)
@@ -78,5 +84,7 @@ def infer_cmd(checkpoint: Path, json_out: str | None, quiet: bool, vis_range, **
     results = run_inference(config, log=log)
     if not quiet:
         click.echo(f"wrote {len(results)} pair(s) to {config.out}", err=True)
-    emit_json({"checkpoint": str(checkpoint), "out": str(config.out), "device": config.device,
+    emit_json({"checkpoint": None if checkpoint is None else str(checkpoint),
+               "onnx": None if config.onnx_file() is None else str(config.onnx_file()),
+               "out": str(config.out), "device": config.device,
                "amp": config.amp, "pairs": results}, json_out)

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "check-feasibility": "polstereo.cli.evaluate:check_feasibility_cmd",
     "eval": "polstereo.cli.evaluate:eval_cmd",
     "infer": "polstereo.cli.infer:infer_cmd",
+    "export": "polstereo.cli.export:export_cmd",
 }
 
 

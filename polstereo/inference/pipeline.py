@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from polstereo.errors import PolstereoError
+from polstereo.errors import EXIT_USAGE, PolstereoError
 from polstereo.inference.inputs import InputSpec, StereoPair, resolve_inputs
 from polstereo.inference.tiling import run_downscaled, run_in_row_bands
 from polstereo.io.calibration import Calibration, RectifiedCamera, StereoCalibration, load_calibration
@@ -57,6 +57,8 @@ NO_CORRECTION_NOTES: dict[str, str] = {
     "use_base_only": "--use-base-only: the base model ran alone, no polarization correction was applied",
     "no_module": "the checkpoint has no polarization correction module (a stage A model): the base model ran "
                  "alone, no polarization correction was applied",
+    "onnx_base_only": "the ONNX graph holds the base model alone (exported with --base-only): it ran on the "
+                      "intensity images, no polarization correction was applied",
 }
 
 
@@ -68,9 +70,11 @@ class InferConfig:
     ``mosaic`` (raw sensor layout), ``bit_depth`` and ``angles_deg``; or ``data`` (HDF5).
     Memory: ``max_size`` (long side, pixels) and ``tile_rows``/``tile_overlap`` (row bands
     of the image the model sees, after any downscaling).
+    Model: ``checkpoint``, or ``onnx`` (a graph from ``polstereo export``, run by onnxruntime;
+    a ``checkpoint`` ending in ``.onnx`` counts as one); give exactly one.
     """
 
-    checkpoint: str | Path
+    checkpoint: str | Path | None
     out: str | Path
     left: str | None = None
     right: str | None = None
@@ -92,6 +96,15 @@ class InferConfig:
     tile_overlap: int = 32
     progress: bool = False
     keep_arrays: bool = True
+    onnx: str | Path | None = None
+
+    def onnx_file(self) -> Path | None:
+        """The ONNX graph to run: ``onnx``, or a ``checkpoint`` whose name ends in ``.onnx``; else None."""
+        if self.onnx is not None:
+            return Path(self.onnx)
+        if self.checkpoint is not None and Path(self.checkpoint).suffix.lower() == ".onnx":
+            return Path(self.checkpoint)
+        return None
 
     def input_spec(self) -> InputSpec:
         return InputSpec(left=None if self.left is None else str(self.left),
@@ -127,7 +140,7 @@ def no_correction_reason(pair: StereoPair, model, use_base_only: bool) -> str | 
     if use_base_only:
         return "use_base_only"
     if getattr(model, "correction", None) is None:
-        return "no_module"
+        return getattr(model, "no_correction_note", "no_module")
     return None
 
 
@@ -281,8 +294,19 @@ def run_inference(config: InferConfig, model=None, log: Callable[[str], None] = 
     calibration = load_calibration(config.calib) if config.calib is not None else None
     if config.ply and calibration is None and config.data is None:
         raise PolstereoError("--ply needs a camera: give --calib (OpenCV stereo calibration, or K and baseline)")
-    device = resolve_device(config.device)
-    amp_dtype = resolve_amp(config.amp, device)
+    if model is None and (config.checkpoint is None) == (config.onnx is None):
+        raise PolstereoError("give either a CHECKPOINT or --onnx FILE.onnx (exactly one)", EXIT_USAGE)
+    if model is None and config.onnx_file() is not None:
+        # An exported graph (polstereo.export.runtime): onnxruntime picks its own device from
+        # --device and runs float32; the tensors around it stay on the CPU.
+        from polstereo.export.runtime import load_onnx_model
+
+        model = load_onnx_model(config.onnx_file(), device=config.device, iters=config.iters,
+                                use_ema=config.use_ema, amp=config.amp, threads=torch.get_num_threads(), log=log)
+        device, amp_dtype = torch.device("cpu"), None
+    else:
+        device = resolve_device(config.device)
+        amp_dtype = resolve_amp(config.amp, device)
     if model is None:
         model, _ = load_for_inference(config.checkpoint, use_ema=config.use_ema, map_location="cpu")
     model = model.to(device).eval()

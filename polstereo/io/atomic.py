@@ -27,6 +27,10 @@ def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Ite
                                     suffix=final.suffix if suffix is None else suffix, dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp creates 0600; give the file the permissions a plain open() would (0666 & ~umask)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield tmp
         os.replace(tmp, final)

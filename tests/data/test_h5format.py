@@ -219,3 +219,14 @@ def test_reader_survives_pickling_for_worker_processes(h5_file):
 def test_writer_rejects_too_few_angles(tmp_path):
     with pytest.raises(PolstereoError, match="3 distinct"):
         H5Writer(tmp_path / "a.h5", angles_deg=(0, 180))
+
+
+def test_atomic_outputs_get_umask_permissions_not_0600(tmp_path, rng):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        write_samples(tmp_path / "p.h5", [make_sample(rng)])
+    finally:
+        os.umask(old)
+    assert (tmp_path / "p.h5").stat().st_mode & 0o777 == 0o644

@@ -1,0 +1,139 @@
+"""ONNX export: dynamic sizes, parity with PyTorch, metadata, atomic failure, optional dependencies."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from polstereo import __version__
+from polstereo.errors import PolstereoError
+from polstereo.export import onnx as export_module
+from polstereo.export.onnx import ParityError, example_inputs
+from polstereo.models.registry import model_config
+from tests.export.conftest import CHECKS, TRACE, export, tiny_model
+
+onnx = pytest.importorskip("onnx")
+ort = pytest.importorskip("onnxruntime")
+
+TOLERANCE = 1e-3
+
+
+def run_plain(path, left: torch.Tensor, right: torch.Tensor) -> dict[str, np.ndarray]:
+    """onnxruntime alone, as a consumer without polstereo would run the file."""
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(None, {"left": left.numpy(), "right": right.numpy()})))
+
+
+def metadata(path) -> dict:
+    return {p.key: json.loads(p.value) for p in onnx.load(str(path)).metadata_props}
+
+
+def test_full_graph_passes_parity_at_two_sizes_other_than_the_traced_one(full_export):
+    _, path, report = full_export
+    parity = report["parity"]
+    shapes = [run["input_shape"] for run in parity["runs"]]
+    assert shapes == [[b, 4, 1, h, w] for b, h, w in CHECKS]
+    assert all((b, h, w) != TRACE for b, _, _, h, w in shapes)
+    assert parity["passed"] and 0 <= parity["max_disparity_diff_px"] < TOLERANCE
+    assert report["graph"] == "full" and path.is_file()
+
+
+def test_full_graph_runs_at_an_unseen_batch_and_odd_size(full_export):
+    model, path, _ = full_export
+    left, right = example_inputs(model, "full", (3, 17, 45), seed=7)
+    got = run_plain(path, left, right)
+    with torch.inference_mode():
+        expected = model(left, right, warp_source="pred", iters=2)
+    for name in ("disparity", "base_disparity", "correction", "confidence"):
+        assert got[name].shape == (3, 1, 17, 45)
+        np.testing.assert_allclose(got[name], expected[name].numpy(), atol=TOLERANCE, rtol=0)
+
+
+def test_base_graph_takes_mono_and_rgb_intensity_images(base_export):
+    model, path, report = base_export
+    assert report["graph"] == "base" and report["outputs"] == ["disparity", "confidence"]
+    for channels in (1, 3):
+        left, right = example_inputs(model, "base", (2, 20, 52), channels=channels, seed=channels)
+        got = run_plain(path, left, right)
+        with torch.inference_mode():
+            expected = model.forward_intensity(left, right, iters=2)
+        np.testing.assert_allclose(got["disparity"], expected["disparity"].numpy(), atol=TOLERANCE, rtol=0)
+
+
+def test_metadata_records_model_config_and_conventions(full_export):
+    model, path, _ = full_export
+    meta = metadata(path)
+    assert meta["format"] == "polstereo.onnx" and meta["graph"] == "full"
+    assert meta["model_name"] == "tiny"
+    assert meta["model_config"] == json.loads(json.dumps(model_config(model)))
+    assert meta["max_correction"] == 4.0 and meta["angles_deg"] == [0.0, 45.0, 90.0, 135.0]
+    assert meta["iters"] == 2 and meta["pad_multiple"] == 32 and meta["input_range"] == [0.0, 1.0]
+    assert meta["polstereo_version"] == __version__ and meta["h5_format_version"] == 1
+    assert meta["channels"] == [1] and meta["opset"] == 18
+
+
+def test_inputs_and_outputs_are_named_documented_and_dynamic(full_export):
+    _, path, _ = full_export
+    graph = onnx.load(str(path)).graph
+
+    def dims(value):
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    assert [(v.name, dims(v)) for v in graph.input] == [("left", ["batch", 4, 1, "height", "width"]),
+                                                       ("right", ["batch", 4, 1, "height", "width"])]
+    assert [v.name for v in graph.output] == ["disparity", "base_disparity", "correction", "raw", "confidence"]
+    assert all(v.doc_string for v in [*graph.input, *graph.output])
+    assert "[0, 1]" in graph.input[0].doc_string
+
+
+def test_failed_parity_check_writes_no_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    real = export_module._reference_outputs
+
+    def perturbed(graph, left, right):
+        out = real(graph, left, right)
+        return {**out, "disparity": out["disparity"] + 0.01}
+
+    monkeypatch.setattr(export_module, "_reference_outputs", perturbed)
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"previous export")
+    with pytest.raises(ParityError, match=r"disparity differs from PyTorch by 0\.01 .*no file written") as err:
+        export(tiny_model(), out, iters=1, base_only=True)
+    assert not err.value.report["parity"]["passed"]
+    assert out.read_bytes() == b"previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no temporary left behind
+
+
+def test_model_without_correction_exports_the_base_graph(tmp_path):
+    notes = []
+    config = export_module.ExportConfig(checkpoint=None, out=tmp_path / "a.onnx", iters=1, trace_size=TRACE,
+                                        check_sizes=CHECKS[:1])
+    report = export_module.export_onnx(config, model=tiny_model(correction=False), log=notes.append)
+    assert report["graph"] == "base" and report["parity"]["passed"]
+    assert len(notes) == 1 and "no polarization correction module" in notes[0]
+    assert metadata(tmp_path / "a.onnx")["model_config"]["correction"] is None
+
+
+def test_export_leaves_the_callers_model_in_training_mode():
+    model = tiny_model().train()
+    export_module._prepare(model)
+    assert model.training and all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("package", ["onnx", "onnxruntime"])
+def test_missing_package_is_a_one_line_install_hint(tmp_path, monkeypatch, package):
+    monkeypatch.setitem(sys.modules, package, None)  # makes `import package` raise ImportError
+    with pytest.raises(PolstereoError, match=rf"needs the {package} package.*pip install polstereo\[export\]"):
+        export(tiny_model(), tmp_path / "m.onnx")
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_opset_below_18_is_refused(tmp_path):
+    with pytest.raises(PolstereoError, match="--opset must be between 18 and 20"):
+        export(tiny_model(), tmp_path / "m.onnx", opset=17)
