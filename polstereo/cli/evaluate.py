@@ -15,7 +15,7 @@ _PATH = click.Path(path_type=Path)
 
 def _load(checkpoint: Path, device: str, use_ema: bool = False):
     from polstereo.training.checkpoint import load_for_inference
-    from polstereo.training.trainer import resolve_device
+    from polstereo.devices import resolve_device
 
     dev = resolve_device(device)
     model, payload = load_for_inference(checkpoint, use_ema=use_ema, map_location=dev)
@@ -95,7 +95,7 @@ def eval_cmd(checkpoint, data, iters, max_samples, save_vis, device, amp, use_em
     """
     from polstereo.data.h5format import H5Reader
     from polstereo.evaluation.evaluate import evaluate_model
-    from polstereo.training.trainer import resolve_amp
+    from polstereo.devices import resolve_amp
 
     model, payload, dev = _load(checkpoint, device, use_ema)
     ordinary = data.is_dir()

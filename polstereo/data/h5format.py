@@ -288,6 +288,9 @@ class H5Reader:
                 raise PolstereoError(f"{self.path}: no '/{SAMPLES_GROUP}' group")
             self.keys = sorted(f[SAMPLES_GROUP].keys())
             self.shapes = [tuple(f[SAMPLES_GROUP][k]["left"].shape[-2:]) for k in self.keys]
+            for k in self.keys:
+                if "right" not in f[SAMPLES_GROUP][k]:
+                    raise KeyError(f"sample {k} has no 'right' dataset")
         except KeyError as err:
             raise PolstereoError(f"{self.path}: malformed sample ({err}); run 'polstereo inspect' for details") from None
         finally:
@@ -394,6 +397,7 @@ def validate(path: str | os.PathLike, deep: bool = True) -> list[str]:
     problems: list[str] = []
     try:
         attrs = _read_file_attrs(f, path)
+        problems += [f"/: missing root attribute '{name}'" for name in ("angles_deg", "color") if name not in f.attrs]
         angles = attrs["angles_deg"]
         if len(angles) < 3 or len(set(np.mod(angles, 180.0))) != len(angles):
             problems.append(f"/: angles_deg {list(angles)} must hold at least 3 distinct angles (mod 180)")

@@ -93,7 +93,7 @@ def evaluate_model(model, reader, device: torch.device | str = "cpu", iters: int
     model.eval()
     final, base = MetricAccumulator(), MetricAccumulator()
     saturation, saturated_samples, count = 0.0, 0, 0
-    names = []
+    names, bad_names = [], []
     device = torch.device(device)
     try:
         batches = (reader.batches(device, max_samples, shard) if hasattr(reader, "batches")
@@ -109,7 +109,9 @@ def evaluate_model(model, reader, device: torch.device | str = "cpu", iters: int
                     out["base_disparity"] = out["disparity"]
             pred, base_pred = out["disparity"].float(), out["base_disparity"].float()
             if not torch.isfinite(pred).all():
-                raise PolstereoError(f"the model produced non-finite disparities on sample {batch.name!r}")
+                # counted, not raised here: under DDP every rank must reach the reduction below
+                bad_names.append(batch.name)
+                continue
             final.update(pred, batch.disparity, batch.valid, batch.transparent)
             base.update(base_pred, batch.disparity, batch.valid, batch.transparent)
             if out.get("saturation_fraction") is not None:
@@ -124,8 +126,14 @@ def evaluate_model(model, reader, device: torch.device | str = "cpu", iters: int
     if reduce is not None:
         for acc in (final, base):
             acc.sums = {region: reduce(sums) for region, sums in acc.sums.items()}
-        totals = reduce(torch.tensor([saturation, saturated_samples, count], dtype=torch.float64))
+        totals = reduce(torch.tensor([saturation, saturated_samples, count, len(bad_names)], dtype=torch.float64))
         saturation, saturated_samples, count = float(totals[0]), int(totals[1]), int(totals[2])
+        bad_count = int(totals[3])
+    else:
+        bad_count = len(bad_names)
+    if bad_count:
+        example = f" (e.g. {bad_names[0]!r})" if bad_names else ""
+        raise PolstereoError(f"the model produced non-finite disparities on {bad_count} sample(s){example}")
     if count == 0:
         raise PolstereoError(f"{reader.path}: no sample with a disparity map to evaluate on")
     per_sample = [{"name": n, "final": f, "base": b} for n, f, b in zip(names, final.per_sample, base.per_sample)]

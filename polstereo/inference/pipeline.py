@@ -287,7 +287,7 @@ def run_inference(config: InferConfig, model=None, log: Callable[[str], None] = 
     no-correction note once per run).
     """
     from polstereo.training.checkpoint import load_for_inference
-    from polstereo.training.trainer import resolve_amp, resolve_device
+    from polstereo.devices import resolve_amp, resolve_device
 
     config.check()
     sources = resolve_inputs(config.input_spec())

@@ -1,7 +1,9 @@
 """Learning-rate schedules after the torchvision stereo reference recipe.
 
 ``lr(step)`` rises linearly over ``warmup_steps``, stays at the peak until
-``decay_after_steps``, then decays to ``min_lr`` at the last step by the chosen method.
+``decay_after_steps``, then decays towards ``min_lr`` by the chosen method, reaching it
+just after the last step (so no step is wasted at ``min_lr = 0``). The exponential path
+cannot reach 0: with ``min_lr = 0`` it ends at ``lr · 1e-4``.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ class Schedule:
         if self.warmup_steps and step < self.warmup_steps:
             return self.lr * (step + 1) / self.warmup_steps
         start = max(self.decay_after_steps, self.warmup_steps)
-        span = self.total_steps - 1 - start
+        span = self.total_steps - start
         if self.method == "constant" or step <= start or span <= 0:
             return self.lr
         t = min(1.0, (step - start) / span)

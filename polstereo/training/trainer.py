@@ -13,6 +13,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,11 +24,12 @@ import torch
 from torch.utils.data import DataLoader
 
 from polstereo.data.h5format import H5Reader
+from polstereo.devices import resolve_amp, resolve_device
 from polstereo.data.loader import AugmentConfig, MixtureDataset, MixturePlan, PlanSampler, StereoCropDataset
 from polstereo.errors import InfeasibleError, PolstereoError
 from polstereo.evaluation.evaluate import base_error_statistics, evaluate_model, feasibility_verdict
 from polstereo.models.correction import CorrectionConfig, CorrectionModule
-from polstereo.models.registry import build_model
+from polstereo.models.registry import build_model, load_model
 from polstereo.training.checkpoint import (load_checkpoint, lineage_stages, restore_rng, rng_state,
                                            save_checkpoint)
 from polstereo.training.distributed import all_reduce_sum, barrier, cleanup, init_distributed
@@ -36,7 +39,6 @@ from polstereo.training.mim import EMATeacher, ReconstructionHead, StudentWithHe
 from polstereo.training.schedules import Schedule, make_scheduler
 from polstereo.training.stages import STAGES, StageConfig
 
-AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "off": None}
 MAX_CONSECUTIVE_NONFINITE = 20
 
 
@@ -120,28 +122,6 @@ class TrainResult:
     log: list[dict] = field(default_factory=list)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise PolstereoError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise PolstereoError(f"device {name!r} requested but CUDA is not available on this machine")
-    return device
-
-
-def resolve_amp(name: str, device: torch.device) -> torch.dtype | None:
-    if name == "auto":
-        if device.type == "cuda" and torch.cuda.is_bf16_supported():
-            return torch.bfloat16
-        return None
-    if name not in AMP_DTYPES:
-        raise PolstereoError(f"unknown --amp {name!r}; use bf16, fp16, off or auto")
-    return AMP_DTYPES[name]
-
-
 # ------------------------------------------------------------------------------ model set-up
 def _initial_model(cfg: TrainConfig, stage: StageConfig) -> tuple[torch.nn.Module, list[dict], str]:
     """Build the starting model from ``--init``; returns ``(model, lineage, init description)``."""
@@ -156,9 +136,7 @@ def _initial_model(cfg: TrainConfig, stage: StageConfig) -> tuple[torch.nn.Modul
         model = build_model({"base": {"kind": "s2m2", "size": cfg.model.split("-")[-1].upper(),
                                       "weights": str(init)}})
         return model, [], f"s2m2:{init}"
-    payload = load_checkpoint(init)
-    model = build_model(payload["model_config"])
-    model.load_state_dict(payload["state_dict"], strict=True)
+    model, payload = load_model(init)
     lineage = [dict(entry) for entry in payload.get("lineage", [])]
     if stage.requires and stage.requires not in lineage_stages(payload) and not cfg.force:
         have = ", ".join(lineage_stages(payload)) or "no stage"
@@ -168,10 +146,10 @@ def _initial_model(cfg: TrainConfig, stage: StageConfig) -> tuple[torch.nn.Modul
     return model, lineage, str(init)
 
 
-def _prepare_model(model, cfg: TrainConfig, stage: StageConfig):
+def _prepare_model(model, cfg: TrainConfig, stage: StageConfig, color_channels: int):
     """Add or re-bound the correction module as the stage needs, then freeze per stage."""
     if stage.with_correction and model.correction is None:
-        model.correction = CorrectionModule(CorrectionConfig())
+        model.correction = CorrectionModule(CorrectionConfig(color_channels=color_channels))
     if cfg.max_correction is not None:
         if cfg.max_correction <= 0:
             raise PolstereoError(f"--max-correction must be positive, got {cfg.max_correction}")
@@ -202,8 +180,65 @@ def _val_score(metrics: dict) -> float:
     return float(final[region]["epe"])
 
 
+def _check_options(cfg: TrainConfig) -> None:
+    """One-line errors for option values that would otherwise fail deep inside the loop."""
+    if cfg.steps <= 0 or cfg.batch_size <= 0:
+        raise PolstereoError("--steps and --batch-size must be positive")
+    low, high = cfg.scale_range
+    if not 0 < low <= high:
+        raise PolstereoError(f"--scale-range needs 0 < MIN <= MAX, got {low} {high}")
+    if cfg.lr is not None and not cfg.lr > 0:
+        raise PolstereoError(f"--lr must be positive, got {cfg.lr}")
+    if cfg.min_lr < 0 or (cfg.clip_grad_norm is not None and cfg.clip_grad_norm < 0):
+        raise PolstereoError("--min-lr and --clip-grad-norm must not be negative")
+
+
+# options that may change between an interrupted run and its --resume
+RESUME_MAY_DIFFER = ("workers", "quiet", "device", "log_every", "val_every", "save_every", "val_samples",
+                     "tensorboard", "force", "amp", "deterministic", "val")
+
+
+def _check_resume_options(cfg: TrainConfig, saved: dict, path: Path) -> None:
+    """Refuse a --resume whose options would change the data plan, schedule or losses."""
+    current = cfg.plain()
+    changed = sorted(k for k, v in saved.items()
+                     if k in current and k not in TrainConfig.INVOCATION_ONLY + RESUME_MAY_DIFFER
+                     and current[k] != v)
+    if changed and not cfg.force:
+        details = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} -> {current[k]!r}" for k in changed[:3])
+        raise PolstereoError(f"--resume: options differ from the run in {path} ({details}"
+                             f"{', ...' if len(changed) > 3 else ''}); resume with the same options "
+                             f"(--config {path.parent / 'config.yaml'}) or pass --force")
+
+
 def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
-    """Run one stage; see the module docstring. Raises PolstereoError on user errors."""
+    """Run one stage; see the module docstring. Raises PolstereoError on user errors.
+
+    The first Ctrl-C asks the loop to stop at the end of the current step (it saves
+    ``last.ckpt`` there and raises PolstereoError with exit code 130); a second one
+    interrupts at once. Global torch settings changed for the run are restored.
+    """
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
+    stop = {"requested": False}
+    previous_handler = None
+    if threading.current_thread() is threading.main_thread():
+        def request_stop(signum, frame):
+            if stop["requested"]:
+                raise KeyboardInterrupt
+            stop["requested"] = True
+
+        previous_handler = signal.signal(signal.SIGINT, request_stop)
+    try:
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+        return _train(cfg, log, stop)
+    finally:
+        torch.use_deterministic_algorithms(deterministic_before)
+        if previous_handler is not None:
+            signal.signal(signal.SIGINT, previous_handler)
+
+
+def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainResult:
     if cfg.stage not in STAGES:
         raise PolstereoError(f"unknown stage {cfg.stage!r}")
     stage = STAGES[cfg.stage]
@@ -214,10 +249,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     if not dist_info.is_main:
         log = lambda msg: None  # noqa: E731  (one voice: rank 0)
     amp_dtype = resolve_amp(cfg.amp, device)
-    if cfg.steps <= 0 or cfg.batch_size <= 0:
-        raise PolstereoError("--steps and --batch-size must be positive")
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
+    _check_options(cfg)
     torch.manual_seed(cfg.seed)
 
     # files first: a typo should fail before minutes of model loading
@@ -236,24 +268,24 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     if cfg.resume:
         if not last_path.exists():
             raise PolstereoError(f"--resume: no {last_path} to resume from")
-        resume_payload = load_checkpoint(last_path)
+        model, resume_payload = load_model(last_path)
         if resume_payload.get("stage") != stage.name:
             raise PolstereoError(f"--resume: {last_path} is a stage {resume_payload.get('stage')} run, "
                                  f"not stage {stage.name} ({stage.command})")
-        model = build_model(resume_payload["model_config"])
-        model.load_state_dict(resume_payload["state_dict"], strict=True)
+        _check_resume_options(cfg, resume_payload.get("train_config", {}), last_path)
         lineage = [dict(e) for e in resume_payload["lineage"][:-1]]
         init_desc = resume_payload["lineage"][-1].get("init", "")
     else:
         if last_path.exists() and not cfg.force:
             raise PolstereoError(f"{last_path} exists: use --resume to continue that run, or another --out")
         model, lineage, init_desc = _initial_model(cfg, stage)
-    model = _prepare_model(model, cfg, stage).to(device)
+    color_channels = 3 if datasets[0].reader.attrs["color"] == "rgb" else 1
+    model = _prepare_model(model, cfg, stage, color_channels).to(device)
     angles = datasets[0].angles_deg
     if tuple(model.angles_deg) != tuple(angles):
         model.angles_deg = tuple(angles)
 
-    feasibility = None
+    feasibility = resume_payload.get("feasibility") if resume_payload is not None else None
     if stage.feasibility_gate and resume_payload is None:
         gate_reader = val_reader or H5Reader(train_files[0])
         stats = base_error_statistics(model, gate_reader, device, model.max_correction, iters=cfg.iters,
@@ -403,8 +435,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         f"({cfg.batch_size} x {dist_info.world_size} process{'es' if dist_info.enabled else ''}), device {device}"
         + (f", amp {str(amp_dtype).split('.')[-1]}" if amp_dtype is not None else ""))
     log_path = out_dir / "metrics.jsonl"
+    if dist_info.is_main:
+        _truncate_log(log_path, start_step)
     history: list[dict] = []
     consecutive_bad = 0
+    in_update = False
     overflow_steps = int(resume_payload.get("overflow_steps", 0)) if resume_payload else 0
     step = start_step
     end_step = plan.total_steps if cfg.stop_after is None else min(plan.total_steps, cfg.stop_after)
@@ -445,6 +480,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                 unlabeled = (~batch["valid"]).float() * torch.isfinite(pseudo).float()
                 loss = loss + cfg.pseudo_weight * masked_l1(out["disparity"], torch.nan_to_num(pseudo), unlabeled)
             optimizer.zero_grad(set_to_none=True)
+            in_update = True  # from here to `step += 1` the state is between two steps
             finite = bool(torch.isfinite(loss))
             if dist_info.enabled:
                 # every rank must agree to skip, or the gradient all-reduce would hang
@@ -473,6 +509,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                     teacher.update(model)
             scheduler.step()
             step += 1
+            in_update = False
             bar.update(1)
             if dist_info.is_main and (step % cfg.log_every == 0 or step == end_step):
                 record = {"step": step, "loss": float(loss.detach()), "lr": optimizer.param_groups[0]["lr"],
@@ -492,9 +529,15 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                 validate(step)
             if cfg.save_every and step % cfg.save_every == 0 and step < end_step:
                 save(last_path, step, complete=False)
+            if stop["requested"] and step < end_step:
+                raise KeyboardInterrupt
     except KeyboardInterrupt:
-        save(last_path, step, complete=False)
         bar.close()
+        if in_update:
+            # weights, optimizer and step counter disagree mid-update: keep the last consistent save
+            raise PolstereoError(f"interrupted during step {step + 1}; {last_path} (if any) holds the last "
+                                 "saved step, continue with --resume", 130) from None
+        save(last_path, step, complete=False)
         raise PolstereoError(f"interrupted at step {step}; {last_path} saved, continue with --resume", 130) from None
     bar.close()
     complete = step >= plan.total_steps
@@ -513,6 +556,18 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
                        best_score=None if math.isinf(best_score) else best_score, last_checkpoint=last_path,
                        best_checkpoint=best_path if best_path.exists() else None, feasibility=feasibility,
                        log=history)
+
+
+def _truncate_log(path: Path, last_step: int) -> None:
+    """Drop records of steps after ``last_step`` (written before an interruption, replayed now)."""
+    if not path.exists():
+        return
+    kept = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line).get("step", 0) <= last_step]
+    from polstereo.io.atomic import atomic_path
+
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(line + "\n" for line in kept))
 
 
 def _append_jsonl(path: Path, record: dict) -> None:

@@ -230,3 +230,11 @@ def test_atomic_outputs_get_umask_permissions_not_0600(tmp_path, rng):
     finally:
         os.umask(old)
     assert (tmp_path / "p.h5").stat().st_mode & 0o777 == 0o644
+
+
+def test_validator_reports_missing_required_root_attributes(h5_file):
+    with h5py.File(h5_file, "a") as f:
+        del f.attrs["angles_deg"]
+        del f.attrs["color"]
+    problems = validate(h5_file)
+    assert "/: missing root attribute 'angles_deg'" in problems and "/: missing root attribute 'color'" in problems

@@ -8,25 +8,26 @@ from polstereo.training.schedules import Schedule
 from polstereo.training.stages import STAGES
 
 
-def test_warmup_then_cosine_to_min_lr():
-    s = Schedule(lr=1.0, total_steps=11, min_lr=0.1, warmup_steps=2, method="cosine")
-    assert s(0) == 0.5 and s(1) == 1.0
-    assert s(2) == 1.0 and math.isclose(s(10), 0.1)
-    assert math.isclose(s(6), 0.1 + 0.45 * (1 + math.cos(math.pi * 0.5)))
+def test_warmup_then_cosine_towards_min_lr():
+    s = Schedule(lr=1.0, total_steps=12, min_lr=0.1, warmup_steps=2, method="cosine")
+    assert s(0) == 0.5 and s(1) == 1.0 and s(2) == 1.0
+    assert math.isclose(s(7), 0.1 + 0.45 * (1 + math.cos(math.pi * 0.5)))  # halfway through 10 decay steps
+    assert math.isclose(s(11), 0.1 + 0.45 * (1 + math.cos(math.pi * 0.9)))
+    assert s(11) > 0.1  # the last step still learns
 
 
 def test_decay_starts_after_decay_after_steps():
-    s = Schedule(lr=1.0, total_steps=11, min_lr=0.0, decay_after_steps=5, method="linear")
+    s = Schedule(lr=1.0, total_steps=10, min_lr=0.0, decay_after_steps=5, method="linear")
     assert [s(i) for i in range(6)] == [1.0] * 6
-    assert math.isclose(s(8), 0.4) and math.isclose(s(10), 0.0)
+    assert math.isclose(s(8), 0.4) and math.isclose(s(9), 0.2)
 
 
 @pytest.mark.parametrize("method", ["cosine", "linear", "exponential"])
 def test_schedules_are_monotone_after_warmup(method):
     s = Schedule(lr=1e-3, total_steps=50, min_lr=1e-5, method=method)
-    values = [s(i) for i in range(50)]
+    values = [s(i) for i in range(50)] + [s(50)]  # s(50): just after the last step
     assert all(a >= b for a, b in zip(values, values[1:]))
-    assert math.isclose(values[-1], 1e-5, rel_tol=1e-6)
+    assert values[-2] > 1e-5 and math.isclose(values[-1], 1e-5, rel_tol=1e-6)
 
 
 def test_unknown_decay_method_is_refused():

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 import torch
 
@@ -86,6 +88,66 @@ def test_resume_of_another_stage_is_refused(stage_a, tiny_data, quick):
         run("B", stage_a.parent, tiny_data, resume=True, **quick)
 
 
+def test_ctrl_c_stops_at_a_step_boundary_and_resumes_to_the_same_weights(tiny_data, tmp_path, quick, monkeypatch):
+    import os
+    import signal
+
+    from polstereo.models.full import PolStereoModel
+
+    opts = dict(quick, steps=5, deterministic=True)
+    run("A", tmp_path / "full", tiny_data, **opts)
+    original = PolStereoModel.forward
+    calls = {"n": 0}
+
+    def ctrl_c_during_step_three(self, *args, **kwargs):
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                os.kill(os.getpid(), signal.SIGINT)  # arrives mid-step: the step must still complete
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PolStereoModel, "forward", ctrl_c_during_step_three)
+    with pytest.raises(PolstereoError, match="interrupted at step 3") as err:
+        run("A", tmp_path / "split", tiny_data, **opts)
+    assert err.value.exit_code == 130
+    monkeypatch.setattr(PolStereoModel, "forward", original)
+    run("A", tmp_path / "split", tiny_data, resume=True, **opts)
+    full, split = load_checkpoint(tmp_path / "full" / "last.ckpt"), load_checkpoint(tmp_path / "split" / "last.ckpt")
+    for key, value in full["state_dict"].items():
+        assert torch.equal(value, split["state_dict"][key]), key
+    records = [json.loads(x) for x in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    keys = [(r["type"], r["step"]) for r in records]
+    assert len(keys) == len(set(keys))  # no duplicate records after the resume
+
+
+def test_resume_with_different_options_is_refused(tiny_data, tmp_path, quick):
+    run("A", tmp_path, tiny_data, stop_after=1, **dict(quick, steps=3))
+    with pytest.raises(PolstereoError, match="options differ from the run.*--seed 0 -> 9"):
+        run("A", tmp_path, tiny_data, resume=True, **dict(quick, steps=3, seed=9))
+    run("A", tmp_path, tiny_data, resume=True, **dict(quick, steps=3, workers=0))  # workers may differ
+
+
+def test_learn_pol_on_rgb_data(tmp_path, quick):
+    import numpy as np
+
+    from polstereo.data.h5format import write_samples
+    from tests.training.conftest import shifted_sample
+
+    rng = np.random.default_rng(1)
+    samples = []
+    for _ in range(2):
+        s = shifted_sample(rng)
+        s.left, s.right = np.repeat(s.left, 3, axis=1), np.repeat(s.right, 3, axis=1)
+        samples.append(s)
+    write_samples(tmp_path / "rgb.h5", samples, color="rgb")
+    cfg = dict(quick, steps=2)
+    train(TrainConfig(stage="A", out=tmp_path / "A", train=[tmp_path / "rgb.h5"], **cfg), log=silent)
+    train(TrainConfig(stage="B", out=tmp_path / "B", train=[tmp_path / "rgb.h5"], init=str(tmp_path / "A" / "last.ckpt"),
+                      max_correction=100.0, **cfg), log=silent)
+    payload = load_checkpoint(tmp_path / "B" / "last.ckpt")
+    assert payload["model_config"]["correction"]["color_channels"] == 3
+
+
 def test_interrupt_saves_a_resumable_checkpoint(tiny_data, tmp_path, quick, monkeypatch):
     from polstereo.models.full import PolStereoModel
 
@@ -143,9 +205,24 @@ def test_bf16_autocast_on_cpu_trains_without_nonfinite_losses(tiny_data, tmp_pat
                if v.is_floating_point())
 
 
-def test_fp16_keeps_a_grad_scaler_in_the_checkpoint(tiny_data, tmp_path, quick):
-    run("A", tmp_path, tiny_data, amp="fp16", device="cpu", **dict(quick, steps=2))
-    payload = load_checkpoint(tmp_path / "last.ckpt")
-    assert payload["scaler"] and payload["scaler"]["scale"] > 0
-    # every overflow the scaler absorbed is counted, not silent: each one halved the scale
-    assert payload["scaler"]["scale"] == 65536.0 * 0.5 ** payload["overflow_steps"]
+def test_fp16_overflow_is_counted_and_leaves_the_weights_alone(tiny_data, tmp_path, quick, monkeypatch):
+    import polstereo.training.trainer as trainer
+
+    real = trainer._loss
+    calls = {"n": 0}
+
+    def overflow_on_second_step(*args):
+        calls["n"] += 1
+        loss = real(*args)
+        # finite loss, but gradients that overflow fp16: what the grad scaler must absorb
+        return loss * 1e30 if calls["n"] == 2 else loss
+
+    run("A", tmp_path / "one", tiny_data, amp="fp16", device="cpu", **dict(quick, steps=1, deterministic=True))
+    monkeypatch.setattr(trainer, "_loss", overflow_on_second_step)
+    run("A", tmp_path / "two", tiny_data, amp="fp16", device="cpu", **dict(quick, steps=2, deterministic=True,
+                                                                           lr_decay_method="constant"))
+    payload, first = load_checkpoint(tmp_path / "two" / "last.ckpt"), load_checkpoint(tmp_path / "one" / "last.ckpt")
+    # the forced overflow is counted on top of whatever step 1 did, and halved the scale once more
+    assert payload["overflow_steps"] == first["overflow_steps"] + 1 and payload["skipped_steps"] == 0
+    assert payload["scaler"]["scale"] == first["scaler"]["scale"] * 0.5
+    assert all(torch.equal(first["state_dict"][k], v) for k, v in payload["state_dict"].items())  # step 2: no update

@@ -66,12 +66,18 @@ def stokes_from_channels(channels: dict[str, np.ndarray], where: str = "") -> np
 def angle_images(stokes: np.ndarray, angles_deg: tuple[float, ...]) -> np.ndarray:
     """``(3, C, H, W)`` Stokes -> ``(A, C, H, W)`` I(θ) = ½(S0 + S1 cos 2θ + S2 sin 2θ), >= 0.
 
-    Monte Carlo noise can push the linear part a hair past S0; clipping at 0 keeps the
-    images physical.
+    Monte Carlo noise can push the linear part a hair past S0 (DoLP > 1), which would make
+    some angle images negative. The fix happens in Stokes space, scaling (S1, S2) back to
+    length S0 (and S0 to >= 0): clipping the angle images instead would break
+    I0 + I90 = I45 + I135.
     """
     from polstereo.polar.stokes import angles_from_stokes
 
-    return np.clip(angles_from_stokes(stokes, angles_deg, axis=0), 0.0, None).astype(np.float32)
+    s0 = np.maximum(stokes[0], 0.0)
+    linear = np.sqrt(stokes[1] ** 2 + stokes[2] ** 2)
+    shrink = np.where(linear > s0, s0 / np.maximum(linear, 1e-30), 1.0)
+    physical = np.stack([s0, stokes[1] * shrink, stokes[2] * shrink])
+    return np.maximum(angles_from_stokes(physical, angles_deg, axis=0), 0.0).astype(np.float32)
 
 
 def depth_channel(channels: dict[str, np.ndarray], name: str, guess: bool = True) -> np.ndarray | None:

@@ -75,3 +75,13 @@ def test_depth_of_another_size_skips_the_sample(tmp_path):
     (tmp_path / "depth.npy").unlink()
     with pytest.raises(SkipSample, match="disparity .* depth .* or a 'depth' channel in left.exr"):
         converter.load_disparity(tmp_path, {}, (2, 4))
+
+
+def test_overpolarized_render_noise_keeps_the_stokes_relation():
+    import numpy as np
+
+    stokes = np.array([[[[1.0]]], [[[0.9]]], [[[0.6]]]], dtype=np.float32)  # DoLP 1.08 (Monte Carlo noise)
+    images = angle_images(stokes, (0.0, 45.0, 90.0, 135.0))[:, 0, 0, 0]
+    assert (images >= 0).all()
+    assert abs((images[0] + images[2]) - (images[1] + images[3])) < 1e-6
+    assert abs(images[0] + images[2] - 1.0) < 1e-6  # S0 kept
