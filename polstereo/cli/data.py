@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from polstereo.cli.common import emit_json, json_option
+from polstereo.cli.common import emit_json, json_option, quiet_option
 from polstereo.errors import PolstereoError
 
 
@@ -21,13 +21,15 @@ from polstereo.errors import PolstereoError
 @click.option("--png", "png_path", type=click.Path(path_type=Path), default=None,
               help="Where --stats writes its histogram picture [default: <file stem>_crop_disparity.png].")
 @click.option("--seed", default=0, show_default=True, help="Seed for the random crops.")
+@quiet_option
 @json_option
 def inspect_cmd(path: Path, quick: bool, bins: int, stats: bool, crop: tuple[int, int], num_crops: int,
-                png_path: Path | None, seed: int, json_out: str | None) -> None:
+                png_path: Path | None, seed: int, quiet: bool, json_out: str | None) -> None:
     """Summarise and validate a polstereo HDF5 file.
 
     Prints samples, size, dtypes, the disparity range and histogram and the
     transparent-pixel share, and checks the schema (exit 1 on any violation).
+    With --quiet only the exit code (and violations) tell.
     """
     from polstereo.data.stats import crop_stats, summarize, text_histogram, write_histogram_png
 
@@ -44,7 +46,7 @@ def inspect_cmd(path: Path, quick: bool, bins: int, stats: bool, crop: tuple[int
                             f"{path.name}: disparity over {num_crops} crops {crop[0]}x{crop[1]}")
         summary["crop_stats"]["png"] = str(png_path)
     emit_json(summary, json_out)
-    if json_out != "-":
+    if json_out != "-" and not quiet:
         for line in _summary_lines(summary, text_histogram):
             click.echo(line)
 

@@ -95,3 +95,8 @@ def test_inspect_schema_violation_exits_1_and_lists_it(h5_file):
 def test_unknown_command_is_usage_error():
     result = run("frobnicate")
     assert result.exit_code == 2
+
+
+def test_inspect_quiet_prints_nothing_for_a_valid_file(h5_file):
+    result = run("inspect", h5_file, "--quiet")
+    assert result.exit_code == 0 and result.output == ""
