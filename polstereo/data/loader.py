@@ -92,8 +92,14 @@ class StereoCropDataset(Dataset):
 
     Items are addressed by ``(sample_index, step, slot)`` (see :class:`MixturePlan`);
     an ``int`` index means ``(index, 0, 0)``. Each item is a dict of tensors:
-    ``left``/``right`` ``(A, C, h, w)`` float32 in [0, 1], ``disparity`` ``(1, h, w)``
-    (0 where invalid), ``valid``, ``transparent`` ``(1, h, w)`` bool, ``has_disparity``.
+    ``left``/``right`` ``(A, C, h, w)`` in the stored integer type (uint8, or int32 for
+    uint16 data; float32 stays float), ``photometric`` ``(5,)`` = white level and the
+    left/right gain and offset to apply, ``disparity`` ``(1, h, w)`` (0 where invalid),
+    ``valid``, ``transparent`` ``(1, h, w)`` bool, ``has_disparity``, ``index``.
+
+    Images cross the worker-process boundary as stored integers (a quarter of the bytes
+    of float32) and :func:`to_device` scales and augments them on the training device;
+    every random choice is still drawn here, from the item's own generator.
     """
 
     def __init__(self, path, augment: AugmentConfig = AugmentConfig(), seed: int = 0):
@@ -120,7 +126,7 @@ class StereoCropDataset(Dataset):
         region_w = min(w, max(1, round(crop_hw[1] / scale)))
         y0 = int(rng.integers(0, h - region_h + 1))
         x0 = int(rng.integers(0, w - region_w + 1))
-        s = self.reader.read(index, crop=(y0, x0, region_h, region_w),
+        s = self.reader.read(index, crop=(y0, x0, region_h, region_w), normalize=False,
                              fields=("disparity", "transparent", "valid"))
         left, right = s.left, s.right
         disp = s.disparity if s.disparity is not None else np.full((region_h, region_w), np.nan, np.float32)
@@ -133,7 +139,7 @@ class StereoCropDataset(Dataset):
             disp = _resize_nearest(disp, out_hw) * sx
             valid = _resize_nearest(valid, out_hw) > 0.5
             transparent = _resize_nearest(transparent, out_hw) > 0.5
-        left, right = self._photometric(left, right, rng)
+        photometric = self._photometric(rng, float(s.white_level))
         if aug.vflip_prob and rng.random() < aug.vflip_prob:
             left, right = left[self.mirror, :, ::-1], right[self.mirror, :, ::-1]
             disp, valid, transparent = disp[::-1], valid[::-1], transparent[::-1]
@@ -145,8 +151,9 @@ class StereoCropDataset(Dataset):
         disp = np.where(valid, np.nan_to_num(_pad_to(disp, crop_hw, 0.0), nan=0.0), 0.0)
         transparent = _pad_to(transparent, crop_hw, False) & valid
         return {
-            "left": torch.from_numpy(np.ascontiguousarray(left, dtype=np.float32)),
-            "right": torch.from_numpy(np.ascontiguousarray(right, dtype=np.float32)),
+            "left": torch.from_numpy(_transportable(left)),
+            "right": torch.from_numpy(_transportable(right)),
+            "photometric": torch.tensor(photometric, dtype=torch.float32),
             "disparity": torch.from_numpy(np.ascontiguousarray(disp, dtype=np.float32))[None],
             "valid": torch.from_numpy(np.ascontiguousarray(valid))[None],
             "transparent": torch.from_numpy(np.ascontiguousarray(transparent))[None],
@@ -154,15 +161,35 @@ class StereoCropDataset(Dataset):
             "index": torch.tensor(index),
         }
 
-    def _photometric(self, left: np.ndarray, right: np.ndarray, rng: np.random.Generator):
-        """Gain and offset, identical across the angle images of a view (linear in intensity)."""
+    def _photometric(self, rng: np.random.Generator, white_level: float) -> list[float]:
+        """``[white, gain_l, offset_l, gain_r, offset_r]``: one gain and offset per view,
+        identical across its angle images (linear in intensity; :func:`to_device` applies them)."""
         aug = self.augment
         gain, offset = rng.uniform(*aug.gain_range), rng.uniform(*aug.offset_range)
         gain_r, offset_r = gain, offset
         if rng.random() < aug.asymmetric_prob:
             gain_r, offset_r = rng.uniform(*aug.gain_range), rng.uniform(*aug.offset_range)
-        # no clipping: clipping one angle image but not another would break I0+I90 = I45+I135
-        return left * np.float32(gain) + np.float32(offset), right * np.float32(gain_r) + np.float32(offset_r)
+        return [white_level, gain, offset, gain_r, offset_r]
+
+
+def _transportable(image: np.ndarray) -> np.ndarray:
+    # torch has little uint16 support: widen to int32 (the same bytes as float32, but exact)
+    return np.ascontiguousarray(image, dtype=np.int32 if image.dtype == np.uint16 else image.dtype)
+
+
+def to_device(batch: dict[str, torch.Tensor], device: torch.device | str) -> dict[str, torch.Tensor]:
+    """Move a collated batch to ``device``; images become float32 in [0, 1] with their augmentation.
+
+    ``I = stored / white · gain + offset`` per view, identical for every angle image. No
+    clipping: clipping one angle image but not another would break I0 + I90 = I45 + I135.
+    """
+    out = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    p = out.pop("photometric").float()
+    shape = (-1,) + (1,) * (out["left"].dim() - 1)
+    white = p[:, 0].view(shape)
+    out["left"] = out["left"].float() / white * p[:, 1].view(shape) + p[:, 2].view(shape)
+    out["right"] = out["right"].float() / white * p[:, 3].view(shape) + p[:, 4].view(shape)
+    return out
 
 
 class MixturePlan:

@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader
 
 from polstereo.data.h5format import H5Reader
 from polstereo.devices import resolve_amp, resolve_device
-from polstereo.data.loader import AugmentConfig, MixtureDataset, MixturePlan, PlanSampler, StereoCropDataset
+from polstereo.data.loader import (AugmentConfig, MixtureDataset, MixturePlan, PlanSampler, StereoCropDataset,
+                                   to_device)
 from polstereo.errors import InfeasibleError, PolstereoError
 from polstereo.evaluation.evaluate import base_error_statistics, evaluate_model, feasibility_verdict
 from polstereo.models.correction import CorrectionConfig, CorrectionModule
@@ -453,7 +454,7 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
         for batch in loader:
             if step >= end_step:
                 break
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            batch = to_device(batch, device)
             gt_for_warp = torch.where(batch["valid"], batch["disparity"], torch.full_like(batch["disparity"], math.nan))
             left, right = batch["left"], batch["right"]
             if use_mim:

@@ -1,8 +1,10 @@
 import numpy as np
 import pytest
+import torch
 
 from polstereo.data.h5format import Sample, write_samples
-from polstereo.data.loader import (AugmentConfig, MixturePlan, PlanSampler, StereoCropDataset, MixtureDataset)
+from polstereo.data.loader import (AugmentConfig, MixtureDataset, MixturePlan, PlanSampler, StereoCropDataset,
+                                   to_device)
 from polstereo.errors import PolstereoError
 from polstereo.polar.stokes import angles_from_stokes
 
@@ -27,6 +29,12 @@ def plane_file(tmp_path, rng):
     path = tmp_path / "plane.h5"
     write_samples(path, [sample, sample])
     return path
+
+
+def finished(item):
+    """One item as the trainer sees it: on the device, scaled to [0, 1], augmented."""
+    batch = to_device({k: v[None] for k, v in item.items()}, "cpu")
+    return {k: v[0] for k, v in batch.items()}
 
 
 def no_photometric(**kw):
@@ -59,7 +67,7 @@ def test_photometric_augmentation_keeps_stokes_relations(plane_file):
     ds = StereoCropDataset(plane_file, AugmentConfig(crop_size=(16, 24), gain_range=(0.5, 1.5),
                                                      offset_range=(-0.1, 0.1), asymmetric_prob=1.0), seed=0)
     for step in range(5):
-        item = ds[(0, step, 0)]
+        item = finished(ds[(0, step, 0)])
         for view in ("left", "right"):
             i0, i45, i90, i135 = item[view][:, 0].double().numpy()
             np.testing.assert_allclose(i0 + i90, i45 + i135, atol=1e-5)
@@ -132,3 +140,18 @@ def test_mixture_dataset_routes_keys(plane_file, tmp_path, rng):
     mix = MixtureDataset([StereoCropDataset(p, no_photometric(crop_size=None)) for p in (plane_file, other)])
     assert mix[(1, 0, 0, 0)]["disparity"].max() == 9.0
     assert mix[(0, 0, 0, 0)]["disparity"].max() == 5.0
+
+
+def test_integer_images_cross_the_process_boundary_and_scale_on_the_device(tmp_path, rng):
+    from tests.conftest import make_sample
+
+    sample = make_sample(rng, dtype=np.uint16, h=24, w=40)
+    sample.white_level = 4095.0
+    sample.left, sample.right = sample.left % 4096, sample.right % 4096
+    write_samples(tmp_path / "u16.h5", [sample])
+    aug = AugmentConfig(crop_size=None, gain_range=(2.0, 2.0), offset_range=(0.1, 0.1), asymmetric_prob=0)
+    item = StereoCropDataset(tmp_path / "u16.h5", aug)[0]
+    assert item["left"].dtype == torch.int32
+    np.testing.assert_allclose(item["photometric"].numpy(), [4095.0, 2.0, 0.1, 2.0, 0.1], rtol=1e-6)
+    out = finished(item)
+    np.testing.assert_allclose(out["left"].numpy(), sample.left / 4095.0 * 2.0 + 0.1, rtol=1e-5, atol=1e-6)
