@@ -167,27 +167,17 @@ def _eval_lines(report: dict) -> list[str]:
 
 
 def _vis_writer(directory: Path):
-    """Per-sample callback writing colourised prediction, ground truth and error PNGs.
-
-    Prediction and ground truth share one colour range (the ground truth's), so equal
-    colours mean equal disparities; the error map runs from 0 to 5 px (bad-5 and worse
-    at the map's end).
-    """
-    import numpy as np
-
+    """Per-sample callback writing colourised prediction, ground truth and error PNGs."""
     from polstereo.io.images import write_image
-    from polstereo.io.visualise import apply_colormap, disparity_to_rgb, finite_range
+    from polstereo.io.visualise import comparison_pictures
 
     directory.mkdir(parents=True, exist_ok=True)
 
     def write(batch, out) -> None:
         gt = batch.disparity[0, 0].cpu().numpy()
         pred = out["disparity"][0, 0].float().cpu().numpy()
-        low, high = finite_range(gt) or finite_range(pred) or (0.0, 1.0)
         stem = f"{batch.index:06d}_{batch.name}" if batch.name else f"{batch.index:06d}"
-        error = np.where(np.isfinite(gt), np.abs(pred - gt), np.nan)
-        for suffix, picture in (("pred", disparity_to_rgb(pred, low, high)), ("gt", disparity_to_rgb(gt, low, high)),
-                                ("error", apply_colormap(error, 0.0, 5.0, "turbo"))):
+        for suffix, picture in zip(("pred", "gt", "error"), comparison_pictures(pred, gt)):
             write_image(directory / f"{stem}_{suffix}.png", picture)
 
     return write

@@ -172,3 +172,18 @@ __all__ = [
     "COLORMAPS", "colormap_table", "finite_range", "apply_colormap", "disparity_to_rgb", "correction_to_rgb",
     "unit_to_gray", "image_to_uint8", "image_to_rgb", "aolp_to_rgb", "POLARIZATION_MODES",
 ]
+
+
+ERROR_RANGE_PX = 5.0  # error maps run from 0 to 5 px: bad-5 and worse at the map's end
+
+
+def comparison_pictures(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Colourised ``(prediction, ground truth, |error|)``, each ``(H, W, 3)`` uint8.
+
+    Prediction and ground truth share the ground truth's range, so equal colours mean
+    equal disparities; invalid (non-finite) ground truth is black in the error map.
+    """
+    low, high = finite_range(gt) or finite_range(pred) or (0.0, 1.0)
+    error = np.where(np.isfinite(gt), np.abs(pred - gt), np.nan)
+    return (disparity_to_rgb(pred, low, high), disparity_to_rgb(gt, low, high),
+            apply_colormap(error, 0.0, ERROR_RANGE_PX, "turbo"))

@@ -589,17 +589,15 @@ def _picture_grid(pictures: dict, model) -> "np.ndarray":
     """One row of pictures for TensorBoard: left intensity, ground truth, prediction, error, correction."""
     import numpy as np
 
-    from polstereo.io.visualise import apply_colormap, correction_to_rgb, disparity_to_rgb, finite_range, image_to_uint8
+    from polstereo.io.visualise import comparison_pictures, correction_to_rgb, image_to_uint8
 
     batch, out = pictures["batch"], pictures["out"]
     left = intensity_image(batch.left.float(), model.angles_deg)[0].clamp(0, 1).cpu().numpy()
     gray = image_to_uint8(left)
     gray = np.repeat(gray[..., None], 3, axis=2) if gray.ndim == 2 else gray
-    gt = batch.disparity[0, 0].cpu().numpy()
-    pred = out["disparity"][0, 0].float().cpu().numpy()
-    low, high = finite_range(gt) or finite_range(pred) or (0.0, 1.0)
-    tiles = [gray, disparity_to_rgb(gt, low, high), disparity_to_rgb(pred, low, high),
-             apply_colormap(np.where(np.isfinite(gt), np.abs(pred - gt), np.nan), 0.0, 5.0)]
+    pred_rgb, gt_rgb, error_rgb = comparison_pictures(out["disparity"][0, 0].float().cpu().numpy(),
+                                                      batch.disparity[0, 0].cpu().numpy())
+    tiles = [gray, gt_rgb, pred_rgb, error_rgb]
     if out.get("correction") is not None:
         tiles.append(correction_to_rgb(out["correction"][0, 0].float().cpu().numpy(), model.max_correction))
     return np.concatenate(tiles, axis=1)
