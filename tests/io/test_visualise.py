@@ -70,3 +70,18 @@ def test_constant_map_uses_the_colormap_start():
 def test_unknown_colormap_is_an_error():
     with pytest.raises(PolstereoError, match="unknown colormap"):
         apply_colormap(np.zeros((2, 2)), 0, 1, cmap="jet2")
+
+
+def test_comparison_pictures_share_the_ground_truth_range():
+    import numpy as np
+
+    from polstereo.io.visualise import colormap_table, comparison_pictures
+
+    gt = np.array([[1.0, 3.0], [np.nan, 2.0]])
+    pred = np.array([[1.0, 9.0], [2.0, 2.0]])
+    pred_rgb, gt_rgb, err_rgb = comparison_pictures(pred, gt)
+    table = colormap_table("turbo")
+    assert (pred_rgb[0, 0] == table[0]).all() and (gt_rgb[0, 1] == table[-1]).all()
+    assert (pred_rgb[0, 1] == table[-1]).all()           # beyond the range: clipped to its end
+    assert (err_rgb[0, 0] == table[0]).all() and (err_rgb[0, 1] == table[-1]).all()  # 0 px and >= 5 px
+    assert (err_rgb[1, 0] == 0).all()                    # no ground truth: black
