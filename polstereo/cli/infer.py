@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from polstereo.errors import PolstereoError
+
 from polstereo.cli.common import emit_json, json_option, quiet_option, show_progress
 
 _FORMATS = ("pfm", "npy", "png16")
@@ -82,9 +84,13 @@ def infer_cmd(checkpoint: Path | None, json_out: str | None, quiet: bool, vis_ra
                          progress=show_progress(quiet), keep_arrays=False, **options)
     log = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
     results = run_inference(config, log=log)
+    failed = [r for r in results if "error" in r]
     if not quiet:
-        click.echo(f"wrote {len(results)} pair(s) to {config.out}", err=True)
+        click.echo(f"wrote {len(results) - len(failed)} pair(s) to {config.out}", err=True)
     emit_json({"checkpoint": None if checkpoint is None else str(checkpoint),
                "onnx": None if config.onnx_file() is None else str(config.onnx_file()),
                "out": str(config.out), "device": config.device,
                "amp": config.amp, "pairs": results}, json_out)
+    if failed:
+        raise PolstereoError(f"{len(failed)} of {len(results)} pair(s) failed (first: {failed[0]['error']}); "
+                             "the others were written")

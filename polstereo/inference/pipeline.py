@@ -317,43 +317,58 @@ def run_inference(config: InferConfig, model=None, log: Callable[[str], None] = 
     results, noted, rectifiers = [], set(), {}
     bar = tqdm(sources, unit="pair", desc="infer", disable=not (config.progress and len(sources) > 1))
     for source in bar:
-        started = time.perf_counter()
-        pair = source.load()
-        pair, camera, rectified = _camera_for(pair, calibration, rectifiers)
-        if config.ply and camera is None:
-            raise PolstereoError(f"pair {pair.name}: --ply needs a camera (the sample has no focal_px/baseline_m; "
-                                 "give --calib)")
-        reason = no_correction_reason(pair, model, config.use_base_only)
-        if reason is not None and reason not in noted:
-            noted.add(reason)
-            log(f"note: {NO_CORRECTION_NOTES[reason]}")
-        if reason is None and pair.channels != correction.config.color_channels:
-            wanted = correction.config.color_channels
-            pair = pair.with_views(match_channels(pair.left, wanted), match_channels(pair.right, wanted))
-            if "channels" not in noted:
-                noted.add("channels")
-                log(f"note: the correction module takes {'mono' if wanted == 1 else 'RGB'} angle images; "
-                    f"the input was converted ({'channels averaged' if wanted == 1 else 'mono repeated'})")
-        maps = predict_pair(model, pair, reason, device, amp_dtype, config.iters, config.max_size,
-                            config.tile_rows, config.tile_overlap)
-        if not np.isfinite(maps["disparity"]).all():
-            raise PolstereoError(f"pair {pair.name}: the model produced non-finite disparities")
-        files, arrays = write_outputs(out_root / pair.name, pair, maps, camera, config, max_correction, rectified)
-        height, width = pair.shape
-        summary = {
-            "name": pair.name, "kind": pair.kind, "height": height, "width": width,
-            "polarized": pair.polarized, "correction_applied": reason is None, "note": reason,
-            "rectified": rectified, "disparity": _disparity_stats(maps["disparity"]),
-            "saturation_fraction": (float(saturation_fraction(torch.from_numpy(maps["raw"]),
-                                                              correction.config.saturation_threshold))
-                                    if "raw" in maps else None),
-            "camera": None if camera is None else camera.to_dict(),
-            "seconds": round(time.perf_counter() - started, 4), "files": files,
-        }
-        if config.keep_arrays:
-            summary["arrays"] = arrays
-        results.append(summary)
+        try:
+            results.append(_run_pair(source, model, correction, calibration, rectifiers, noted, config, device,
+                                     amp_dtype, max_correction, out_root, log))
+        except PolstereoError as err:
+            if len(sources) == 1:
+                raise
+            # one bad pair (unreadable file, mismatched sizes) must not cost the others
+            message = str(err) if source.name in str(err) else f"pair {source.name}: {err}"
+            log(f"error: {message}")
+            results.append({"name": source.name, "error": message})
     return results
+
+
+def _run_pair(source, model, correction, calibration, rectifiers, noted, config, device, amp_dtype,
+              max_correction, out_root, log) -> dict:
+    """Load, run and write one pair; returns its summary."""
+    started = time.perf_counter()
+    pair = source.load()
+    pair, camera, rectified = _camera_for(pair, calibration, rectifiers)
+    if config.ply and camera is None:
+        raise PolstereoError(f"pair {pair.name}: --ply needs a camera (the sample has no focal_px/baseline_m; "
+                             "give --calib)")
+    reason = no_correction_reason(pair, model, config.use_base_only)
+    if reason is not None and reason not in noted:
+        noted.add(reason)
+        log(f"note: {NO_CORRECTION_NOTES[reason]}")
+    if reason is None and pair.channels != correction.config.color_channels:
+        wanted = correction.config.color_channels
+        pair = pair.with_views(match_channels(pair.left, wanted), match_channels(pair.right, wanted))
+        if "channels" not in noted:
+            noted.add("channels")
+            log(f"note: the correction module takes {'mono' if wanted == 1 else 'RGB'} angle images; "
+                f"the input was converted ({'channels averaged' if wanted == 1 else 'mono repeated'})")
+    maps = predict_pair(model, pair, reason, device, amp_dtype, config.iters, config.max_size,
+                        config.tile_rows, config.tile_overlap)
+    if not np.isfinite(maps["disparity"]).all():
+        raise PolstereoError(f"pair {pair.name}: the model produced non-finite disparities")
+    files, arrays = write_outputs(out_root / pair.name, pair, maps, camera, config, max_correction, rectified)
+    height, width = pair.shape
+    summary = {
+        "name": pair.name, "kind": pair.kind, "height": height, "width": width,
+        "polarized": pair.polarized, "correction_applied": reason is None, "note": reason,
+        "rectified": rectified, "disparity": _disparity_stats(maps["disparity"]),
+        "saturation_fraction": (float(saturation_fraction(torch.from_numpy(maps["raw"]),
+                                                          correction.config.saturation_threshold))
+                                if "raw" in maps else None),
+        "camera": None if camera is None else camera.to_dict(),
+        "seconds": round(time.perf_counter() - started, 4), "files": files,
+    }
+    if config.keep_arrays:
+        summary["arrays"] = arrays
+    return summary
 
 
 __all__ = ["InferConfig", "run_inference", "predict_pair", "write_outputs", "no_correction_reason",

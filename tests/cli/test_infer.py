@@ -65,3 +65,25 @@ def test_missing_checkpoint_is_a_one_line_error(tmp_path, rng, invoke):
 def test_unknown_format_is_a_usage_error(tmp_path, tiny_ckpt, invoke):
     result = invoke(tiny_ckpt, "--left", "a", "--right", "b", "--out", tmp_path, "--format", "tiff")
     assert result.exit_code == 2 and "unknown format(s) tiff" in result.output
+
+
+def test_a_bad_pair_in_a_batch_is_reported_and_the_others_are_written(tmp_path, rng):
+    import numpy as np
+    from click.testing import CliRunner
+
+    from polstereo.cli.main import cli
+    from polstereo.io.images import write_image
+    from polstereo.models.registry import build_model, save_model
+
+    save_model(tmp_path / "m.ckpt", build_model({"base": "tiny"}))
+    for view in ("L", "R"):
+        (tmp_path / view).mkdir()
+        for name in ("a", "c"):
+            write_image(tmp_path / view / f"{name}.png", (rng.random((32, 48)) * 255).astype(np.uint8))
+    (tmp_path / "L" / "b.png").write_bytes(b"not a png")
+    write_image(tmp_path / "R" / "b.png", (rng.random((32, 48)) * 255).astype(np.uint8))
+    result = CliRunner().invoke(cli, ["infer", str(tmp_path / "m.ckpt"), "--left", str(tmp_path / "L"), "--right",
+                                      str(tmp_path / "R"), "--out", str(tmp_path / "out"), "--quiet"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1].startswith("Error: 1 of 3 pair(s) failed")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a", "c"]
