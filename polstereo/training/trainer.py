@@ -33,6 +33,7 @@ from polstereo.models.correction import CorrectionConfig, CorrectionModule
 from polstereo.models.registry import build_model, load_model
 from polstereo.training.checkpoint import (load_checkpoint, lineage_stages, restore_rng, rng_state,
                                            save_checkpoint)
+from polstereo.training.curves import write_train_curves
 from polstereo.training.distributed import all_reduce_sum, barrier, cleanup, init_distributed
 from polstereo.polar.features import intensity_image
 from polstereo.training.losses import masked_l1, pixel_weights, sequence_loss
@@ -367,6 +368,8 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
     def save(path: Path, step: int, complete: bool) -> None:
         if not dist_info.is_main:
             return
+        if path == last_path:
+            write_train_curves(out_dir / "metrics.jsonl", out_dir / "train_curves.png")
         record = dict(entry, steps_done=step, complete=complete, metrics=_brief(val_metrics),
                       finished_at=time.strftime("%Y-%m-%dT%H:%M:%S") if complete else None)
         save_checkpoint(path, model, stage=stage.name, lineage=lineage + [record], train_config=cfg.plain(),
@@ -525,7 +528,12 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
                     for key in ("loss", "lr", "saturation_fraction", "pairs_per_s"):
                         if key in record:
                             board.add_scalar(f"train/{key}", record[key], step)
-                bar.set_postfix(loss=f"{record['loss']:.3f}")
+                postfix = {"loss": f"{record['loss']:.3f}", "lr": f"{record['lr']:.2e}"}
+                if "saturation_fraction" in record:
+                    postfix["sat"] = f"{record['saturation_fraction']:.3f}"
+                if val_metrics:
+                    postfix["val_epe"] = f"{_val_score(val_metrics):.3f}"
+                bar.set_postfix(postfix)
             if cfg.val_every and step % cfg.val_every == 0 and step < plan.total_steps:
                 validate(step)
             if cfg.save_every and step % cfg.save_every == 0 and step < end_step:

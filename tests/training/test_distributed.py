@@ -39,7 +39,7 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
                       tmp_path / "two", "--batch-size", "1", *OPTS, nproc=2, cwd=tmp_path)
     assert multi.returncode == 0, multi.stderr[-3000:]
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == ["best.ckpt", "config.yaml", "last.ckpt",
-                                                                    "metrics.jsonl"]
+                                                                    "metrics.jsonl", "train_curves.png"]
     lines = (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(x)["type"] for x in lines] == ["train", "val"]  # rank 0 logs once
     a, b = load_checkpoint(tmp_path / "one" / "last.ckpt"), load_checkpoint(tmp_path / "two" / "last.ckpt")

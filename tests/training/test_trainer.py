@@ -30,6 +30,10 @@ def test_stage_a_writes_checkpoints_with_lineage_and_metrics(stage_a):
     assert entry["stage"] == "A" and entry["complete"] and entry["steps_done"] == 3 and entry["init"] == "none"
     assert set(entry["metrics"]) == {"all", "transparent", "opaque"}
     assert (stage_a.parent / "best.ckpt").exists() and (stage_a.parent / "metrics.jsonl").exists()
+    import cv2
+
+    curves = cv2.imread(str(stage_a.parent / "train_curves.png"))
+    assert curves is not None and curves.shape[0] == 300 and curves.shape[1] >= 960  # loss + EPE panels
 
 
 def test_learn_pol_trains_only_the_correction(stage_a, tiny_data, tmp_path, quick):
