@@ -50,6 +50,30 @@ def loader_rate(path: Path, crop, batch: int, workers: int, batches: int) -> flo
     return batches / (time.perf_counter() - start)
 
 
+def _run_stage(cfg: TrainConfig, queue) -> None:
+    """Child process: train, then report peak memory (RSS on the CPU, allocator peak on CUDA)."""
+    import resource
+
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    train(cfg, log=lambda m: None)
+    cuda_peak = torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None
+    queue.put((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, cuda_peak))
+
+
+def run_stage(cfg: TrainConfig) -> tuple[float, float | None]:
+    """Train in a fresh process so each stage's peak memory is its own."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_run_stage, args=(cfg, queue))
+    proc.start()
+    result = queue.get()
+    proc.join()
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", nargs="+", default=["tiny"])
@@ -62,6 +86,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--iters", type=int, default=None)
+    parser.add_argument("--stages", nargs="+", default=["A", "B", "C"], choices=["A", "B", "C"],
+                        help="stages to chain (each from the previous one's checkpoint)")
     args = parser.parse_args()
     h, w = args.crop
     rows = []
@@ -70,26 +96,32 @@ def main() -> None:
         make_file(data, 16, h + 32, w + 32)
         data_rate = loader_rate(data, args.crop, args.batch_size, args.workers, 20) * args.batch_size
         for model, amp, ratio in itertools.product(args.model, args.amp, args.mask_ratio):
-            out = Path(tmp) / f"{model}-{amp}-{ratio}"
-            cfg = TrainConfig(stage="A", out=out, train=[data], model=model, steps=args.steps,
-                              batch_size=args.batch_size, crop_size=(h, w), workers=args.workers, val_every=0,
-                              save_every=0, log_every=1, quiet=True, amp=amp, device=args.device,
-                              mask_ratio=ratio, iters=args.iters)
-            train(cfg, log=lambda m: None)
-            records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-            train_records = [r for r in records if r["type"] == "train"]
-            t0 = train_records[args.warmup - 1]["seconds"]
-            t1 = train_records[-1]["seconds"]
-            rate = (len(train_records) - args.warmup) * args.batch_size / (t1 - t0)
-            rows.append((model, amp, ratio, rate))
+            previous = None
+            for stage in args.stages:
+                out = Path(tmp) / f"{model}-{amp}-{ratio}-{stage}"
+                cfg = TrainConfig(stage=stage, out=out, train=[data], model=model, steps=args.steps,
+                                  batch_size=args.batch_size, crop_size=(h, w), workers=args.workers, val_every=0,
+                                  save_every=0, log_every=1, quiet=True, amp=amp, device=args.device,
+                                  mask_ratio=ratio, iters=args.iters, init=previous, force=True,
+                                  max_correction=4.0)
+                peak_rss, peak_cuda = run_stage(cfg)
+                previous = str(out / "last.ckpt")
+                records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+                train_records = [r for r in records if r["type"] == "train"]
+                t0 = train_records[args.warmup - 1]["seconds"]
+                t1 = train_records[-1]["seconds"]
+                rate = (len(train_records) - args.warmup) * args.batch_size / (t1 - t0)
+                rows.append((model, stage, amp, ratio, rate, peak_cuda if peak_cuda is not None else peak_rss))
     device = "cuda" if (args.device == "auto" and torch.cuda.is_available()) else args.device
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
     print(f"training throughput on {name}, batch {args.batch_size}, crop {h}x{w}, {args.workers} workers, "
           f"steps {args.steps} (first {args.warmup} excluded)")
     print(f"data pipeline alone: {data_rate:.1f} pairs/s")
-    print("| model | amp | mask ratio | pairs/s | share of data-pipeline capacity used |\n|---|---|---:|---:|---:|")
-    for model, amp, ratio, rate in rows:
-        print(f"| {model} | {amp} | {ratio:g} | {rate:.2f} | {min(1.0, rate / data_rate):.0%} |")
+    memory = "peak CUDA MiB" if device.startswith("cuda") else "peak RSS MiB"
+    print(f"| model | stage | amp | mask ratio | pairs/s | {memory} | share of data-pipeline capacity used |")
+    print("|---|---|---|---:|---:|---:|---:|")
+    for model, stage, amp, ratio, rate, peak in rows:
+        print(f"| {model} | {stage} | {amp} | {ratio:g} | {rate:.2f} | {peak:.0f} | {min(1.0, rate / data_rate):.0%} |")
 
 
 if __name__ == "__main__":
