@@ -125,7 +125,7 @@ def main() -> None:
         rows.append(("PNG folder", png_rate, size(tmp / "png")))
     print(f"random {args.crop[0]}x{args.crop[1]} crops from {args.samples} samples of {args.size[0]}x{args.size[1]}, "
           f"4 angles x 2 views + disparity, {args.workers} workers, batches of {args.batch}")
-    print(f"| storage | crops/s | vs PNG | size (MiB) |\n|---|---:|---:|---:|")
+    print("| storage | crops/s | vs PNG | size (MiB) |\n|---|---:|---:|---:|")
     for name, rate, mib in rows:
         print(f"| {name} | {rate:.1f} | {rate / png_rate:.2f}x | {mib:.1f} |")
 

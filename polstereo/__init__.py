@@ -2,4 +2,6 @@
 
 __version__ = "0.1.0"
 
-from polstereo.errors import PolstereoError  # noqa: E402,F401
+from polstereo.errors import PolstereoError  # noqa: E402
+
+__all__ = ["PolstereoError", "__version__"]

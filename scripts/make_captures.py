@@ -12,7 +12,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 
 from polstereo.data.synthetic.config import SyntheticConfig
 from polstereo.data.synthetic.generate import generate_sample, sample_rng

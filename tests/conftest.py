@@ -26,6 +26,19 @@ def make_sample(rng: np.random.Generator, h: int = 24, w: int = 40, dtype=np.uin
                   name=name, scene_id="scene0", focal_px=120.0, baseline_m=0.05)
 
 
+@pytest.fixture(autouse=True)
+def _seed_and_one_thread():
+    """Seed torch, and use one intra-op thread: the tiny test models gain nothing from more,
+    and with DataLoader or torchrun processes beside them on 2 cores extra threads thrash."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)

@@ -31,7 +31,7 @@ from polstereo.errors import InfeasibleError, PolstereoError
 from polstereo.evaluation.evaluate import base_error_statistics, evaluate_model, feasibility_verdict
 from polstereo.models.correction import CorrectionConfig, CorrectionModule
 from polstereo.models.registry import build_model, load_model
-from polstereo.training.checkpoint import (load_checkpoint, lineage_stages, restore_rng, rng_state,
+from polstereo.training.checkpoint import (lineage_stages, restore_rng, rng_state,
                                            save_checkpoint)
 from polstereo.training.curves import write_train_curves
 from polstereo.training.distributed import all_reduce_sum, barrier, cleanup, init_distributed
@@ -593,7 +593,7 @@ def _tensorboard(out_dir: Path):
     return SummaryWriter(log_dir=str(out_dir / "tensorboard"))
 
 
-def _picture_grid(pictures: dict, model) -> "np.ndarray":
+def _picture_grid(pictures: dict, model):
     """One row of pictures for TensorBoard: left intensity, ground truth, prediction, error, correction."""
     import numpy as np
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from polstereo.cli import main as cli_main
 from polstereo.export import onnx as export_module
-from tests.inference.conftest import _one_thread, tiny_ckpt, write_mosaic_pair, write_ordinary  # noqa: F401
+from tests.inference.conftest import tiny_ckpt, write_mosaic_pair, write_ordinary  # noqa: F401
 
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")

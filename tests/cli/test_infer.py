@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from polstereo.cli import main as cli_main
 from polstereo.cli.infer import infer_cmd
-from tests.inference.conftest import _one_thread, tiny_ckpt, write_mosaic_pair, write_ordinary  # noqa: F401
+from tests.inference.conftest import tiny_ckpt, write_mosaic_pair, write_ordinary  # noqa: F401
 
 FAST = ["--device", "cpu", "--amp", "off", "--iters", "1"]
 

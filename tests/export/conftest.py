@@ -13,15 +13,6 @@ TRACE = (2, 32, 48)
 CHECKS = ((1, 24, 40), (2, 40, 56))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny graphs gain nothing from threads; on a shared 2-core machine they cost a lot.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(before)
-
 
 def tiny_model(correction: bool = True):
     torch.manual_seed(0)

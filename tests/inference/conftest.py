@@ -19,15 +19,6 @@ H, W = 48, 64
 ANGLES = (0, 45, 90, 135)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Other test suites share 2 cores; oversubscribed threads make tiny forwards 50x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="session")
 def tiny_ckpt(tmp_path_factory) -> Path:

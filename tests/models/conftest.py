@@ -6,16 +6,6 @@ import pytest
 import torch
 
 
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    # One intra-op thread: these tiny models gain nothing from two, and on a shared
-    # 2-core machine spinning OpenMP threads made the suite several times slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture
 def stacks():
