@@ -82,6 +82,8 @@ def _options(func):
                      help="EMA teacher decay [default: 0.999 with --mask-ratio, else no teacher]."),
         click.option("--pseudo-weight", type=float, default=1.0, show_default=True,
                      help="Weight of the teacher's pseudo-disparities where ground truth is missing."),
+        click.option("--warp-source", type=click.Choice(["gt", "pred"]), default=None,
+                     help="Override the stage's pol_diff warp disparity (for ablations; B: gt, C: pred)."),
         click.option("--tensorboard", is_flag=True,
                      help="Also write TensorBoard scalars and validation pictures to --out/tensorboard."),
         click.option("--stop-after", type=click.IntRange(1), default=None,

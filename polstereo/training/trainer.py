@@ -92,6 +92,7 @@ class TrainConfig:
     ema_decay: float | None = None
     pseudo_weight: float = 1.0
     tensorboard: bool = False
+    warp_source: str | None = None  # override the stage's pol_diff warp (ablations)
     quiet: bool = False
     stop_after: int | None = None  # end the run after this step (time-boxed jobs, interruption tests)
 
@@ -244,6 +245,12 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
     if cfg.stage not in STAGES:
         raise PolstereoError(f"unknown stage {cfg.stage!r}")
     stage = STAGES[cfg.stage]
+    if cfg.warp_source is not None:
+        if cfg.warp_source not in ("gt", "pred"):
+            raise PolstereoError(f"--warp-source must be gt or pred, got {cfg.warp_source!r}")
+        if stage.warp_source is None:
+            raise PolstereoError(f"--warp-source: stage {stage.name} ({stage.command}) has no correction module")
+        stage = dataclasses.replace(stage, warp_source=cfg.warp_source)
     out_dir = Path(cfg.out)
     last_path, best_path = out_dir / "last.ckpt", out_dir / "best.ckpt"
     device = resolve_device(cfg.device)

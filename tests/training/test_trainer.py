@@ -230,3 +230,10 @@ def test_fp16_overflow_is_counted_and_leaves_the_weights_alone(tiny_data, tmp_pa
     assert payload["overflow_steps"] == first["overflow_steps"] + 1 and payload["skipped_steps"] == 0
     assert payload["scaler"]["scale"] == first["scaler"]["scale"] * 0.5
     assert all(torch.equal(first["state_dict"][k], v) for k, v in payload["state_dict"].items())  # step 2: no update
+
+
+def test_warp_source_override_is_recorded_and_checked(stage_a, tiny_data, tmp_path, quick):
+    run("B", tmp_path / "b", tiny_data, init=str(stage_a), max_correction=50.0, warp_source="pred", **quick)
+    assert load_checkpoint(tmp_path / "b" / "last.ckpt")["train_config"]["warp_source"] == "pred"
+    with pytest.raises(PolstereoError, match="has no correction module"):
+        run("A", tmp_path / "a", tiny_data, warp_source="pred", **quick)
