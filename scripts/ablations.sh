@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The ablations of docs/results.md, on the work directory of scripts/train_default_model.sh:
+#  1. joint training (finetune) straight from the generic base, no stage A, same total steps as A + B + C;
+#  2. stage B with the predicted instead of the ground-truth warp, same steps as B.
+# Usage: scripts/ablations.sh WORK_DIR   (same env variables as train_default_model.sh)
+set -euo pipefail
+
+WORK=${1:?usage: scripts/ablations.sh WORK_DIR}
+SCALE=${SCALE:-1}
+CROP=${CROP:-"128 160"}
+BATCH=${BATCH:-4}
+DEVICE=${DEVICE:-auto}
+WORKERS=${WORKERS:-1}
+MAXCORR=${MAXCORR:-6}
+n() { echo $(( $1 * SCALE )); }
+COMMON=(--crop-size $CROP --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --quiet
+        --val-every "$(n 500)" --save-every "$(n 500)" --val-samples 20 --scale-range 0.8 1.25)
+
+# 1. no stage A: the correction is asked to close base errors it cannot reach (--force past the gate)
+polstereo finetune --init "$WORK/pretrain/last.ckpt" --force --max-correction "$MAXCORR" \
+    --train "$WORK/glass/train.h5" --val "$WORK/glass/val.h5" --steps "$(n 2200)" "${COMMON[@]}" --out "$WORK/joint_no_A"
+# 2. stage B warped with the base's prediction instead of the ground truth
+polstereo learn-pol --init "$WORK/A/last.ckpt" --warp-source pred --max-correction "$MAXCORR" --force \
+    --train "$WORK/glass/train.h5" --val "$WORK/glass/val.h5" --steps "$(n 600)" "${COMMON[@]}" --out "$WORK/B_pred_warp"
+for run in joint_no_A B_pred_warp; do
+  polstereo eval "$WORK/$run/last.ckpt" --data "$WORK/glass/test.h5" --json "$WORK/eval_$run.json" --quiet
+done
+echo "done"
