@@ -27,42 +27,47 @@ feasible() {  # check-feasibility, tolerating (and reporting) exit code 3
   fi
 }
 
-say "1/9 the sample data"
+say "1/10 the sample data"
 polstereo inspect "$DATA/train.h5" --quick
 
-say "2/9 generic data without glass (a base that has never seen glass)"
+say "2/10 generic data without glass (a base that has never seen glass)"
 polstereo make-synthetic "$OUT/generic" --num 24 --size 160 128 --transparent 0 0 --seed 7 --quiet
 
-say "3/9 pretrain a tiny base model on the generic data ($STEPS steps)"
+say "3/10 pretrain a tiny base model on the generic data ($STEPS steps)"
 polstereo adapt --init none --model tiny --steps "$STEPS" --lr 1e-3 --train "$OUT/generic/train.h5" \
   --val "$OUT/generic/val.h5" "${COMMON[@]}" --out "$OUT/pretrain"
 
-say "4/9 feasibility of stage B straight after pretraining (max_correction $MAXCORR px)"
+say "4/10 feasibility of stage B straight after pretraining (max_correction $MAXCORR px)"
 feasible "$OUT/pretrain/last.ckpt" "$OUT/feasibility_pretrain.json" || true
 
-say "5/9 stage A: adapt to the glass data ($STEPS steps)"
+say "5/10 stage A: adapt to the glass data ($STEPS steps)"
 polstereo adapt --init "$OUT/pretrain/last.ckpt" --steps "$STEPS" --lr 5e-4 --train "$DATA/train.h5" \
   --val "$DATA/val.h5" "${COMMON[@]}" --out "$OUT/A"
 
-say "6/9 feasibility after stage A"
+say "6/10 feasibility after stage A"
 FORCE=()
 if ! feasible "$OUT/A/last.ckpt" "$OUT/feasibility_A.json"; then
   echo "(demo) continuing with --force to show the remaining stages"
   FORCE=(--force)
 fi
 
-say "7/9 stage B (learn-pol: correction only, base frozen) and stage C (finetune: both)"
+say "7/10 stage B (learn-pol: correction only, base frozen) and stage C (finetune: both)"
 polstereo learn-pol --init "$OUT/A/last.ckpt" --max-correction "$MAXCORR" --steps "$((STEPS / 2))" "${FORCE[@]}" \
   --train "$DATA/train.h5" --val "$DATA/val.h5" "${COMMON[@]}" --out "$OUT/B"
 polstereo finetune --init "$OUT/B/last.ckpt" --steps "$((STEPS / 2))" --train "$DATA/train.h5" \
   --val "$DATA/val.h5" "${COMMON[@]}" --out "$OUT/C"
 
-say "8/9 evaluate on the test split: base alone vs base + correction"
+say "8/10 evaluate on the test split: base alone vs base + correction"
 polstereo eval "$OUT/C/last.ckpt" --data "$DATA/test.h5" --json "$OUT/eval.json" --save-vis "$OUT/eval_vis"
 
-say "9/9 infer on 'captured' raw polarization mosaics, with depth and point clouds"
+say "9/10 infer on 'captured' raw polarization mosaics, with depth and point clouds"
 polstereo infer "$OUT/C/last.ckpt" --left "$CAPTURED/*_left.png" --right "$CAPTURED/*_right.png" \
   --mosaic IMX250MZR --bit-depth 12 --calib "$CAPTURED/calib.json" --ply --out "$OUT/pred" --quiet
+
+say "10/10 the shipped CPU-trained model (models/polstereo-tiny-cpu.ckpt) on the same test split and captures"
+polstereo eval models/polstereo-tiny-cpu.ckpt --data "$DATA/test.h5" --json "$OUT/eval_shipped.json" --quiet
+polstereo infer models/polstereo-tiny-cpu.ckpt --left "$CAPTURED/*_left.png" --right "$CAPTURED/*_right.png" \
+  --mosaic IMX250MZR --bit-depth 12 --calib "$CAPTURED/calib.json" --ply --out "$OUT/pred_shipped" --quiet
 
 python - "$OUT" <<'PY'
 import json, sys
@@ -81,8 +86,15 @@ for region in ("all", "transparent", "opaque"):
     b, f = run["base"][region], run["final"][region]
     if b.get("pixels"):
         lines.append(f"| {region} | {b['epe']:.3f} | {f['epe']:.3f} | {100 * (f['epe'] - b['epe']) / b['epe']:+.1f} % |")
+shipped = json.loads((out / "eval_shipped.json").read_text())["runs"][0]
+lines += ["", "The shipped model (models/polstereo-tiny-cpu.ckpt) on the same split, EPE in px:", "",
+          "| region | base | base + correction |", "|---|---:|---:|"]
+for region in ("all", "transparent", "opaque"):
+    b, f = shipped["base"][region], shipped["final"][region]
+    if b.get("pixels"):
+        lines.append(f"| {region} | {b['epe']:.3f} | {f['epe']:.3f} |")
 lines += ["", "Checkpoints: pretrain/, A/, B/, C/ (each with metrics.jsonl, train_curves.png, config.yaml); "
-          "pictures: eval_vis/, pred/<scene>/."]
+          "pictures: eval_vis/, pred/<scene>/, pred_shipped/<scene>/."]
 (out / "summary.md").write_text("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY
