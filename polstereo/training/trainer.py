@@ -16,6 +16,7 @@ import math
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -518,7 +519,11 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
                     overflow_steps += 1  # fp16 gradients overflowed: the scaler skipped this update
                 if teacher is not None:
                     teacher.update(model)
-            scheduler.step()
+            with warnings.catch_warnings():
+                # after a skipped (non-finite or fp16-overflow) update torch warns that the scheduler
+                # stepped without the optimizer: intended here, the schedule follows the step count
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+                scheduler.step()
             step += 1
             in_update = False
             bar.update(1)
