@@ -522,7 +522,7 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
             with warnings.catch_warnings():
                 # after a skipped (non-finite or fp16-overflow) update torch warns that the scheduler
                 # stepped without the optimizer: intended here, the schedule follows the step count
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
                 scheduler.step()
             step += 1
             in_update = False
