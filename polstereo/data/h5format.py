@@ -86,13 +86,16 @@ class Sample:
         return tuple(self.left.shape[-2:])
 
     def valid_mask(self) -> np.ndarray | None:
-        """Pixels with usable ground truth: finite, non-negative disparity and ``valid``."""
-        if self.disparity is None:
-            return None
-        mask = np.isfinite(self.disparity) & (np.nan_to_num(self.disparity, nan=-1.0) >= 0)
-        if self.valid is not None:
-            mask &= self.valid.astype(bool)
-        return mask
+        """Pixels with usable ground truth (see :func:`ground_truth_mask`); None without disparity."""
+        return None if self.disparity is None else ground_truth_mask(self.disparity, self.valid)
+
+
+def ground_truth_mask(disparity: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """The format's rule for usable ground truth: finite, non-negative disparity and ``valid`` (if any)."""
+    mask = np.isfinite(disparity) & (np.nan_to_num(disparity, nan=-1.0) >= 0)
+    if valid is not None:
+        mask &= np.asarray(valid).astype(bool)
+    return mask
 
 
 # ---------------------------------------------------------------------------------------

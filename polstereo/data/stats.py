@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from polstereo.data.h5format import H5Reader, validate
+from polstereo.data.h5format import H5Reader, ground_truth_mask, validate
 from polstereo.errors import PolstereoError
 
 PERCENTILES = (1, 5, 50, 95, 99)
@@ -107,9 +107,7 @@ def summarize(path: str | os.PathLike, deep: bool = True, bins: int = 16, seed: 
             if "disparity" in g:
                 labeled += 1
                 disp = g["disparity"][()]
-                mask = np.isfinite(disp)
-                if "valid" in g:
-                    mask &= g["valid"][()].astype(bool)
+                mask = ground_truth_mask(disp, g["valid"][()] if "valid" in g else None)
                 valid += int(mask.sum())
                 acc.add(disp[mask], rng)
     return {
@@ -164,9 +162,7 @@ def crop_stats(path: str | os.PathLike, crop_hw: tuple[int, int], num_crops: int
             y0, x0 = int(rng.integers(0, h - crop_h + 1)), int(rng.integers(0, w - crop_w + 1))
             g = reader.group(i)
             disp = g["disparity"][y0:y0 + crop_h, x0:x0 + crop_w]
-            mask = np.isfinite(disp)
-            if "valid" in g:
-                mask &= g["valid"][y0:y0 + crop_h, x0:x0 + crop_w].astype(bool)
+            mask = ground_truth_mask(disp, g["valid"][y0:y0 + crop_h, x0:x0 + crop_w] if "valid" in g else None)
             values = disp[mask]
             if values.size == 0:
                 empty += 1
