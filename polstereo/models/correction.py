@@ -17,7 +17,6 @@ context, a bilinear upsample fused (1x1) with the stem, and a 3x3 head produce `
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -25,13 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from polstereo.errors import PolstereoError
+from polstereo.models.plain_config import PlainConfig
 from polstereo.models.base.encoder import NORMS, ResidualBlock, make_norm
 
 DEFAULT_SATURATION_THRESHOLD = 0.99
 
 
 @dataclass(frozen=True)
-class CorrectionConfig:
+class CorrectionConfig(PlainConfig):
     """Shape of a :class:`CorrectionModule` (plain values, round-trips through a dict).
 
     color_channels: C of the angle stacks (1 mono, 3 RGB); inputs have 4C + 2 channels.
@@ -40,6 +40,8 @@ class CorrectionConfig:
     norm: ``group`` (default, batch-size independent) | ``batch`` | ``instance`` | ``none``.
     saturation_threshold: |tanh(raw)| above this counts as saturated.
     """
+
+    what = "correction module"
 
     color_channels: int = 1
     width: int = 32
@@ -58,18 +60,6 @@ class CorrectionConfig:
     def in_channels(self) -> int:
         return 4 * self.color_channels + 2
 
-    def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        out["dilations"] = list(self.dilations)
-        return out
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "CorrectionConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise PolstereoError(f"unknown correction module option(s): {', '.join(unknown)}")
-        return cls(**values)
 
 
 def bounded_correction(raw: torch.Tensor, max_correction: float) -> torch.Tensor:

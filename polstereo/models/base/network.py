@@ -10,7 +10,6 @@ overrides, and :meth:`BaseConfig.to_dict` is the plain-dict form a checkpoint st
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from polstereo.errors import PolstereoError
+from polstereo.models.plain_config import PlainConfig
 from polstereo.models.base.encoder import NORMS, StereoEncoder
 from polstereo.models.base.matching import correlation_1d, global_matching
 from polstereo.models.base.refine import UpdateBlock, corr_lookup, corr_pyramid
@@ -27,7 +27,7 @@ FACTOR = 4  # the network works at 1/4 resolution
 
 
 @dataclass(frozen=True)
-class BaseConfig:
+class BaseConfig(PlainConfig):
     """Shape of a :class:`BaseStereoNet` (plain values only, so it round-trips through a dict).
 
     encoder_dims: trunk channels at 1/2, 1/4, and the trunk output.
@@ -38,6 +38,8 @@ class BaseConfig:
     iters: default number of refinement iterations (``forward(iters=...)`` overrides).
     pad_multiple: inputs are replicate-padded to a multiple of this, then cropped back.
     """
+
+    what = "base model"
 
     encoder_dims: tuple[int, int, int] = (16, 24, 32)
     encoder_blocks: int = 1
@@ -58,18 +60,6 @@ class BaseConfig:
             raise PolstereoError(f"pad_multiple must be a multiple of {FACTOR}, got {self.pad_multiple}")
         object.__setattr__(self, "encoder_dims", tuple(int(c) for c in self.encoder_dims))
 
-    def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        out["encoder_dims"] = list(self.encoder_dims)
-        return out
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "BaseConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise PolstereoError(f"unknown base model option(s): {', '.join(unknown)}")
-        return cls(**values)
 
 
 MODEL_CONFIGS: dict[str, BaseConfig] = {
