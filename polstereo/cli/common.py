@@ -107,12 +107,3 @@ def with_config_option(command: click.Command) -> click.Command:
         ["--config"], type=click.Path(dir_okay=False), is_eager=True, expose_value=False, callback=_apply_config,
         help="YAML file of option values (keys as the long option names); command-line flags win."))
     return command
-
-
-def write_config_file(path: Path, options: dict[str, Any]) -> None:
-    """Write resolved options as YAML (atomic), keyed by long option name."""
-    import yaml
-
-    plain = {k.replace("_", "-"): (list(v) if isinstance(v, tuple) else v) for k, v in options.items()}
-    with atomic_path(path) as tmp:
-        tmp.write_text(yaml.safe_dump(plain, sort_keys=False, default_flow_style=None))

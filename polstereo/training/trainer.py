@@ -29,6 +29,7 @@ from polstereo.devices import resolve_amp, resolve_device
 from polstereo.data.loader import (AugmentConfig, MixtureDataset, MixturePlan, PlanSampler, StereoCropDataset,
                                    to_device)
 from polstereo.errors import InfeasibleError, PolstereoError
+from polstereo.io.atomic import atomic_path
 from polstereo.evaluation.evaluate import base_error_statistics, evaluate_model, feasibility_verdict
 from polstereo.models.correction import CorrectionConfig, CorrectionModule
 from polstereo.models.registry import build_model, load_model
@@ -430,9 +431,7 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
 
     out_dir.mkdir(parents=True, exist_ok=True)
     if dist_info.is_main:
-        from polstereo.cli.common import write_config_file
-
-        write_config_file(out_dir / "config.yaml",
+        _write_config_file(out_dir / "config.yaml",
                           {k: v for k, v in cfg.plain().items() if k not in TrainConfig.INVOCATION_ONLY})
     board = _tensorboard(out_dir) if cfg.tensorboard and dist_info.is_main else None
     sampler = PlanSampler(plan, start_step=start_step, rank=dist_info.rank, world_size=dist_info.world_size)
@@ -579,14 +578,21 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
                        log=history)
 
 
+def _write_config_file(path: Path, options: dict) -> None:
+    """The run's resolved options as YAML keyed by long option name (what ``--config`` reads back)."""
+    import yaml
+
+    plain = {k.replace("_", "-"): (list(v) if isinstance(v, tuple) else v) for k, v in options.items()}
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(plain, sort_keys=False, default_flow_style=None))
+
+
 def _truncate_log(path: Path, last_step: int) -> None:
     """Drop records of steps after ``last_step`` (written before an interruption, replayed now)."""
     if not path.exists():
         return
     kept = [line for line in path.read_text().splitlines()
             if line.strip() and json.loads(line).get("step", 0) <= last_step]
-    from polstereo.io.atomic import atomic_path
-
     with atomic_path(path) as tmp:
         tmp.write_text("".join(line + "\n" for line in kept))
 
