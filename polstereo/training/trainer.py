@@ -29,8 +29,8 @@ from polstereo.devices import resolve_amp, resolve_device
 from polstereo.data.loader import (AugmentConfig, MixtureDataset, MixturePlan, PlanSampler, StereoCropDataset,
                                    to_device)
 from polstereo.errors import InfeasibleError, PolstereoError
-from polstereo.io.atomic import atomic_path
 from polstereo.evaluation.evaluate import base_error_statistics, evaluate_model, feasibility_verdict
+from polstereo.io.atomic import atomic_path
 from polstereo.models.correction import CorrectionConfig, CorrectionModule
 from polstereo.models.registry import build_model, load_model
 from polstereo.training.checkpoint import (lineage_stages, restore_rng, rng_state,

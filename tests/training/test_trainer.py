@@ -175,18 +175,23 @@ def test_interrupt_saves_a_resumable_checkpoint(tiny_data, tmp_path, quick, monk
     assert load_checkpoint(tmp_path / "last.ckpt")["step"] == 5
 
 
-def test_nonfinite_losses_are_skipped_and_counted(tiny_data, tmp_path, quick, monkeypatch):
+def scale_loss_of_second_step(monkeypatch, factor: float) -> None:
+    """Make the trainer's loss on step 2 (only) ``loss * factor``."""
     import polstereo.training.trainer as trainer
 
     real = trainer._loss
     calls = {"n": 0}
 
-    def sometimes_nan(*args):
+    def scaled(*args):
         calls["n"] += 1
         loss = real(*args)
-        return loss * float("nan") if calls["n"] == 2 else loss
+        return loss * factor if calls["n"] == 2 else loss
 
-    monkeypatch.setattr(trainer, "_loss", sometimes_nan)
+    monkeypatch.setattr(trainer, "_loss", scaled)
+
+
+def test_nonfinite_losses_are_skipped_and_counted(tiny_data, tmp_path, quick, monkeypatch):
+    scale_loss_of_second_step(monkeypatch, float("nan"))
     result = run("A", tmp_path, tiny_data, **quick)
     assert result.skipped_steps == 1 and result.steps_done == 3
     assert load_checkpoint(tmp_path / "last.ckpt")["skipped_steps"] == 1
@@ -210,19 +215,9 @@ def test_bf16_autocast_on_cpu_trains_without_nonfinite_losses(tiny_data, tmp_pat
 
 
 def test_fp16_overflow_is_counted_and_leaves_the_weights_alone(tiny_data, tmp_path, quick, monkeypatch):
-    import polstereo.training.trainer as trainer
-
-    real = trainer._loss
-    calls = {"n": 0}
-
-    def overflow_on_second_step(*args):
-        calls["n"] += 1
-        loss = real(*args)
-        # finite loss, but gradients that overflow fp16: what the grad scaler must absorb
-        return loss * 1e30 if calls["n"] == 2 else loss
-
     run("A", tmp_path / "one", tiny_data, amp="fp16", device="cpu", **dict(quick, steps=1, deterministic=True))
-    monkeypatch.setattr(trainer, "_loss", overflow_on_second_step)
+    # a finite loss whose gradients overflow fp16: what the grad scaler must absorb
+    scale_loss_of_second_step(monkeypatch, 1e30)
     run("A", tmp_path / "two", tiny_data, amp="fp16", device="cpu", **dict(quick, steps=2, deterministic=True,
                                                                            lr_decay_method="constant"))
     payload, first = load_checkpoint(tmp_path / "two" / "last.ckpt"), load_checkpoint(tmp_path / "one" / "last.ckpt")
