@@ -6,15 +6,7 @@
 set -euo pipefail
 
 WORK=${1:?usage: scripts/ablations.sh WORK_DIR}
-SCALE=${SCALE:-1}
-CROP=${CROP:-"128 160"}
-BATCH=${BATCH:-4}
-DEVICE=${DEVICE:-auto}
-WORKERS=${WORKERS:-1}
-MAXCORR=${MAXCORR:-6}
-n() { echo $(( $1 * SCALE )); }
-COMMON=(--crop-size $CROP --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --quiet
-        --val-every "$(n 500)" --save-every "$(n 500)" --val-samples 20 --scale-range 0.8 1.25)
+source "$(dirname "$0")/training_options.sh"
 
 # 1. no stage A: the correction is asked to close base errors it cannot reach (--force past the gate)
 polstereo finetune --init "$WORK/pretrain/last.ckpt" --force --max-correction "$MAXCORR" \

@@ -8,17 +8,7 @@
 set -euo pipefail
 
 WORK=${1:?usage: scripts/train_default_model.sh WORK_DIR}
-MODEL=${MODEL:-tiny}
-SCALE=${SCALE:-1}                 # multiplies sample and step counts
-SIZE=${SIZE:-"320 256"}
-CROP=${CROP:-"128 160"}
-BATCH=${BATCH:-4}
-DEVICE=${DEVICE:-auto}
-WORKERS=${WORKERS:-1}
-MAXCORR=${MAXCORR:-10}
-n() { echo $(( $1 * SCALE )); }
-COMMON=(--crop-size $CROP --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --quiet
-        --val-every "$(n 500)" --save-every "$(n 500)" --val-samples 20 --scale-range 0.8 1.25)
+source "$(dirname "$0")/training_options.sh"
 
 mkdir -p "$WORK"
 [ -f "$WORK/generic/train.h5" ] || polstereo make-synthetic "$WORK/generic" --num "$(n 400)" --size $SIZE \
