@@ -290,10 +290,12 @@ class H5Reader:
             if SAMPLES_GROUP not in f:
                 raise PolstereoError(f"{self.path}: no '/{SAMPLES_GROUP}' group")
             self.keys = sorted(f[SAMPLES_GROUP].keys())
-            self.shapes = [tuple(f[SAMPLES_GROUP][k]["left"].shape[-2:]) for k in self.keys]
+            self.shapes = []
             for k in self.keys:
-                if "right" not in f[SAMPLES_GROUP][k]:
+                group = f[SAMPLES_GROUP][k]
+                if "right" not in group:
                     raise KeyError(f"sample {k} has no 'right' dataset")
+                self.shapes.append(tuple(group["left"].shape[-2:]))
         except KeyError as err:
             raise PolstereoError(f"{self.path}: malformed sample ({err}); run 'polstereo inspect' for details") from None
         finally:
