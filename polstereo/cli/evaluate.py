@@ -65,12 +65,28 @@ def check_feasibility_cmd(checkpoint, data, max_correction, statistic, iters, ma
                            f"{100 * s['within_max_correction']:>8.1f}%")
         if stats["saturation_fraction"] is not None:
             click.echo(f"  tanh saturation fraction of the correction: {stats['saturation_fraction']:.4f}")
+        _echo_evidence(stats.get("evidence"))
         click.echo(f"verdict: {'FEASIBLE' if feasible else 'INFEASIBLE'} — {statistic} error on {region} pixels "
                    f"{value:.3f} px {'<=' if feasible else '>'} max_correction {bound:g} px")
     if not feasible:
         raise PolstereoError(f"infeasible: base {statistic} error on {region} pixels {value:.2f} px exceeds "
                              f"max_correction {bound:g} px; run more stage A (adapt) or raise --max-correction",
                              EXIT_INFEASIBLE)
+
+
+def _echo_evidence(evidence: dict | None) -> None:
+    from polstereo.evaluation.evidence import evidence_line
+
+    if not evidence or not any(evidence.get(r, {}).get("pixels") for r in ("all", "transparent", "opaque")):
+        return
+    click.echo(f"evidence where the base is off by > {evidence['min_error']:g} px: share of pixels whose features "
+               f"agree better at the true disparity ({evidence['window']}x{evidence['window']} window; 0.5 = none):")
+    click.echo(f"  {'region':<12} {'pixels':>9} {'polarization':>13} {'intensity':>10}")
+    for name in ("all", "transparent", "opaque"):
+        e = evidence.get(name)
+        if e and e["pixels"]:
+            click.echo(f"  {name:<12} {e['pixels']:>9d} {e['polarization']:>13.3f} {e['intensity']:>10.3f}"
+                       f"   polarization: {evidence_line(e['polarization'])}")
 
 
 @click.command("eval")

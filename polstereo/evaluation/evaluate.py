@@ -15,6 +15,9 @@ import torch
 
 from polstereo.data.h5format import H5Reader
 from polstereo.errors import PolstereoError
+from polstereo.evaluation.evidence import accumulate as accumulate_evidence
+from polstereo.evaluation.evidence import evidence_counts
+from polstereo.evaluation.evidence import summarize as summarize_evidence
 from polstereo.evaluation.metrics import MetricAccumulator, region_masks
 
 
@@ -148,14 +151,17 @@ FEASIBILITY_STATISTICS = ("mean", "median", "p90")
 @torch.no_grad()
 def base_error_statistics(model, reader: H5Reader, device: torch.device | str = "cpu",
                           max_correction: float = 4.0, iters: int | None = None,
-                          max_samples: int | None = None) -> dict:
+                          max_samples: int | None = None, evidence: bool = True) -> dict:
     """Absolute error of the base model per region: mean, median, p90, share within bound.
 
     The numbers the feasibility criterion compares with ``max_correction``: a correction
     bounded by ``max_correction`` can only fix pixels whose base error is within it.
-    Also the tanh saturation fraction when the model has a correction module.
+    Also the tanh saturation fraction when the model has a correction module, and (with
+    ``evidence``) whether the polarization features point at the true disparity where
+    the base is wrong (:mod:`polstereo.evaluation.evidence`), under ``"evidence"``.
     """
     errors: dict[str, list[np.ndarray]] = {"all": [], "transparent": [], "opaque": []}
+    evidence_totals: dict[str, dict[str, int]] = {}
     saturation = []
     was_training = model.training
     model.eval()
@@ -163,10 +169,14 @@ def base_error_statistics(model, reader: H5Reader, device: torch.device | str = 
         for batch in iterate_samples(reader, device, max_samples):
             out = model(batch.left, batch.right, angles_deg=reader.angles_deg, iters=iters, warp_source="pred")
             err = (out["base_disparity"].float() - batch.disparity).abs()
-            for region, mask in region_masks(batch.valid, batch.transparent).items():
+            masks = region_masks(batch.valid, batch.transparent)
+            for region, mask in masks.items():
                 errors[region].append(err[mask].cpu().numpy())
             if out.get("saturation_fraction") is not None:
                 saturation.append(float(out["saturation_fraction"]))
+            if evidence:
+                accumulate_evidence(evidence_totals, evidence_counts(
+                    batch.left, batch.right, batch.disparity, out["base_disparity"], masks, reader.angles_deg))
     finally:
         model.train(was_training)
     result = {}
@@ -182,6 +192,8 @@ def base_error_statistics(model, reader: H5Reader, device: torch.device | str = 
     if result["all"]["pixels"] == 0:
         raise PolstereoError(f"{reader.path}: no labeled pixels to measure the base error on")
     result["saturation_fraction"] = float(np.mean(saturation)) if saturation else None
+    if evidence:
+        result["evidence"] = summarize_evidence(evidence_totals)
     return result
 
 

@@ -306,6 +306,10 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
                        "statistic": cfg.feasibility_statistic, "max_correction": model.max_correction}
         log(f"feasibility: base {cfg.feasibility_statistic} error on {region} pixels {value:.3f} px "
             f"vs max_correction {model.max_correction:g} px -> {'feasible' if ok else 'INFEASIBLE'}")
+        ev = stats.get("evidence", {}).get(region, {})
+        if ev.get("pixels"):
+            log(f"polarization evidence on {region} pixels the base gets wrong: {ev['polarization']:.3f} agree "
+                f"better at the true disparity (0.5 = no signal; intensity {ev['intensity']:.3f})")
         if not ok and not cfg.force:
             raise InfeasibleError(
                 f"infeasible stage B start: base {cfg.feasibility_statistic} error on {region} pixels is "

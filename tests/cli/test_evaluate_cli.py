@@ -94,3 +94,17 @@ def test_eval_save_vis_writes_three_pictures_per_sample(tiny_data, checkpoints, 
     names = sorted(p.name for p in (tmp_path / "vis").iterdir())
     assert len(names) == 6 and {n.rsplit("_", 1)[1] for n in names} == {"pred.png", "gt.png", "error.png"}
     assert read_image(tmp_path / "vis" / names[0]).shape == (40, 56, 3)
+
+
+def test_check_feasibility_reports_polarization_evidence(tiny_data, checkpoints):
+    out = invoke("check-feasibility", checkpoints / "base.ckpt", "--data", tiny_data / "val.h5",
+                 "--max-correction", "1000")
+    assert out.exit_code == 0, out.output
+    assert "polarization" in out.output and "intensity" in out.output
+    report = json.loads(invoke("check-feasibility", checkpoints / "base.ckpt", "--data", tiny_data / "val.h5",
+                               "--max-correction", "1000", "--json").stdout)
+    ev = report["errors"]["evidence"]
+    assert ev["window"] == 9 and ev["min_error"] == 1.0
+    # an untrained base is wrong almost everywhere, so there are pixels to judge
+    assert ev["all"]["pixels"] > 0 and 0.0 <= ev["all"]["polarization"] <= 1.0
+    assert ev["transparent"]["pixels"] + ev["opaque"]["pixels"] == ev["all"]["pixels"]

@@ -1,0 +1,111 @@
+"""Is there polarization evidence the correction module can learn from?
+
+The correction can only move a wrong base disparity towards the truth if the two
+views' polarization features agree better at the true disparity than at the base's
+estimate. This module measures exactly that, per pixel, where the base is wrong:
+
+- for each labeled pixel with ``|base − gt| > min_error``, the feature disagreement
+  ``|F(left) − warp(F(right), d)|`` (summed over channels, averaged over a
+  ``window × window`` neighbourhood) is computed at ``d = gt`` and at ``d = base``;
+- ``agrees_at_gt`` is the share of those pixels where the disagreement is lower at the
+  ground truth. 1.0: the features point at the truth everywhere; 0.5: no signal
+  (a coin toss); below 0.5: the features prefer the base's wrong answer.
+
+Reported for the polarization features (normalized Stokes, what pol_diff is made of)
+and for the intensity image S0/2 (what the base matches): on transparent objects the
+intensity is expected below 0.5 (it shows the refracted background) and polarization
+above it. A polarization share near 0.5 on transparent pixels means the data carry
+no signal at the true surface: more training will not make the correction work.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from polstereo.models.warp import warp
+from polstereo.polar.features import intensity_image, pol_features
+
+DEFAULT_WINDOW = 9
+DEFAULT_MIN_ERROR = 1.0
+FEATURES = ("polarization", "intensity")
+
+
+def _disagreement(left: torch.Tensor, right: torch.Tensor, disparity: torch.Tensor, window: int
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Window-averaged ``|left − warp(right, d)|`` ``(B, 1, H, W)`` and the warp validity."""
+    warped, valid = warp(right, torch.nan_to_num(disparity, nan=-1.0))
+    weight = valid.to(left.dtype)
+    cost = (left - warped).abs().sum(1, keepdim=True) * weight
+    if window > 1:  # the window's mean over the samples that fell inside the right image
+        pool = lambda x: F.avg_pool2d(x, window, stride=1, padding=window // 2)  # noqa: E731
+        cost = pool(cost) / pool(weight).clamp_min(1e-6)
+    return cost, valid
+
+
+@torch.no_grad()
+def evidence_counts(left: torch.Tensor, right: torch.Tensor, gt: torch.Tensor, base: torch.Tensor,
+                    masks: dict[str, torch.Tensor], angles_deg: Sequence[float], window: int = DEFAULT_WINDOW,
+                    min_error: float = DEFAULT_MIN_ERROR) -> dict[str, dict[str, int]]:
+    """Counts for one batch: ``{region: {"pixels": n, "polarization": k, "intensity": k}}``.
+
+    ``left``/``right``: angle stacks ``(B, A, C, H, W)`` in [0, 1]; ``gt``: ``(B, 1, H, W)``
+    with NaN where unknown; ``base``: the base disparity; ``masks``: region masks
+    (:func:`polstereo.evaluation.metrics.region_masks`). ``k`` counts the pixels whose
+    features agree better at ``gt`` than at ``base`` (ties count as no evidence).
+    """
+    if window < 1 or window % 2 == 0:
+        raise ValueError(f"window must be a positive odd number, got {window}")
+    base = base.float()
+    feats = {"polarization": (pol_features(left, angles_deg), pol_features(right, angles_deg)),
+             "intensity": (intensity_image(left, angles_deg), intensity_image(right, angles_deg))}
+    wrong = torch.isfinite(gt) & ((base - torch.nan_to_num(gt)).abs() > min_error)
+    better = {}
+    for name, (fl, fr) in feats.items():
+        at_gt, valid_gt = _disagreement(fl, fr, gt, window)
+        at_base, valid_base = _disagreement(fl, fr, base, window)
+        wrong = wrong & valid_gt & valid_base
+        better[name] = at_gt < at_base
+    counts = {}
+    for region, mask in masks.items():
+        m = mask.bool() & wrong
+        counts[region] = {"pixels": int(m.sum()), **{name: int((b & m).sum()) for name, b in better.items()}}
+    return counts
+
+
+def summarize(totals: dict[str, dict[str, int]], window: int = DEFAULT_WINDOW,
+              min_error: float = DEFAULT_MIN_ERROR) -> dict:
+    """Shares from accumulated counts: ``{region: {"pixels", "polarization", "intensity"}}``
+    (shares in [0, 1], None without pixels), plus the settings used."""
+    out: dict = {"window": window, "min_error": min_error}
+    for region, c in totals.items():
+        n = c["pixels"]
+        out[region] = {"pixels": n, **{f: (c[f] / n if n else None) for f in FEATURES}}
+    return out
+
+
+def accumulate(totals: dict[str, dict[str, int]], counts: dict[str, dict[str, int]]) -> None:
+    """Add one batch's :func:`evidence_counts` into ``totals`` (in place)."""
+    for region, c in counts.items():
+        t = totals.setdefault(region, {"pixels": 0, **{f: 0 for f in FEATURES}})
+        for key, value in c.items():
+            t[key] += value
+
+
+def evidence_line(share: float | None) -> str:
+    """A short reading of a share for humans."""
+    if share is None:
+        return "no pixels"
+    if share >= 0.65:
+        return "points at the truth"
+    if share > 0.55:
+        return "weak signal"
+    if share >= 0.45:
+        return "no signal (coin toss)"
+    return "misleads (prefers the base's answer)"
+
+
+__all__ = ["evidence_counts", "accumulate", "summarize", "evidence_line", "DEFAULT_WINDOW", "DEFAULT_MIN_ERROR",
+           "FEATURES"]
