@@ -12,21 +12,21 @@ source "$(dirname "$0")/training_options.sh"
 
 mkdir -p "$WORK"
 [ -f "$WORK/generic/train.h5" ] || polstereo make-synthetic "$WORK/generic" --num "$(n 400)" --size $SIZE \
-    --transparent 0 0 --seed 11 --workers 2 --quiet
+    --transparent 0 0 --seed 11 --workers "$GEN_WORKERS" --quiet
 [ -f "$WORK/glass/train.h5" ] || polstereo make-synthetic "$WORK/glass" --num "$(n 600)" --size $SIZE \
-    --seed 12 --workers 2 --quiet
+    --seed 12 --workers "$GEN_WORKERS" --quiet
 
-done_() { [ -f "$WORK/$1/last.ckpt" ]; }   # stages already run are kept: the script can be re-run
-done_ pretrain || polstereo adapt --init none --model "$MODEL" --train "$WORK/generic/train.h5" --val "$WORK/generic/val.h5" \
-    --steps "$(n 1500)" --lr 1e-3 --warmup-steps 100 "${COMMON[@]}" --out "$WORK/pretrain"
-done_ A || polstereo adapt --init "$WORK/pretrain/last.ckpt" --train "$WORK/glass/train.h5" --val "$WORK/glass/val.h5" \
-    --steps "$(n 1000)" --lr 5e-4 "${COMMON[@]}" --out "$WORK/A"
+# stages already run are kept and interrupted ones resumed (run_stage): the script can be re-run
+run_stage "$WORK/pretrain" polstereo adapt --init none --model "$MODEL" --train "$WORK/generic/train.h5" \
+    --val "$WORK/generic/val.h5" --steps "$(n 1500)" --lr 1e-3 --warmup-steps 100 "${COMMON[@]}"
+run_stage "$WORK/A" polstereo adapt --init "$WORK/pretrain/last.ckpt" --train "$WORK/glass/train.h5" \
+    --val "$WORK/glass/val.h5" --steps "$(n 1000)" --lr 5e-4 "${COMMON[@]}"
 polstereo check-feasibility "$WORK/A/last.ckpt" --data "$WORK/glass/val.h5" --max-correction "$MAXCORR" \
     --json "$WORK/feasibility.json"
-done_ B || polstereo learn-pol --init "$WORK/A/last.ckpt" --train "$WORK/glass/train.h5" --val "$WORK/glass/val.h5" \
-    --max-correction "$MAXCORR" --steps "$(n 600)" "${COMMON[@]}" --out "$WORK/B"
-done_ C || polstereo finetune --init "$WORK/B/last.ckpt" --train "$WORK/glass/train.h5" --val "$WORK/glass/val.h5" \
-    --steps "$(n 600)" "${COMMON[@]}" --out "$WORK/C"
+run_stage "$WORK/B" polstereo learn-pol --init "$WORK/A/last.ckpt" --train "$WORK/glass/train.h5" \
+    --val "$WORK/glass/val.h5" --max-correction "$MAXCORR" --steps "$(n 600)" "${COMMON[@]}"
+run_stage "$WORK/C" polstereo finetune --init "$WORK/B/last.ckpt" --train "$WORK/glass/train.h5" \
+    --val "$WORK/glass/val.h5" --steps "$(n 600)" "${COMMON[@]}"
 for stage in pretrain A B C; do
   polstereo eval "$WORK/$stage/last.ckpt" --data "$WORK/glass/test.h5" --json "$WORK/eval_$stage.json" --quiet
 done

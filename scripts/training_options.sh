@@ -1,5 +1,6 @@
 # Shared settings of scripts/train_default_model.sh and scripts/ablations.sh (sourced, not run).
-# Environment: MODEL, SCALE (multiplies sample and step counts), SIZE, CROP, BATCH, DEVICE, WORKERS, MAXCORR.
+# Environment: MODEL, SCALE (multiplies sample and step counts), SIZE, CROP, BATCH, DEVICE, WORKERS (loader),
+# MAXCORR, GEN_WORKERS (make-synthetic processes).
 MODEL=${MODEL:-tiny}
 SCALE=${SCALE:-1}
 SIZE=${SIZE:-"320 256"}
@@ -8,6 +9,29 @@ BATCH=${BATCH:-4}
 DEVICE=${DEVICE:-auto}
 WORKERS=${WORKERS:-1}
 MAXCORR=${MAXCORR:-10}
+GEN_WORKERS=${GEN_WORKERS:-2}
 n() { echo $(( $1 * SCALE )); }
 COMMON=(--crop-size $CROP --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --quiet
         --val-every "$(n 500)" --save-every "$(n 500)" --val-samples 20 --scale-range 0.8 1.25)
+
+# run_stage DIR CMD...: run a training command whose --out is DIR; skip it when DIR holds a
+# complete run, add --resume when it holds an interrupted one (so the scripts can be re-run
+# after a timeout or Ctrl-C and continue where they stopped).
+run_stage() {
+  local dir=$1; shift
+  local state
+  state=$(python -c 'import sys
+from pathlib import Path
+from polstereo.models.registry import read_payload
+p = Path(sys.argv[1]) / "last.ckpt"
+if not p.exists():
+    print("none")
+else:
+    lineage = read_payload(p).get("lineage") or [{}]
+    print("complete" if lineage[-1].get("complete") else "partial")' "$dir")
+  case $state in
+    complete) echo "$dir: complete, skipped" ;;
+    partial) "$@" --out "$dir" --resume ;;
+    *) "$@" --out "$dir" ;;
+  esac
+}
