@@ -34,6 +34,10 @@ def _options(func):
                      help="Base model size for --init none (tiny, small, base), or s2m2-S|M|L|XL with S2M2 weights."),
         click.option("--max-correction", type=float, default=None,
                      help="Bound of the correction in pixels [default: the checkpoint's, 4]."),
+        click.option("--correction-search", type=click.FloatRange(0), default=None,
+                     help="Stage B: give the new correction module a cost volume of polarization and intensity "
+                          "disagreement at base + k for |k| <= this many px (step 2 px; 0 = plain pol_diff) "
+                          "[default: 0]."),
         click.option("--steps", type=click.IntRange(1), default=1000, show_default=True),
         click.option("--batch-size", type=click.IntRange(1), default=2, show_default=True),
         click.option("--lr", type=float, default=None, help="Peak learning rate [default: the stage's]."),

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from polstereo.errors import EXIT_USAGE, PolstereoError
+from polstereo.polar.color import luma
 
 INSTALL_HINT = "pip install polstereo[export]"
 ONNX_FORMAT = "polstereo.onnx"
@@ -118,12 +119,13 @@ def _first_line(err: Exception) -> str:
 
 
 def _match_channels(images: torch.Tensor, channels: int | None, axis: int) -> torch.Tensor:
-    """Mono repeated or RGB averaged along ``axis`` to the graph's fixed channel count (None = any)."""
+    """Mono repeated or RGB to its Rec. 709 luminance along ``axis`` (as ``infer`` and the
+    converters do) to the graph's fixed channel count (None = any)."""
     have = images.shape[axis]
     if channels is None or have == channels:
         return images
     if channels == 1:
-        return images.mean(dim=axis, keepdim=True)
+        return luma(images, axis=axis)
     return images.repeat_interleave(channels, dim=axis)
 
 
@@ -202,7 +204,7 @@ class OnnxStereoModel:
 
         if self.channels == 1 and left.shape[1] == 3 and self._log is not None and not self._noted:
             self._noted = True
-            self._log("note: this ONNX graph takes mono angle stacks, so colour input was averaged to grey for the "
+            self._log("note: this ONNX graph takes mono angle stacks, so colour input was converted to its luminance for the "
                       "base model (a checkpoint would see colour); export with --base-only for colour pairs")
 
         def unpolarized(image: torch.Tensor) -> torch.Tensor:

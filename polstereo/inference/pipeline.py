@@ -42,6 +42,7 @@ from polstereo.io.pointcloud import point_cloud, write_ply
 from polstereo.io.visualise import (aolp_to_rgb, correction_to_rgb, disparity_to_rgb, image_to_rgb, image_to_uint8,
                                     unit_to_gray)
 from polstereo.models.correction import saturation_fraction
+from polstereo.polar.color import luma
 from polstereo.polar.features import intensity_image
 from polstereo.polar.stokes import DEFAULT_ANGLES_DEG, aolp, dolp, stokes_from_angles
 
@@ -145,14 +146,14 @@ def no_correction_reason(pair: StereoPair, model, use_base_only: bool) -> str | 
 
 
 def match_channels(stack: np.ndarray, channels: int) -> np.ndarray:
-    """``(A, C, H, W)`` -> ``(A, channels, H, W)``: RGB averaged to mono or mono repeated.
-
-    Both are linear in intensity, so the Stokes relations survive.
+    """``(A, C, H, W)`` -> ``(A, channels, H, W)``: RGB to its Rec. 709 luminance
+    (:func:`polstereo.polar.color.luma`, as ``convert-dataset --color mono`` writes) or mono
+    repeated. Both are linear in intensity, so the Stokes relations survive.
     """
     if stack.shape[1] == channels:
         return stack
     if channels == 1:
-        return stack.mean(axis=1, keepdims=True)
+        return luma(stack, axis=1)
     return np.repeat(stack, channels, axis=1)
 
 
@@ -202,8 +203,9 @@ def predict_pair(model, pair: StereoPair, reason: str | None, device: torch.devi
 
 # ---------------------------------------------------------------------------- outputs
 def polarization_maps(pair: StereoPair) -> tuple[np.ndarray, np.ndarray]:
-    """DoLP and AoLP ``(H, W)`` of the left view (colour channels averaged first: Stokes are linear)."""
-    stokes = stokes_from_angles(pair.left.mean(axis=1), pair.angles_deg, axis=0)
+    """DoLP and AoLP ``(H, W)`` of the left view (of the luminance for colour: Stokes are linear)."""
+    mono = pair.left[:, 0] if pair.left.shape[1] == 1 else luma(pair.left, axis=1)[:, 0]
+    stokes = stokes_from_angles(mono, pair.angles_deg, axis=0)
     return dolp(stokes, axis=0), aolp(stokes, axis=0)
 
 
@@ -349,7 +351,7 @@ def _run_pair(source, model, correction, calibration, rectifiers, noted, config,
         if "channels" not in noted:
             noted.add("channels")
             log(f"note: the correction module takes {'mono' if wanted == 1 else 'RGB'} angle images; "
-                f"the input was converted ({'channels averaged' if wanted == 1 else 'mono repeated'})")
+                f"the input was converted ({'RGB to luminance' if wanted == 1 else 'mono repeated'})")
     maps = predict_pair(model, pair, reason, device, amp_dtype, config.iters, config.max_size,
                         config.tile_rows, config.tile_overlap)
     if not np.isfinite(maps["disparity"]).all():

@@ -7,7 +7,14 @@ Inputs (all ``(B, ·, H, W)`` at full resolution):
   true disparity of the polarizing surface, structured where it is not;
 - ``pol_left = P(left)`` (2C channels), to tell weak signal from agreement;
 - ``disparity_norm``: the base disparity divided by the image width (1 channel);
-- ``valid``: the warp validity (1 channel).
+- ``valid``: the warp validity (1 channel);
+- optionally (``search_radius > 0``) ``search_cost``: a local cost volume around the
+  base disparity, 2 channels per offset k in ``search_offsets`` (window-free per-pixel
+  mean |F(left) − warp(F(right), base + k)| of the polarization features and of the
+  intensity image, :func:`search_costs`), so the module can see *where* near the base
+  estimate the views agree instead of a single difference. It is centred on the base
+  prediction in every stage, so stage B's ground-truth warp of ``pol_diff`` stays the
+  only place ground truth enters.
 
 A light stem at full resolution, dilated residual blocks at 1/2 resolution for
 context, a bilinear upsample fused (1x1) with the stem, and a 3x3 head produce ``raw``;
@@ -39,6 +46,8 @@ class CorrectionConfig(PlainConfig):
     dilations: one residual block per entry, at 1/2 resolution.
     norm: ``group`` (default, batch-size independent) | ``batch`` | ``instance`` | ``none``.
     saturation_threshold: |tanh(raw)| above this counts as saturated.
+    search_radius, search_step: the search cost volume's offsets from the base disparity,
+        ``-radius..radius`` in ``step`` px (0 = off, the design's plain pol_diff input).
     """
 
     what = "correction module"
@@ -48,6 +57,8 @@ class CorrectionConfig(PlainConfig):
     dilations: tuple[int, ...] = (1, 2, 4)
     norm: str = "group"
     saturation_threshold: float = DEFAULT_SATURATION_THRESHOLD
+    search_radius: float = 0.0
+    search_step: float = 2.0
 
     def __post_init__(self):
         if self.color_channels not in (1, 3):
@@ -55,10 +66,21 @@ class CorrectionConfig(PlainConfig):
         if self.norm not in NORMS:
             raise PolstereoError(f"unknown norm {self.norm!r}; expected one of {', '.join(NORMS)}")
         object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
+        if self.search_radius < 0 or self.search_step <= 0:
+            raise PolstereoError(f"correction search_radius must be >= 0 and search_step > 0, got "
+                                 f"{self.search_radius} and {self.search_step}")
+
+    @property
+    def search_offsets(self) -> tuple[float, ...]:
+        """Offsets (px) from the base disparity of the search cost volume; empty when off."""
+        if self.search_radius <= 0:
+            return ()
+        n = int(self.search_radius // self.search_step)
+        return tuple(float(k * self.search_step) for k in range(-n, n + 1))
 
     @property
     def in_channels(self) -> int:
-        return 4 * self.color_channels + 2
+        return 4 * self.color_channels + 2 + 2 * len(self.search_offsets)
 
 
 
@@ -82,8 +104,24 @@ def saturation_fraction(raw: torch.Tensor, threshold: float = DEFAULT_SATURATION
     return (saturated * mask).sum() / mask.sum().clamp_min(1.0)
 
 
+def search_costs(pol_left: torch.Tensor, pol_right: torch.Tensor, intensity_left: torch.Tensor,
+                 intensity_right: torch.Tensor, disparity: torch.Tensor, offsets) -> torch.Tensor:
+    """``(B, 2K, H, W)``: per offset k, the channel-mean |left − warp(right, d + k)| of the
+    polarization features, then of the intensity image; 1 (the cost of no agreement)
+    where the warp leaves the image."""
+    from polstereo.models.warp import warp
+
+    features = []
+    for left, right in ((pol_left, pol_right), (intensity_left, intensity_right)):
+        for k in offsets:
+            warped, valid = warp(right, (disparity + k).clamp_min(0.0))
+            cost = (left - warped).abs().mean(1, keepdim=True)
+            features.append(torch.where(valid, cost, torch.ones_like(cost)))
+    return torch.cat(features, dim=1)
+
+
 class CorrectionModule(nn.Module):
-    """``forward(pol_diff, pol_left, disparity_norm, valid) -> raw (B, 1, H, W)``; see module doc."""
+    """``forward(pol_diff, pol_left, disparity_norm, valid[, search_cost]) -> raw (B, 1, H, W)``; see module doc."""
 
     def __init__(self, config: CorrectionConfig = CorrectionConfig()):
         super().__init__()
@@ -104,11 +142,15 @@ class CorrectionModule(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward(self, pol_diff: torch.Tensor, pol_left: torch.Tensor, disparity_norm: torch.Tensor,
-                valid: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([pol_diff, pol_left, disparity_norm, valid.to(pol_diff.dtype)], dim=1)
+                valid: torch.Tensor, search_cost: torch.Tensor | None = None) -> torch.Tensor:
+        parts = [pol_diff, pol_left, disparity_norm, valid.to(pol_diff.dtype)]
+        if search_cost is not None:
+            parts.append(search_cost.to(pol_diff.dtype))
+        x = torch.cat(parts, dim=1)
         if x.shape[1] != self.config.in_channels:
             raise PolstereoError(f"correction module expects {self.config.in_channels} input channels "
-                                 f"(color_channels={self.config.color_channels}), got {x.shape[1]}")
+                                 f"(color_channels={self.config.color_channels}, "
+                                 f"{len(self.config.search_offsets)} search offsets), got {x.shape[1]}")
         full = self.stem(x)
         half = self.context(self.down(full))
         up = F.interpolate(half, size=full.shape[-2:], mode="bilinear", align_corners=False)

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from polstereo.errors import PolstereoError
-from polstereo.models.correction import CorrectionModule, bounded_correction, saturation_fraction
+from polstereo.models.correction import CorrectionModule, bounded_correction, saturation_fraction, search_costs
 from polstereo.models.warp import warp
 from polstereo.polar.features import intensity_image, pol_features
 from polstereo.polar.stokes import DEFAULT_ANGLES_DEG
@@ -138,11 +138,14 @@ class PolStereoModel(nn.Module):
             warp_disparity = torch.where(torch.isfinite(gt), gt.to(predicted.dtype), predicted)
         else:
             warp_disparity = predicted
-        pol_left = pol_features(left, angles)
-        warped_right, valid = warp(pol_features(right, angles), warp_disparity)
+        pol_left, pol_right = pol_features(left, angles), pol_features(right, angles)
+        warped_right, valid = warp(pol_right, warp_disparity)
         pol_diff = (pol_left - warped_right) * valid.to(pol_left.dtype)
         width = base_disparity.shape[-1]
-        raw = self.correction(pol_diff, pol_left, base_disparity / width, valid)
+        offsets = self.correction.config.search_offsets
+        search_cost = search_costs(pol_left, pol_right, intensity_left, intensity_right,
+                                   base_disparity.detach(), offsets) if offsets else None
+        raw = self.correction(pol_diff, pol_left, base_disparity / width, valid, search_cost)
         correction = bounded_correction(raw, self.max_correction)
         out.update(
             disparity=(base_disparity + correction).clamp_min(0.0),

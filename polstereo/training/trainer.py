@@ -57,6 +57,7 @@ class TrainConfig:
     init: str | None = None
     model: str = "tiny"
     max_correction: float | None = None
+    correction_search: float | None = None  # search cost volume radius of a new correction module (px)
     dataset_steps: list[int] | None = None
     dataset_order: str = "sequential"
     steps: int = 1000
@@ -154,7 +155,14 @@ def _initial_model(cfg: TrainConfig, stage: StageConfig) -> tuple[torch.nn.Modul
 def _prepare_model(model, cfg: TrainConfig, stage: StageConfig, color_channels: int):
     """Add or re-bound the correction module as the stage needs, then freeze per stage."""
     if stage.with_correction and model.correction is None:
-        model.correction = CorrectionModule(CorrectionConfig(color_channels=color_channels))
+        model.correction = CorrectionModule(CorrectionConfig(color_channels=color_channels,
+                                                             search_radius=cfg.correction_search or 0.0))
+    elif cfg.correction_search is not None and (model.correction is None or
+                                                 model.correction.config.search_radius != cfg.correction_search):
+        have = "no correction module" if model.correction is None else \
+            f"a correction module with search radius {model.correction.config.search_radius:g}"
+        raise PolstereoError(f"--correction-search {cfg.correction_search:g}: the --init checkpoint has {have}; "
+                             "the option only shapes the module stage B (learn-pol) creates")
     if cfg.max_correction is not None:
         if cfg.max_correction <= 0:
             raise PolstereoError(f"--max-correction must be positive, got {cfg.max_correction}")

@@ -103,7 +103,7 @@ def test_infer_takes_an_onnx_file_in_place_of_the_checkpoint(tmp_path, rng, expo
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["onnx"] == str(exported[0])
     # colour pair, mono graph: said once, on stderr
-    assert result.stderr.count("colour input was averaged to grey") == 1
+    assert result.stderr.count("colour input was converted to its luminance") == 1
 
 
 @pytest.mark.parametrize("source", [[], ["CKPT", "--onnx", "x.onnx"]])

@@ -63,3 +63,19 @@ def test_untrusted_pickle_checkpoint_is_refused(tiny_data, tmp_path):
     result = invoke("learn-pol", "--init", evil, "--train", tiny_data / "train.h5", "--out", tmp_path / "B", *FAST)
     assert result.exit_code == 1 and "refusing to load" in result.output and "pwned" not in result.output
     _ = pickle  # the file was written by torch.save's pickler
+
+
+def test_correction_search_shapes_the_new_module_only(tiny_data, tmp_path):
+    from polstereo.models.registry import read_payload
+
+    train = tiny_data / "train.h5"
+    assert invoke("adapt", "--train", train, "--out", tmp_path / "A", *FAST).exit_code == 0
+    b = invoke("learn-pol", "--init", tmp_path / "A" / "last.ckpt", "--train", train, "--out", tmp_path / "B",
+               "--max-correction", "64", "--correction-search", "4", *FAST)
+    assert b.exit_code == 0, b.output
+    assert read_payload(tmp_path / "B" / "last.ckpt")["model_config"]["correction"]["search_radius"] == 4
+    c = invoke("finetune", "--init", tmp_path / "B" / "last.ckpt", "--train", train, "--out", tmp_path / "C",
+               "--correction-search", "2", *FAST)
+    assert c.exit_code == 1
+    assert c.output.splitlines()[-1].startswith("Error: --correction-search 2: the --init checkpoint has a "
+                                                "correction module with search radius 4")

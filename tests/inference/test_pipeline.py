@@ -123,7 +123,7 @@ def test_rgb_angle_images_feed_a_mono_correction_module(tmp_path, rng, tiny_ckpt
     path = tmp_path / "rgb.h5"
     write_samples(path, [make_sample(rng, h=32, w=48, channels=3)], color="rgb")
     (result,), notes = run(tmp_path, tiny_ckpt, data=str(path))
-    assert result["correction_applied"] and any("channels averaged" in n for n in notes)
+    assert result["correction_applied"] and any("RGB to luminance" in n for n in notes)
 
 
 def test_ply_without_a_camera_is_refused_before_running(tmp_path, rng, tiny_ckpt):

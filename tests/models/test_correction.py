@@ -3,7 +3,7 @@ import torch
 
 from polstereo.errors import PolstereoError
 from polstereo.models.correction import (CorrectionConfig, CorrectionModule, bounded_correction,
-                                         saturation_fraction)
+                                         saturation_fraction, search_costs)
 
 
 def inputs(c=1, h=37, w=53):
@@ -48,3 +48,39 @@ def test_config_round_trips_and_rejects_unknown_options():
         CorrectionConfig.from_dict({"depth": 3})
     with pytest.raises(PolstereoError, match="color_channels"):
         CorrectionConfig(color_channels=2)
+
+
+def test_search_offsets_and_channels():
+    assert CorrectionConfig().search_offsets == () and CorrectionConfig().in_channels == 6
+    cfg = CorrectionConfig(search_radius=10, search_step=2)
+    assert cfg.search_offsets == tuple(float(k) for k in range(-10, 11, 2))
+    assert cfg.in_channels == 6 + 2 * 11
+    assert CorrectionConfig(search_radius=3, search_step=2).search_offsets == (-2.0, 0.0, 2.0)
+    assert CorrectionConfig.from_dict({"color_channels": 1}).search_radius == 0  # configs saved before the option
+    with pytest.raises(PolstereoError, match="search_radius"):
+        CorrectionConfig(search_radius=-1)
+
+
+def test_search_costs_vanish_at_the_true_offset():
+    torch.manual_seed(0)
+    h, w, shift = 8, 40, 3
+    wide = torch.rand(1, 2, h, w + shift)
+    left, right = wide[..., :w], wide[..., shift:]  # right(x) = left(x + 3): true disparity 3
+    wide_i = torch.rand(1, 1, h, w + shift)
+    costs = search_costs(left, right, wide_i[..., :w], wide_i[..., shift:], torch.full((1, 1, h, w), 1.0),
+                         offsets=(0.0, 2.0, 4.0))
+    assert costs.shape == (1, 6, h, w)
+    inside = (slice(None), slice(None), slice(None), slice(shift, None))
+    assert costs[:, 1][inside[1:]].abs().max() < 1e-5 and costs[:, 4][inside[1:]].abs().max() < 1e-5
+    assert costs[:, 0][inside[1:]].mean() > 0.1 and costs[:, 2][inside[1:]].mean() > 0.1
+    assert (costs[..., :1] == 1).all()  # the warp leaves the image at x = 0 for d >= 1: cost 1
+
+
+def test_module_takes_the_search_cost_volume():
+    cfg = CorrectionConfig(search_radius=4, search_step=2)
+    module = CorrectionModule(cfg)
+    pol_diff, pol_left, disp, valid = inputs()
+    cost = torch.rand(2, 2 * len(cfg.search_offsets), 37, 53)
+    assert module(pol_diff, pol_left, disp, valid, cost).shape == (2, 1, 37, 53)
+    with pytest.raises(PolstereoError, match="search offsets"):
+        module(pol_diff, pol_left, disp, valid)  # the volume is part of the input

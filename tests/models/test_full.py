@@ -168,3 +168,26 @@ def test_disparities_stay_float32_under_bf16_autocast(model, stacks):
         out = model(*stacks(), iters=2)
     assert out["disparity"].dtype == out["base_disparity"].dtype == torch.float32
     assert torch.isfinite(out["disparity"]).all()
+
+
+def test_search_cost_volume_model_round_trips_and_keeps_ground_truth_out(stacks, tmp_path):
+    from polstereo.models.registry import load_model, save_model
+
+    torch.manual_seed(0)
+    model = build_model({"base": "tiny", "correction": {"width": 8, "dilations": [1], "search_radius": 4},
+                         "max_correction": MAX_CORRECTION}).eval()
+    left, right = stacks(b=1, h=37, w=53)
+    with torch.no_grad():
+        out = model(left, right)
+        path = save_model(tmp_path / "m.ckpt", model)
+        again, _ = load_model(path)
+        assert again.correction.config.search_offsets == (-4.0, -2.0, 0.0, 2.0, 4.0)
+        assert torch.equal(again.eval()(left, right)["disparity"], out["disparity"])
+        # the cost volume is centred on the base prediction: with the gt warp, only pol_diff
+        # changes, so two different ground truths give the same input volume
+        seen = []
+        original = model.correction.forward
+        model.correction.forward = lambda *a: (seen.append(a[4]), original(*a))[1]
+        for value in (1.0, 7.0):
+            model(left, right, gt_disparity=torch.full((1, 1, 37, 53), value), warp_source="gt")
+        assert seen[0].shape == (1, 10, 37, 53) and torch.equal(seen[0], seen[1])

@@ -24,10 +24,9 @@ import numpy as np
 from polstereo.data.h5format import DEFAULT_ANGLES_DEG, Sample
 from polstereo.errors import EXIT_USAGE, PolstereoError
 from polstereo.io.images import read_disparity, read_image
+from polstereo.polar.color import luma
 
 COLOR_MODES = ("auto", "mono", "rgb")
-# Rec. 709 luminance of linear RGB: the mono equivalent of a colour polarization image.
-LUMA_WEIGHTS = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 META_KEYS_FLOAT = ("focal_px", "baseline_m")
 
 # Skip kinds, so a report can count them (the detail says which file or values).
@@ -146,10 +145,10 @@ def to_color(stack: np.ndarray, color: str) -> np.ndarray:
         stack = stack[:, :3]
     channels = stack.shape[1]
     if color == "mono" and channels == 3:
-        luma = np.tensordot(stack.astype(np.float32), LUMA_WEIGHTS, axes=([1], [0]))[:, None]
+        mono = luma(stack, axis=1)
         if stack.dtype.kind == "u":
-            luma = np.clip(np.round(luma), 0, np.iinfo(stack.dtype).max)
-        return luma.astype(stack.dtype)
+            mono = np.clip(np.round(mono), 0, np.iinfo(stack.dtype).max)
+        return mono.astype(stack.dtype)
     if color == "rgb" and channels == 1:
         return np.repeat(stack, 3, axis=1)
     if channels not in (1, 3):
