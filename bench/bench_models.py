@@ -54,6 +54,7 @@ class Case:
     compile: bool
     color: bool
     threads: int | None
+    compile_mode: str = "default"
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def run_case(case: Case) -> Result:
     iters = case.iters if case.iters is not None else getattr(getattr(model.base, "config", None), "iters", "-")
     if case.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    runner = torch.compile(model) if case.compile else model
+    runner = torch.compile(model, mode=case.compile_mode) if case.compile else model
     amp = AMP_DTYPES[case.amp]
     autocast = torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
 
@@ -149,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: 1 CPU, 5 CUDA)")
     parser.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
+    parser.add_argument("--compile-mode", default="default", choices=["default", "reduce-overhead", "max-autotune"],
+                        help="torch.compile mode (reduce-overhead: CUDA graphs)")
     parser.add_argument("--color", action="store_true", help="RGB angle stacks instead of mono")
     parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (default: torch's)")
     args = parser.parse_args(argv)
@@ -164,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     warmup = args.warmup if args.warmup is not None else (5 if gpu else 1)
 
     name = torch.cuda.get_device_name(device) if gpu else f"CPU, {args.threads or torch.get_num_threads()} threads"
-    print(f"# device: {name}; amp={args.amp} channels_last={args.channels_last} compile={args.compile} "
+    print(f"# device: {name}; amp={args.amp} channels_last={args.channels_last} compile={args.compile} ({args.compile_mode}) "
           f"repeats={repeats} warmup={warmup} torch={torch.__version__}")
     header = (f"{'size':<8} {'params':>8} {'resolution':>10} {'variant':<7} {'iters':>5} "
               f"{'median ms':>10} {'fps':>7} {'peak MiB':>9}")
@@ -175,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             for width, height in resolutions:
                 for variant in args.variants:
                     case = Case(size, width, height, variant, device, args.amp, args.iters, repeats, warmup,
-                                args.channels_last, args.compile, args.color, args.threads)
+                                args.channels_last, args.compile, args.color, args.threads, args.compile_mode)
                     result = run_case(case) if gpu else run_isolated(case)
                     print(f"{size:<8} {result.params / 1e6:>7.2f}M {f'{width}x{height}':>10} {variant:<7} "
                           f"{result.iters:>5} {result.median_ms:>10.1f} {1000 / result.median_ms:>7.1f} "

@@ -70,6 +70,9 @@ def _formats(ctx, param, values: tuple[str, ...]) -> tuple[str, ...]:
               help="Run in full-width bands of ROWS rows (of the image the model sees) to bound memory.")
 @click.option("--tile-overlap", type=click.IntRange(0), default=32, show_default=True, metavar="PX",
               help="Rows shared by neighbouring bands, blended linearly.")
+@click.option("--channels-last", is_flag=True, help="Channels-last memory format (faster convolutions on GPUs).")
+@click.option("--compile", is_flag=True,
+              help="torch.compile the model (GPU speed; the first pair of each image size compiles, slowly).")
 @quiet_option
 @json_option
 def infer_cmd(checkpoint: Path | None, json_out: str | None, quiet: bool, vis_range, **options) -> None:

@@ -95,6 +95,8 @@ class InferConfig:
     max_size: int | None = None
     tile_rows: int | None = None
     tile_overlap: int = 32
+    channels_last: bool = False
+    compile: bool = False
     progress: bool = False
     keep_arrays: bool = True
     onnx: str | Path | None = None
@@ -131,9 +133,35 @@ class InferConfig:
             raise PolstereoError(f"--vis-range needs MIN < MAX, got {self.vis_range[0]} {self.vis_range[1]}")
         if self.iters is not None and self.iters < 1:
             raise PolstereoError(f"--iters must be at least 1, got {self.iters}")
+        if (self.compile or self.channels_last) and self.onnx_file() is not None:
+            raise PolstereoError("--compile and --channels-last apply to PyTorch checkpoints, not ONNX graphs",
+                                 EXIT_USAGE)
 
 
 # ---------------------------------------------------------------------------- model running
+COMPILE_BACKEND_ENV = "POLSTEREO_COMPILE_BACKEND"
+
+
+def _compiled(model, log: Callable[[str], None]):
+    """``torch.compile`` the model's forward (fixed shapes: one compile per image size).
+
+    The backend is inductor unless ``$POLSTEREO_COMPILE_BACKEND`` names another (e.g.
+    ``eager`` or ``aot_eager`` to debug graph capture without a C++ compiler). Attributes
+    (``correction``, ``max_correction``, ``forward_intensity``) stay reachable.
+    """
+    import os
+
+    backend = os.environ.get(COMPILE_BACKEND_ENV, "inductor")
+    log(f"note: --compile ({backend}): the first pair of each image size is slower while it compiles")
+    try:
+        return torch.compile(model, backend=backend, dynamic=False)
+    except Exception as err:  # an unknown backend, a platform torch.compile does not support
+        raise _compile_failure(err) from err
+
+
+def _compile_failure(err: Exception) -> PolstereoError:
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return PolstereoError(f"torch.compile failed ({type(err).__name__}: {first[:200]}); run without --compile")
 def no_correction_reason(pair: StereoPair, model, use_base_only: bool) -> str | None:
     """Key of :data:`NO_CORRECTION_NOTES` when the correction is not applied to ``pair``, else None."""
     if not pair.polarized:
@@ -312,6 +340,10 @@ def run_inference(config: InferConfig, model=None, log: Callable[[str], None] = 
     if model is None:
         model, _ = load_for_inference(config.checkpoint, use_ema=config.use_ema, map_location="cpu")
     model = model.to(device).eval()
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if config.compile:
+        model = _compiled(model, log)
     correction = getattr(model, "correction", None)
     max_correction = float(getattr(model, "max_correction", 4.0))
     out_root = Path(config.out)
@@ -329,6 +361,10 @@ def run_inference(config: InferConfig, model=None, log: Callable[[str], None] = 
             message = str(err) if source.name in str(err) else f"pair {source.name}: {err}"
             log(f"error: {message}")
             results.append({"name": source.name, "error": message})
+        except Exception as err:  # a compiler failure is not the pair's fault: one line, stop
+            if config.compile:
+                raise _compile_failure(err) from err
+            raise
     return results
 
 

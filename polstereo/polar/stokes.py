@@ -87,11 +87,24 @@ def _torch_matrix(matrix_fn, angles_deg: tuple[float, ...], dtype: torch.dtype,
         return torch.tensor(matrix_fn(angles_deg), dtype=dtype, device=device)
 
 
+def _traced_matrix(matrix_fn, angles_deg: tuple[float, ...], dtype: torch.dtype,
+                   device: torch.device) -> torch.Tensor:
+    """The same matrix from torch operations alone, for code under ``torch.compile``: its
+    graph capture cannot run the numpy (and cache) of :func:`_torch_matrix`, and a graph
+    break there would split every forward. Constant-folded by the compiler."""
+    theta = torch.deg2rad(torch.tensor(angles_deg, dtype=torch.float64, device=device))
+    design = 0.5 * torch.stack([torch.ones_like(theta), torch.cos(2 * theta), torch.sin(2 * theta)], dim=1)
+    return (design if matrix_fn is _design_matrix else torch.linalg.pinv(design)).to(dtype)
+
+
 def _apply_matrix(matrix_fn, angles_deg: tuple[float, ...], x: Array, axis: int) -> Array:
     """Contract ``matrix_fn(angles_deg)`` (K, N) with ``x``'s ``axis`` (size N); K replaces N."""
     axis = axis % x.ndim
     if isinstance(x, torch.Tensor):
-        m = _torch_matrix(matrix_fn, angles_deg, x.dtype, x.device)
+        if torch.compiler.is_compiling():
+            m = _traced_matrix(matrix_fn, angles_deg, x.dtype, x.device)
+        else:
+            m = _torch_matrix(matrix_fn, angles_deg, x.dtype, x.device)
         return torch.tensordot(m, x, dims=([1], [axis])).movedim(0, axis)
     m = matrix_fn(angles_deg).astype(x.dtype)
     return np.moveaxis(np.tensordot(m, x, axes=([1], [axis])), 0, axis)
@@ -165,7 +178,8 @@ def stokes_from_angles(images: Array, angles_deg: Sequence[float] = DEFAULT_ANGL
         PolstereoError: fewer than 3 or degenerate angles, or a mismatched axis size.
     """
     angles = _canonical_angles(angles_deg)
-    _pseudo_inverse(angles)  # validates the angle set before the shapes
+    if not (isinstance(images, torch.Tensor) and torch.compiler.is_compiling()):
+        _pseudo_inverse(angles)  # validates the angle set before the shapes (numpy: not in a compiled graph)
     images = _as_float(images)
     _check_axis(images, axis, len(angles), "stokes_from_angles: one image per polarizer angle")
     return _apply_matrix(_pseudo_inverse, angles, images, axis)

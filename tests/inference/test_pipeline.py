@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 import pytest
 
 from polstereo.data.h5format import write_samples
@@ -154,3 +155,28 @@ def test_stereo_calibration_rectifies_and_writes_the_rectified_views(tmp_path, r
     rectified = read_image(result["files"]["left_rectified.png"])
     assert np.abs(rectified.astype(int) - read_image(left).astype(int)).max() <= 1  # identity rig: unchanged
     np.testing.assert_allclose(read_pfm(result["files"]["depth.pfm"]), 80 * 0.2 / 4.0, rtol=1e-5)
+
+
+def test_compile_and_channels_last_give_the_eager_result(tmp_path, rng, tiny_ckpt, monkeypatch):
+    # the graph capture is what can break (graph breaks, host syncs); the "eager" backend checks it
+    # without the C++ compile that inductor would spend a minute on here
+    monkeypatch.setenv("POLSTEREO_COMPILE_BACKEND", "eager")
+    torch._dynamo.reset()
+    left, right = write_mosaic_pair(tmp_path / "raw", rng)
+    kw = dict(left=str(left), right=str(right), mosaic="IMX250MZR", bit_depth=12)
+    (eager,), _ = run(tmp_path / "eager", tiny_ckpt, **kw)
+    (fast,), notes = run(tmp_path / "fast", tiny_ckpt, compile=True, channels_last=True, **kw)
+    assert any("--compile (eager)" in n for n in notes)
+    np.testing.assert_allclose(fast["arrays"]["disparity"], eager["arrays"]["disparity"], atol=1e-4)
+
+
+def test_compile_failure_is_one_line(tmp_path, rng, tiny_ckpt, monkeypatch):
+    monkeypatch.setenv("POLSTEREO_COMPILE_BACKEND", "no-such-backend")
+    left, right = write_mosaic_pair(tmp_path / "raw", rng)
+    with pytest.raises(PolstereoError, match="run without --compile"):
+        run(tmp_path, tiny_ckpt, left=str(left), right=str(right), mosaic="IMX250MZR", bit_depth=12, compile=True)
+
+
+def test_compile_is_refused_for_onnx_graphs(tmp_path):
+    with pytest.raises(PolstereoError, match="apply to PyTorch checkpoints"):
+        InferConfig(checkpoint=None, onnx=tmp_path / "m.onnx", out=tmp_path / "o", compile=True).check()
