@@ -145,7 +145,8 @@ class StereoCropDataset(Dataset):
             disp, valid, transparent = disp[::-1], valid[::-1], transparent[::-1]
         if aug.max_disparity is not None:
             valid = valid & (np.nan_to_num(disp, nan=np.inf) <= aug.max_disparity)
-        # images smaller than the crop: pad, and the padding is invalid
+        # images smaller than the crop: pad, and the padding is invalid (and not image: `inside`)
+        inside = _pad_to(np.ones(valid.shape, bool), crop_hw, False)
         left, right = _pad_to(left, crop_hw, 0.0), _pad_to(right, crop_hw, 0.0)
         valid = _pad_to(valid, crop_hw, False)
         disp = np.where(valid, np.nan_to_num(_pad_to(disp, crop_hw, 0.0), nan=0.0), 0.0)
@@ -157,6 +158,7 @@ class StereoCropDataset(Dataset):
             "disparity": torch.from_numpy(np.ascontiguousarray(disp, dtype=np.float32))[None],
             "valid": torch.from_numpy(np.ascontiguousarray(valid))[None],
             "transparent": torch.from_numpy(np.ascontiguousarray(transparent))[None],
+            "inside": torch.from_numpy(inside)[None],
             "has_disparity": torch.tensor(s.disparity is not None),
             "index": torch.tensor(index),
         }

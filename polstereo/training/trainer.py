@@ -496,11 +496,11 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
             loss = _loss(out, batch, stage, cfg, batch["left"].shape[-1])
             if use_mim:
                 target = intensity_image(batch["left"], angles)
-                weight = mask_left.expand_as(target).float()
+                weight = (mask_left & batch["inside"]).expand_as(target).float()  # not the crop padding
                 loss = loss + cfg.mim_weight * masked_l1(out["reconstruction"], target, weight)
             if pseudo is not None and cfg.pseudo_weight:
-                # the teacher supervises only where ground truth is missing
-                unlabeled = (~batch["valid"]).float() * torch.isfinite(pseudo).float()
+                # the teacher supervises only where ground truth is missing, inside the image
+                unlabeled = (~batch["valid"] & batch["inside"]).float() * torch.isfinite(pseudo).float()
                 loss = loss + cfg.pseudo_weight * masked_l1(out["disparity"], torch.nan_to_num(pseudo), unlabeled)
             optimizer.zero_grad(set_to_none=True)
             in_update = True  # from here to `step += 1` the state is between two steps

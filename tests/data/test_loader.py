@@ -102,6 +102,11 @@ def test_images_smaller_than_the_crop_are_padded_invalid(plane_file):
     item = StereoCropDataset(plane_file, no_photometric(crop_size=(48, 64)))[0]
     assert item["left"].shape[-2:] == (48, 64)
     assert not item["valid"][0, 40:].any()
+    # `inside` tells image from padding (the MIM and pseudo-label losses use it)
+    h, w = StereoCropDataset(plane_file, no_photometric(crop_size=None))[0]["left"].shape[-2:]
+    inside = item["inside"][0]
+    assert inside[:h, :w].all() and not inside[h:].any() and not inside[:, w:].any()
+    assert StereoCropDataset(plane_file, no_photometric(crop_size=(16, 16)))[0]["inside"].all()
 
 
 def test_sequential_plan_follows_dataset_steps():
