@@ -20,7 +20,7 @@ COMMON=(--crop-size $CROP --batch-size "$BATCH" --workers "$WORKERS" --device "$
 run_stage() {
   local dir=$1; shift
   local state
-  state=$(python -c 'import sys
+  state=$("${PYTHON:-python3}" -c 'import sys
 from pathlib import Path
 from polstereo.models.registry import read_payload
 p = Path(sys.argv[1]) / "last.ckpt"

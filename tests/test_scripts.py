@@ -1,0 +1,56 @@
+"""The helper scripts under scripts/ that training and GPU sessions rely on."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from click.testing import CliRunner
+
+from polstereo.cli.main import cli
+from polstereo.models.registry import build_model, read_payload, save_model
+from tests.training.conftest import tiny_data  # noqa: F401  (fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST = ["--batch-size", "1", "--crop-size", "32", "48", "--workers", "0", "--iters", "1", "--val-every", "0",
+        "--save-every", "0", "--quiet"]
+
+
+def compare(a, b):
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "compare_checkpoints.py"), str(a), str(b)],
+                          capture_output=True, text=True)
+
+
+def test_compare_checkpoints_reports_identical_and_different_weights(tmp_path):
+    torch.manual_seed(0)
+    model = build_model({"base": "tiny"})
+    save_model(tmp_path / "a.ckpt", model)
+    save_model(tmp_path / "b.ckpt", model)
+    same = compare(tmp_path / "a.ckpt", tmp_path / "b.ckpt")
+    assert same.returncode == 0 and "max |difference| 0 (identical weights)" in same.stdout
+    with torch.no_grad():
+        next(model.parameters()).add_(0.5)
+    save_model(tmp_path / "c.ckpt", model)
+    different = compare(tmp_path / "a.ckpt", tmp_path / "c.ckpt")
+    assert different.returncode == 1 and "max |difference| 0.5 (largest in" in different.stdout
+    torch.manual_seed(0)
+    save_model(tmp_path / "d.ckpt", build_model({"base": "small"}))
+    mismatch = compare(tmp_path / "a.ckpt", tmp_path / "d.ckpt")
+    assert mismatch.returncode == 1 and mismatch.stderr.startswith("Error: ")
+
+
+def test_run_stage_skips_complete_runs_and_resumes_interrupted_ones(tiny_data, tmp_path):
+    train = str(tiny_data / "train.h5")
+    # an interrupted run: --stop-after 1 of 3 steps leaves an incomplete last.ckpt
+    result = CliRunner().invoke(cli, ["adapt", "--train", train, "--out", str(tmp_path / "A"), "--steps", "3",
+                                      "--stop-after", "1", *FAST])
+    assert result.exit_code == 0, result.output
+    script = (f'source "{ROOT}/scripts/training_options.sh"; '
+              f'run_stage "{tmp_path}/A" "{sys.executable}" -m polstereo.cli.main adapt --train "{train}" '
+              f'--steps 3 {" ".join(FAST)}')
+    first = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    lineage = read_payload(tmp_path / "A" / "last.ckpt")["lineage"][-1]
+    assert lineage["complete"] and lineage["steps_done"] == 3
+    second = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    assert second.returncode == 0 and "complete, skipped" in second.stdout
