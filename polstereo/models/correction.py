@@ -16,8 +16,9 @@ Inputs (all ``(B, ·, H, W)`` at full resolution):
   prediction in every stage, so stage B's ground-truth warp of ``pol_diff`` stays the
   only place ground truth enters.
 
-A light stem at full resolution, dilated residual blocks at 1/2 resolution for
-context, a bilinear upsample fused (1x1) with the stem, and a 3x3 head produce ``raw``;
+A light stem at full resolution, dilated residual blocks at 1/``context_stride``
+resolution (1/4 by default; 1/2 in modules saved before the option) for context, a
+bilinear upsample fused (1x1) with the stem, and a 3x3 head produce ``raw``;
 ``correction = max_correction * tanh(raw)`` (:func:`bounded_correction`), so
 ``|correction| <= max_correction`` whatever the input.
 """
@@ -25,6 +26,7 @@ context, a bilinear upsample fused (1x1) with the stem, and a 3x3 head produce `
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -42,8 +44,10 @@ class CorrectionConfig(PlainConfig):
     """Shape of a :class:`CorrectionModule` (plain values, round-trips through a dict).
 
     color_channels: C of the angle stacks (1 mono, 3 RGB); inputs have 4C + 2 channels.
-    width: channels at 1/2 resolution (half of it at full resolution);
-    dilations: one residual block per entry, at 1/2 resolution.
+    width: channels of the context blocks (half of it at full resolution);
+    dilations: one residual block per entry, at 1/context_stride resolution.
+    context_stride: 2 or 4, the resolution of the context blocks (4: a quarter of the
+        cost of 2 and twice the receptive field).
     norm: ``group`` (default, batch-size independent) | ``batch`` | ``instance`` | ``none``.
     saturation_threshold: |tanh(raw)| above this counts as saturated.
     search_radius, search_step: the search cost volume's offsets from the base disparity,
@@ -59,6 +63,9 @@ class CorrectionConfig(PlainConfig):
     saturation_threshold: float = DEFAULT_SATURATION_THRESHOLD
     search_radius: float = 0.0
     search_step: float = 2.0
+    context_stride: int = 4
+
+    saved_before: ClassVar[dict] = {"context_stride": 2}  # the architecture of earlier checkpoints
 
     def __post_init__(self):
         if self.color_channels not in (1, 3):
@@ -66,6 +73,8 @@ class CorrectionConfig(PlainConfig):
         if self.norm not in NORMS:
             raise PolstereoError(f"unknown norm {self.norm!r}; expected one of {', '.join(NORMS)}")
         object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
+        if self.context_stride not in (2, 4):
+            raise PolstereoError(f"correction context_stride must be 2 or 4, got {self.context_stride}")
         if self.search_radius < 0 or self.search_step <= 0:
             raise PolstereoError(f"correction search_radius must be >= 0 and search_step > 0, got "
                                  f"{self.search_radius} and {self.search_step}")
@@ -131,7 +140,10 @@ class CorrectionModule(nn.Module):
         c_full = max(8, c // 2)
         self.stem = nn.Sequential(nn.Conv2d(config.in_channels, c_full, 3, padding=1),
                                   make_norm(config.norm, c_full), nn.ReLU(inplace=True))
-        self.down = ResidualBlock(c_full, c, config.norm, stride=2)
+        down = [ResidualBlock(c_full, c, config.norm, stride=2)]
+        if config.context_stride == 4:
+            down.append(ResidualBlock(c, c, config.norm, stride=2))
+        self.down = down[0] if len(down) == 1 else nn.Sequential(*down)
         self.context = nn.Sequential(*[ResidualBlock(c, c, config.norm, dilation=d) for d in config.dilations])
         self.fuse = nn.Sequential(nn.Conv2d(c_full + c, c_full, 1), make_norm(config.norm, c_full),
                                   nn.ReLU(inplace=True))
@@ -152,6 +164,6 @@ class CorrectionModule(nn.Module):
                                  f"(color_channels={self.config.color_channels}, "
                                  f"{len(self.config.search_offsets)} search offsets), got {x.shape[1]}")
         full = self.stem(x)
-        half = self.context(self.down(full))
-        up = F.interpolate(half, size=full.shape[-2:], mode="bilinear", align_corners=False)
+        context = self.context(self.down(full))
+        up = F.interpolate(context, size=full.shape[-2:], mode="bilinear", align_corners=False)
         return self.head(self.fuse(torch.cat([full, up], dim=1)))

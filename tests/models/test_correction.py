@@ -84,3 +84,19 @@ def test_module_takes_the_search_cost_volume():
     assert module(pol_diff, pol_left, disp, valid, cost).shape == (2, 1, 37, 53)
     with pytest.raises(PolstereoError, match="search offsets"):
         module(pol_diff, pol_left, disp, valid)  # the volume is part of the input
+
+
+def test_context_stride_defaults_to_4_and_old_configs_keep_2():
+    assert CorrectionConfig().context_stride == 4
+    # a dict saved before the option existed describes the 1/2-resolution module of that time
+    assert CorrectionConfig.from_dict({"color_channels": 1, "width": 32}).context_stride == 2
+    assert CorrectionConfig.from_dict(CorrectionConfig().to_dict()).context_stride == 4
+    with pytest.raises(PolstereoError, match="context_stride"):
+        CorrectionConfig(context_stride=3)
+
+
+@pytest.mark.parametrize("stride", [2, 4])
+def test_both_context_strides_keep_odd_sizes(stride):
+    module = CorrectionModule(CorrectionConfig(context_stride=stride, width=8, dilations=(1,)))
+    assert module(*inputs(h=37, w=53)).shape == (2, 1, 37, 53)
+    assert module(*inputs(h=5, w=7)).shape == (2, 1, 5, 7)
