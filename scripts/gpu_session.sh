@@ -35,8 +35,14 @@ bench)
     timeout 60 python3 bench/bench_models.py --device cuda --amp bf16 --channels-last --sizes small \
         --resolutions 640x480 1216x1024
     timeout 60 python3 bench/bench_models.py --device cuda --amp none --sizes small --resolutions 640x480 1216x1024
+    timeout 60 python3 bench/bench_models.py --device cuda --amp bf16 --context-stride 2 --sizes small \
+        --resolutions 640x480 1216x1024 --variants full
+    timeout 60 python3 bench/bench_models.py --device cuda --amp bf16 --search-radius 10 --sizes small \
+        --resolutions 640x480 1216x1024 --variants full
     timeout 180 python3 bench/bench_models.py --device cuda --amp bf16 --compile --sizes small \
         --resolutions 640x480 1216x1024
+    timeout 180 python3 bench/bench_models.py --device cuda --amp bf16 --compile --compile-mode reduce-overhead \
+        --sizes small --resolutions 640x480 1216x1024
   } 2>&1 | tee "$OUT/bench_models.txt"
   {
     echo "## training (bench_train), GPU utilisation sampled every 200 ms by nvidia-smi"
