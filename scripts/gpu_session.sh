@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Everything issue 8 measures on a lent GPU, in parts that each fit one 10-minute device call.
 #
-#   scripts/gpu_session.sh bench    OUT   # inference + training speed, GPU utilisation, export parity
+#   scripts/gpu_session.sh infer-speed OUT   # inference speed and memory per size, amp, layout, compile
+#   scripts/gpu_session.sh train-speed OUT   # training pairs/s, GPU utilisation, export parity
 #   scripts/gpu_session.sh torchrun OUT   # a 1-process torchrun run vs a plain run: same weights?
 #   scripts/gpu_session.sh train    OUT   # default model: data, pretrain, A, check, B, C, eval (resumable)
 #   scripts/gpu_session.sh ablate   OUT   # the ablations on the same work directory
@@ -15,7 +16,7 @@
 # dry run of `torchrun` on a CPU: DEVICE=cpu MODEL=tiny STEPS=3 scripts/gpu_session.sh torchrun /tmp/o
 set -uo pipefail
 
-PART=${1:?usage: scripts/gpu_session.sh bench|torchrun|train|ablate OUT}
+PART=${1:?usage: scripts/gpu_session.sh infer-speed|train-speed|torchrun|train|ablate OUT}
 OUT=${2:?usage: scripts/gpu_session.sh PART OUT}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
@@ -25,30 +26,32 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > 
 cat "$OUT/gpu.txt"
 
 case $PART in
-bench)
+infer-speed)  # worst case (every timeout) 9 minutes
   {
     echo "## inference (bench_models)"
-    timeout 120 python3 bench/bench_models.py --device cuda --amp fp16 --sizes tiny small base \
+    timeout 90 python3 bench/bench_models.py --device cuda --amp fp16 --sizes tiny small base \
         --resolutions 640x480 1216x1024
-    timeout 90 python3 bench/bench_models.py --device cuda --amp bf16 --sizes tiny small base \
+    timeout 60 python3 bench/bench_models.py --device cuda --amp bf16 --sizes tiny small base \
         --resolutions 640x480 1216x1024
-    timeout 60 python3 bench/bench_models.py --device cuda --amp bf16 --channels-last --sizes small \
+    timeout 45 python3 bench/bench_models.py --device cuda --amp bf16 --channels-last --sizes small \
         --resolutions 640x480 1216x1024
-    timeout 60 python3 bench/bench_models.py --device cuda --amp none --sizes small --resolutions 640x480 1216x1024
-    timeout 60 python3 bench/bench_models.py --device cuda --amp bf16 --context-stride 2 --sizes small \
+    timeout 45 python3 bench/bench_models.py --device cuda --amp none --sizes small --resolutions 640x480 1216x1024
+    timeout 45 python3 bench/bench_models.py --device cuda --amp bf16 --context-stride 2 --sizes small \
         --resolutions 640x480 1216x1024 --variants full
-    timeout 60 python3 bench/bench_models.py --device cuda --amp bf16 --search-radius 10 --sizes small \
+    timeout 45 python3 bench/bench_models.py --device cuda --amp bf16 --search-radius 10 --sizes small \
         --resolutions 640x480 1216x1024 --variants full
-    timeout 180 python3 bench/bench_models.py --device cuda --amp bf16 --compile --sizes small \
+    timeout 105 python3 bench/bench_models.py --device cuda --amp bf16 --compile --sizes small \
         --resolutions 640x480 1216x1024
-    timeout 180 python3 bench/bench_models.py --device cuda --amp bf16 --compile --compile-mode reduce-overhead \
+    timeout 105 python3 bench/bench_models.py --device cuda --amp bf16 --compile --compile-mode reduce-overhead \
         --sizes small --resolutions 640x480 1216x1024
   } 2>&1 | tee "$OUT/bench_models.txt"
+  ;;
+train-speed)  # worst case 8 minutes
   {
     echo "## training (bench_train), GPU utilisation sampled every 200 ms by nvidia-smi"
     nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 200 > "$OUT/gpu_util.csv" &
     SMI=$!
-    timeout 200 python3 bench/bench_train.py --model small --batch-size 8 --crop 320 720 --amp bf16 off \
+    timeout 300 python3 bench/bench_train.py --model small --batch-size 8 --crop 320 720 --amp bf16 off \
         --mask-ratio 0 0.4 --steps 40 --workers 6 --device cuda
     kill $SMI
     python3 - "$OUT/gpu_util.csv" <<'EOF'
@@ -59,7 +62,7 @@ print(f"GPU utilisation: mean {sum(v)/max(len(v),1):.1f} % over {len(v)} samples
       f"mean {sum(busy)/max(len(busy),1):.1f} % while busy")
 EOF
   } 2>&1 | tee "$OUT/bench_train.txt"
-  timeout 90 python3 bench/bench_export.py --device cuda 2>&1 | tee "$OUT/bench_export.txt"
+  timeout 120 python3 bench/bench_export.py --device cuda 2>&1 | tee "$OUT/bench_export.txt"
   ;;
 torchrun)
   D=$(mktemp -d)
