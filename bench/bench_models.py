@@ -55,7 +55,7 @@ class Case:
     color: bool
     threads: int | None
     compile_mode: str = "default"
-    context_stride: int = 4
+    context_stride: int = 2
     search_radius: float = 0.0
 
 
@@ -156,8 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--compile-mode", default="default", choices=["default", "reduce-overhead", "max-autotune"],
                         help="torch.compile mode (reduce-overhead: CUDA graphs)")
-    parser.add_argument("--context-stride", type=int, default=4, choices=[2, 4],
-                        help="correction module context resolution (2: the module of earlier checkpoints)")
+    parser.add_argument("--context-stride", type=int, default=2, choices=[2, 4],
+                        help="correction module context resolution (1/2 default, 1/4 option)")
     parser.add_argument("--search-radius", type=float, default=0.0, help="correction search cost volume radius, px")
     parser.add_argument("--color", action="store_true", help="RGB angle stacks instead of mono")
     parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (default: torch's)")

@@ -36,7 +36,7 @@ infer-speed)  # worst case (every timeout) 9 minutes
     timeout 45 python3 bench/bench_models.py --device cuda --amp bf16 --channels-last --sizes small \
         --resolutions 640x480 1216x1024
     timeout 45 python3 bench/bench_models.py --device cuda --amp none --sizes small --resolutions 640x480 1216x1024
-    timeout 45 python3 bench/bench_models.py --device cuda --amp bf16 --context-stride 2 --sizes small \
+    timeout 45 python3 bench/bench_models.py --device cuda --amp bf16 --context-stride 4 --sizes small \
         --resolutions 640x480 1216x1024 --variants full
     timeout 45 python3 bench/bench_models.py --device cuda --amp bf16 --search-radius 10 --sizes small \
         --resolutions 640x480 1216x1024 --variants full

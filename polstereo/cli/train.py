@@ -38,6 +38,9 @@ def _options(func):
                      help="Stage B: give the new correction module a cost volume of polarization and intensity "
                           "disagreement at base + k for |k| <= this many px (step 2 px; 0 = plain pol_diff) "
                           "[default: 0]."),
+        click.option("--correction-context-stride", type=int, default=None, metavar="2|4",
+                     help="Stage B: resolution of the new correction module's context blocks, 1/2 or 1/4 "
+                          "[default: 2]."),
         click.option("--steps", type=click.IntRange(1), default=1000, show_default=True),
         click.option("--batch-size", type=click.IntRange(1), default=2, show_default=True),
         click.option("--lr", type=float, default=None, help="Peak learning rate [default: the stage's]."),

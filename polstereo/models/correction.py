@@ -17,8 +17,8 @@ Inputs (all ``(B, ·, H, W)`` at full resolution):
   only place ground truth enters.
 
 A light stem at full resolution, dilated residual blocks at 1/``context_stride``
-resolution (1/4 by default; 1/2 in modules saved before the option) for context, a
-bilinear upsample fused (1x1) with the stem, and a 3x3 head produce ``raw``;
+resolution (1/2 by default, 1/4 optional) for context, a bilinear upsample fused (1x1)
+with the stem, and a 3x3 head produce ``raw``;
 ``correction = max_correction * tanh(raw)`` (:func:`bounded_correction`), so
 ``|correction| <= max_correction`` whatever the input.
 """
@@ -26,7 +26,6 @@ bilinear upsample fused (1x1) with the stem, and a 3x3 head produce ``raw``;
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -46,8 +45,9 @@ class CorrectionConfig(PlainConfig):
     color_channels: C of the angle stacks (1 mono, 3 RGB); inputs have 4C + 2 channels.
     width: channels of the context blocks (half of it at full resolution);
     dilations: one residual block per entry, at 1/context_stride resolution.
-    context_stride: 2 or 4, the resolution of the context blocks (4: a quarter of the
-        cost of 2 and twice the receptive field).
+    context_stride: 2 or 4, the resolution of the context blocks (4: a quarter of their
+        arithmetic and twice the receptive field; on the CPU runs of docs/results.md it
+        made opaque pixels worse and was not faster end to end, so 2 is the default).
     norm: ``group`` (default, batch-size independent) | ``batch`` | ``instance`` | ``none``.
     saturation_threshold: |tanh(raw)| above this counts as saturated.
     search_radius, search_step: the search cost volume's offsets from the base disparity,
@@ -63,9 +63,7 @@ class CorrectionConfig(PlainConfig):
     saturation_threshold: float = DEFAULT_SATURATION_THRESHOLD
     search_radius: float = 0.0
     search_step: float = 2.0
-    context_stride: int = 4
-
-    saved_before: ClassVar[dict] = {"context_stride": 2}  # the architecture of earlier checkpoints
+    context_stride: int = 2
 
     def __post_init__(self):
         if self.color_channels not in (1, 3):

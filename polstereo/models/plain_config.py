@@ -17,9 +17,6 @@ class PlainConfig:
     """
 
     what: ClassVar[str] = "config"
-    # Values for fields added after files were saved without them: a key missing from a
-    # saved dict means the architecture of that time, not today's default.
-    saved_before: ClassVar[dict] = {}
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
@@ -30,4 +27,4 @@ class PlainConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise PolstereoError(f"unknown {cls.what} option(s): {', '.join(unknown)}")
-        return cls(**{**cls.saved_before, **values})
+        return cls(**values)

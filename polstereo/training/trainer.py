@@ -58,6 +58,7 @@ class TrainConfig:
     model: str = "tiny"
     max_correction: float | None = None
     correction_search: float | None = None  # search cost volume radius of a new correction module (px)
+    correction_context_stride: int | None = None  # context resolution of a new correction module (2 or 4)
     dataset_steps: list[int] | None = None
     dataset_order: str = "sequential"
     steps: int = 1000
@@ -154,15 +155,18 @@ def _initial_model(cfg: TrainConfig, stage: StageConfig) -> tuple[torch.nn.Modul
 
 def _prepare_model(model, cfg: TrainConfig, stage: StageConfig, color_channels: int):
     """Add or re-bound the correction module as the stage needs, then freeze per stage."""
+    shape = {"search_radius": cfg.correction_search, "context_stride": cfg.correction_context_stride}
+    shape = {k: v for k, v in shape.items() if v is not None}
     if stage.with_correction and model.correction is None:
-        model.correction = CorrectionModule(CorrectionConfig(color_channels=color_channels,
-                                                             search_radius=cfg.correction_search or 0.0))
-    elif cfg.correction_search is not None and (model.correction is None or
-                                                 model.correction.config.search_radius != cfg.correction_search):
-        have = "no correction module" if model.correction is None else \
-            f"a correction module with search radius {model.correction.config.search_radius:g}"
-        raise PolstereoError(f"--correction-search {cfg.correction_search:g}: the --init checkpoint has {have}; "
-                             "the option only shapes the module stage B (learn-pol) creates")
+        model.correction = CorrectionModule(CorrectionConfig(color_channels=color_channels, **shape))
+    else:
+        for key, value in shape.items():
+            have = None if model.correction is None else getattr(model.correction.config, key)
+            if have != value:
+                what = "no correction module" if have is None else f"a correction module with {key} {have:g}"
+                option = "--correction-search" if key == "search_radius" else "--correction-context-stride"
+                raise PolstereoError(f"{option} {value:g}: the --init checkpoint has {what}; the option only "
+                                     "shapes the module stage B (learn-pol) creates")
     if cfg.max_correction is not None:
         if cfg.max_correction <= 0:
             raise PolstereoError(f"--max-correction must be positive, got {cfg.max_correction}")

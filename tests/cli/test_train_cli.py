@@ -78,4 +78,8 @@ def test_correction_search_shapes_the_new_module_only(tiny_data, tmp_path):
                "--correction-search", "2", *FAST)
     assert c.exit_code == 1
     assert c.output.splitlines()[-1].startswith("Error: --correction-search 2: the --init checkpoint has a "
-                                                "correction module with search radius 4")
+                                                "correction module with search_radius 4")
+    d = invoke("learn-pol", "--init", tmp_path / "A" / "last.ckpt", "--train", train, "--out", tmp_path / "B4",
+               "--max-correction", "64", "--correction-context-stride", "4", *FAST)
+    assert d.exit_code == 0, d.output
+    assert read_payload(tmp_path / "B4" / "last.ckpt")["model_config"]["correction"]["context_stride"] == 4

@@ -86,11 +86,11 @@ def test_module_takes_the_search_cost_volume():
         module(pol_diff, pol_left, disp, valid)  # the volume is part of the input
 
 
-def test_context_stride_defaults_to_4_and_old_configs_keep_2():
-    assert CorrectionConfig().context_stride == 4
+def test_context_stride_defaults_to_2_the_module_of_saved_checkpoints():
+    assert CorrectionConfig().context_stride == 2
     # a dict saved before the option existed describes the 1/2-resolution module of that time
     assert CorrectionConfig.from_dict({"color_channels": 1, "width": 32}).context_stride == 2
-    assert CorrectionConfig.from_dict(CorrectionConfig().to_dict()).context_stride == 4
+    assert CorrectionConfig.from_dict(CorrectionConfig(context_stride=4).to_dict()).context_stride == 4
     with pytest.raises(PolstereoError, match="context_stride"):
         CorrectionConfig(context_stride=3)
 
