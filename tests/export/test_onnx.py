@@ -13,7 +13,7 @@ from polstereo import __version__
 from polstereo.errors import PolstereoError
 from polstereo.export import onnx as export_module
 from polstereo.export.onnx import ParityError, example_inputs
-from polstereo.models.registry import model_config
+from polstereo.models.registry import build_model, model_config
 from tests.export.conftest import CHECKS, TRACE, export, tiny_model
 
 onnx = pytest.importorskip("onnx")
@@ -137,3 +137,10 @@ def test_missing_package_is_a_one_line_install_hint(tmp_path, monkeypatch, packa
 def test_opset_below_18_is_refused(tmp_path):
     with pytest.raises(PolstereoError, match="--opset must be between 18 and 20"):
         export(tiny_model(), tmp_path / "m.onnx", opset=17)
+
+
+def test_search_cost_volume_model_exports_with_parity(tmp_path):
+    torch.manual_seed(0)
+    model = build_model({"base": "tiny", "correction": {"search_radius": 4}}).eval()
+    report = export(model, tmp_path / "search.onnx", iters=1)
+    assert report["parity"]["passed"] and (tmp_path / "search.onnx").exists()
