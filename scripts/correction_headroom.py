@@ -38,10 +38,13 @@ def wta_offsets(fl: torch.Tensor, fr: torch.Tensor, base: torch.Tensor, offsets:
     """Per pixel, the offset of ``offsets`` with the lowest window-mean disagreement."""
     costs = []
     for k in offsets.tolist():
-        warped, valid = warp(fr, (base + k).clamp_min(0.0))
+        candidate = base + k
+        warped, valid = warp(fr, candidate)
         c = (fl - warped).abs().sum(1, keepdim=True)
         c = F.avg_pool2d(c, window, 1, window // 2, count_include_pad=False)
-        costs.append(torch.where(valid, c, torch.full_like(c, float("inf"))))
+        # negative disparities and warps leaving the image are no candidates; k = 0 always is
+        ok = (valid & (candidate >= 0)) | (k == 0)
+        costs.append(torch.where(ok, c, torch.full_like(c, float("inf"))))
     return offsets[torch.cat(costs, 1).argmin(1, keepdim=True)]
 
 

@@ -10,8 +10,10 @@
 # Each part writes its tables/logs under OUT (one folder level, few files: the device tool
 # returns at most 8) and ends inside its time budget. `train` and `ablate` keep their data and
 # runs in $WORK (default gpu_work/, ignored by git) and resume where a previous call stopped, so
-# repeated calls on a warm machine continue the same run; `train` stops itself after
-# TRAIN_SECONDS (default 540) and copies the slimmed checkpoint and eval JSONs to OUT.
+# repeated calls continue the same run — as long as they reach the same machine: the device
+# keeps files only while it stays held (it goes back after 30 s idle or 30 min held), so make
+# the calls back to back. `train` stops itself after TRAIN_SECONDS (default 480; SIGINT, so the
+# trainer saves last.ckpt) and copies the slimmed checkpoint and the eval JSONs to OUT.
 # Environment: SCALE (default 5), MODEL (small), GEN_WORKERS (14), WORKERS (6), TRAIN_SECONDS; for a
 # dry run of `torchrun` on a CPU: DEVICE=cpu MODEL=tiny STEPS=3 scripts/gpu_session.sh torchrun /tmp/o
 set -uo pipefail
@@ -89,7 +91,7 @@ train|ablate)
   script=scripts/train_default_model.sh
   [ "$PART" = ablate ] && script=scripts/ablations.sh
   # SIGINT lets the trainer finish its step and save last.ckpt; the next call resumes it.
-  timeout -s INT -k 60 "${TRAIN_SECONDS:-540}" bash "$script" "$WORK" 2>&1 | tee "$OUT/$PART.log"
+  timeout -s INT -k 20 "${TRAIN_SECONDS:-480}" bash "$script" "$WORK" 2>&1 | tee "$OUT/$PART.log"
   # the device returns at most 8 files: one archive of the small results
   (cd "$WORK" && tar czf "$OUT/$PART-results.tar.gz" --ignore-failed-read eval_*.json feasibility.json \
       ./*/metrics.jsonl ./*/config.yaml 2>/dev/null)

@@ -11,9 +11,10 @@ WORK=${1:?usage: scripts/train_default_model.sh WORK_DIR}
 source "$(dirname "$0")/training_options.sh"
 
 mkdir -p "$WORK"
-[ -f "$WORK/generic/train.h5" ] || polstereo make-synthetic "$WORK/generic" --num "$(n 400)" --size $SIZE \
+# test.h5 is written last (each file atomically): its presence means the whole set is there
+[ -f "$WORK/generic/test.h5" ] || polstereo make-synthetic "$WORK/generic" --num "$(n 400)" --size $SIZE \
     --transparent 0 0 --seed 11 --workers "$GEN_WORKERS" --quiet
-[ -f "$WORK/glass/train.h5" ] || polstereo make-synthetic "$WORK/glass" --num "$(n 600)" --size $SIZE \
+[ -f "$WORK/glass/test.h5" ] || polstereo make-synthetic "$WORK/glass" --num "$(n 600)" --size $SIZE \
     --seed 12 --workers "$GEN_WORKERS" --quiet
 
 # stages already run are kept and interrupted ones resumed (run_stage): the script can be re-run

@@ -1,5 +1,6 @@
 """The helper scripts under scripts/ that training and GPU sessions rely on."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -48,9 +49,10 @@ def test_run_stage_skips_complete_runs_and_resumes_interrupted_ones(tiny_data, t
     script = (f'source "{ROOT}/scripts/training_options.sh"; '
               f'run_stage "{tmp_path}/A" "{sys.executable}" -m polstereo.cli.main adapt --train "{train}" '
               f'--steps 3 {" ".join(FAST)}')
-    first = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    env = {**os.environ, "PYTHON": sys.executable}
+    first = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env)
     assert first.returncode == 0, first.stderr
     lineage = read_payload(tmp_path / "A" / "last.ckpt")["lineage"][-1]
     assert lineage["complete"] and lineage["steps_done"] == 3
-    second = subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+    second = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env)
     assert second.returncode == 0 and "complete, skipped" in second.stdout

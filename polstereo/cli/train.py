@@ -34,11 +34,12 @@ def _options(func):
                      help="Base model size for --init none (tiny, small, base), or s2m2-S|M|L|XL with S2M2 weights."),
         click.option("--max-correction", type=float, default=None,
                      help="Bound of the correction in pixels [default: the checkpoint's, 4]."),
-        click.option("--correction-search", type=click.FloatRange(0), default=None,
+        click.option("--correction-search", type=float, default=None, callback=_search_radius, metavar="PX",
                      help="Stage B: give the new correction module a cost volume of polarization and intensity "
-                          "disagreement at base + k for |k| <= this many px (step 2 px; 0 = plain pol_diff) "
+                          "disagreement at base + k for |k| <= PX (step 2 px; 0 = plain pol_diff) "
                           "[default: 0]."),
-        click.option("--correction-context-stride", type=int, default=None, metavar="2|4",
+        click.option("--correction-context-stride", type=int, default=None, callback=_context_stride,
+                     metavar="2|4",
                      help="Stage B: resolution of the new correction module's context blocks, 1/2 or 1/4 "
                           "[default: 2]."),
         click.option("--steps", type=click.IntRange(1), default=1000, show_default=True),
@@ -101,6 +102,18 @@ def _options(func):
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _search_radius(ctx, param, value):
+    if value is not None and not (value == 0 or 2.0 <= value <= 64.0):
+        raise click.BadParameter(f"{value} is not 0 (off) or a radius from 2 to 64 px (the step is 2 px)")
+    return value
+
+
+def _context_stride(ctx, param, value):
+    if value is not None and value not in (2, 4):
+        raise click.BadParameter(f"{value} is not 2 or 4")
+    return value
 
 
 def _make_command(stage: StageConfig) -> click.Command:

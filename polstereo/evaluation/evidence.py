@@ -36,7 +36,7 @@ FEATURES = ("polarization", "intensity")
 def _disagreement(left: torch.Tensor, right: torch.Tensor, disparity: torch.Tensor, window: int
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Window-averaged ``|left − warp(right, d)|`` ``(B, 1, H, W)`` and the warp validity."""
-    warped, valid = warp(right, torch.nan_to_num(disparity, nan=-1.0))
+    warped, valid = warp(right, disparity)  # non-finite (unknown) disparities come back invalid
     weight = valid.to(left.dtype)
     cost = (left - warped).abs().sum(1, keepdim=True) * weight
     if window > 1:  # the window's mean over the samples that fell inside the right image

@@ -361,10 +361,8 @@ def run_inference(config: InferConfig, model=None, log: Callable[[str], None] = 
             message = str(err) if source.name in str(err) else f"pair {source.name}: {err}"
             log(f"error: {message}")
             results.append({"name": source.name, "error": message})
-        except Exception as err:  # a compiler failure is not the pair's fault: one line, stop
-            if config.compile:
-                raise _compile_failure(err) from err
-            raise
+        except torch._dynamo.exc.TorchDynamoException as err:  # the compiler's, not the pair's: one line, stop
+            raise _compile_failure(err) from err
     return results
 
 

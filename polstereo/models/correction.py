@@ -115,13 +115,15 @@ def search_costs(pol_left: torch.Tensor, pol_right: torch.Tensor, intensity_left
                  intensity_right: torch.Tensor, disparity: torch.Tensor, offsets) -> torch.Tensor:
     """``(B, 2K, H, W)``: per offset k, the channel-mean |left − warp(right, d + k)| of the
     polarization features, then of the intensity image; 1 (the cost of no agreement)
-    where the warp leaves the image."""
+    where d + k is negative (no such disparity) or the warp leaves the image."""
     from polstereo.models.warp import warp
 
     features = []
     for left, right in ((pol_left, pol_right), (intensity_left, intensity_right)):
         for k in offsets:
-            warped, valid = warp(right, (disparity + k).clamp_min(0.0))
+            candidate = disparity + k
+            warped, valid = warp(right, candidate)
+            valid = valid & (candidate >= 0)
             cost = (left - warped).abs().mean(1, keepdim=True)
             features.append(torch.where(valid, cost, torch.ones_like(cost)))
     return torch.cat(features, dim=1)

@@ -87,14 +87,13 @@ def _torch_matrix(matrix_fn, angles_deg: tuple[float, ...], dtype: torch.dtype,
         return torch.tensor(matrix_fn(angles_deg), dtype=dtype, device=device)
 
 
-def _traced_matrix(matrix_fn, angles_deg: tuple[float, ...], dtype: torch.dtype,
+@torch.compiler.assume_constant_result
+def _traced_matrix(pseudo_inverse: bool, angles_deg: tuple[float, ...], dtype: torch.dtype,
                    device: torch.device) -> torch.Tensor:
-    """The same matrix from torch operations alone, for code under ``torch.compile``: its
-    graph capture cannot run the numpy (and cache) of :func:`_torch_matrix`, and a graph
-    break there would split every forward. Constant-folded by the compiler."""
-    theta = torch.deg2rad(torch.tensor(angles_deg, dtype=torch.float64, device=device))
-    design = 0.5 * torch.stack([torch.ones_like(theta), torch.cos(2 * theta), torch.sin(2 * theta)], dim=1)
-    return (design if matrix_fn is _design_matrix else torch.linalg.pinv(design)).to(dtype)
+    """:func:`_torch_matrix` for code under ``torch.compile``: the compiler calls it once
+    while tracing and bakes the matrix into the graph as a constant, rather than tracing
+    its numpy and cache (which it cannot) or breaking the graph there."""
+    return _torch_matrix(_pseudo_inverse if pseudo_inverse else _design_matrix, angles_deg, dtype, device)
 
 
 def _apply_matrix(matrix_fn, angles_deg: tuple[float, ...], x: Array, axis: int) -> Array:
@@ -102,7 +101,7 @@ def _apply_matrix(matrix_fn, angles_deg: tuple[float, ...], x: Array, axis: int)
     axis = axis % x.ndim
     if isinstance(x, torch.Tensor):
         if torch.compiler.is_compiling():
-            m = _traced_matrix(matrix_fn, angles_deg, x.dtype, x.device)
+            m = _traced_matrix(matrix_fn is _pseudo_inverse, angles_deg, x.dtype, x.device)
         else:
             m = _torch_matrix(matrix_fn, angles_deg, x.dtype, x.device)
         return torch.tensordot(m, x, dims=([1], [axis])).movedim(0, axis)

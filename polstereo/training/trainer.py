@@ -157,16 +157,19 @@ def _prepare_model(model, cfg: TrainConfig, stage: StageConfig, color_channels: 
     """Add or re-bound the correction module as the stage needs, then freeze per stage."""
     shape = {"search_radius": cfg.correction_search, "context_stride": cfg.correction_context_stride}
     shape = {k: v for k, v in shape.items() if v is not None}
+    options = {"search_radius": "--correction-search", "context_stride": "--correction-context-stride"}
+    if shape and not stage.with_correction:
+        raise PolstereoError(f"{', '.join(options[k] for k in shape)} shape the correction module; "
+                             f"stage {stage.name} ({stage.command}) trains none")
     if stage.with_correction and model.correction is None:
         model.correction = CorrectionModule(CorrectionConfig(color_channels=color_channels, **shape))
     else:
         for key, value in shape.items():
             have = None if model.correction is None else getattr(model.correction.config, key)
             if have != value:
-                what = "no correction module" if have is None else f"a correction module with {key} {have:g}"
-                option = "--correction-search" if key == "search_radius" else "--correction-context-stride"
-                raise PolstereoError(f"{option} {value:g}: the --init checkpoint has {what}; the option only "
-                                     "shapes the module stage B (learn-pol) creates")
+                raise PolstereoError(f"{options[key]} {value:g}: the --init checkpoint already has a correction "
+                                     f"module with {key} {have:g}; the option only shapes a new one (stage B, "
+                                     "or finetune from a checkpoint without one)")
     if cfg.max_correction is not None:
         if cfg.max_correction <= 0:
             raise PolstereoError(f"--max-correction must be positive, got {cfg.max_correction}")

@@ -88,3 +88,16 @@ def test_window_must_be_odd():
     left, right = scene(d_pol=5, d_int=12)
     with pytest.raises(ValueError, match="odd"):
         run(left, right, 5, 12, window=4)
+
+
+def test_unlabeled_neighbours_do_not_enter_the_window():
+    # ground truth on every other row only: the unknown rows must not be warped by a
+    # made-up disparity and mixed into the window means at the true disparity
+    left, right = scene(d_pol=5, d_int=12)
+    gt = torch.full((1, 1, H, W), 5.0)
+    gt[..., 1::2, :] = float("nan")
+    valid = torch.isfinite(gt)
+    counts = evidence_counts(left, right, gt, torch.full_like(gt, 12.0), region_masks(valid, None), ANGLES)
+    a = counts["all"]
+    assert a["pixels"] > 0.3 * H * W
+    assert a["polarization"] / a["pixels"] > 0.97 and a["intensity"] / a["pixels"] < 0.03

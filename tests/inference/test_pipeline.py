@@ -158,8 +158,8 @@ def test_stereo_calibration_rectifies_and_writes_the_rectified_views(tmp_path, r
 
 
 def test_compile_and_channels_last_give_the_eager_result(tmp_path, rng, tiny_ckpt, monkeypatch):
-    # the graph capture is what can break (graph breaks, host syncs); the "eager" backend checks it
-    # without the C++ compile that inductor would spend a minute on here
+    # the capture runs (graph breaks are tested in tests/models/test_full.py); the "eager"
+    # backend checks it without the C++ compile that inductor would spend a minute on here
     monkeypatch.setenv("POLSTEREO_COMPILE_BACKEND", "eager")
     torch._dynamo.reset()
     left, right = write_mosaic_pair(tmp_path / "raw", rng)

@@ -74,6 +74,10 @@ def test_search_costs_vanish_at_the_true_offset():
     assert costs[:, 1][inside[1:]].abs().max() < 1e-5 and costs[:, 4][inside[1:]].abs().max() < 1e-5
     assert costs[:, 0][inside[1:]].mean() > 0.1 and costs[:, 2][inside[1:]].mean() > 0.1
     assert (costs[..., :1] == 1).all()  # the warp leaves the image at x = 0 for d >= 1: cost 1
+    # a candidate disparity below zero is no disparity at all: cost 1 everywhere
+    below = search_costs(left, right, wide_i[..., :w], wide_i[..., shift:], torch.full((1, 1, h, w), 1.0),
+                         offsets=(-3.0,))
+    assert (below == 1).all()
 
 
 def test_module_takes_the_search_cost_volume():

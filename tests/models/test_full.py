@@ -191,3 +191,15 @@ def test_search_cost_volume_model_round_trips_and_keeps_ground_truth_out(stacks,
         for value in (1.0, 7.0):
             model(left, right, gt_disparity=torch.full((1, 1, 37, 53), value), warp_source="gt")
         assert seen[0].shape == (1, 10, 37, 53) and torch.equal(seen[0], seen[1])
+
+
+@pytest.mark.parametrize("correction", [{"width": 8, "dilations": [1]}, {"width": 8, "dilations": [1], "search_radius": 4}])
+def test_forward_is_one_graph_for_torch_compile(stacks, correction):
+    # no graph breaks: no host syncs or data-dependent Python in the forward, so
+    # torch.compile (and CUDA graphs with mode="reduce-overhead") see all of it
+    torch._dynamo.reset()
+    model = build_model({"base": "tiny", "correction": correction, "max_correction": MAX_CORRECTION}).eval()
+    left, right = stacks(b=1, h=37, w=53)
+    with torch.no_grad():
+        explanation = torch._dynamo.explain(model)(left, right)
+    assert explanation.graph_break_count == 0 and explanation.graph_count == 1
