@@ -25,7 +25,8 @@ run_stage "$WORK/A" polstereo adapt --init "$WORK/pretrain/last.ckpt" --train "$
 polstereo check-feasibility "$WORK/A/last.ckpt" --data "$WORK/glass/val.h5" --max-correction "$MAXCORR" \
     --json "$WORK/feasibility.json"
 run_stage "$WORK/B" polstereo learn-pol --init "$WORK/A/last.ckpt" --train "$WORK/glass/train.h5" \
-    --val "$WORK/glass/val.h5" --max-correction "$MAXCORR" --steps "$(n 600)" "${COMMON[@]}"
+    --val "$WORK/glass/val.h5" --max-correction "$MAXCORR" --correction-search "$CORR_SEARCH" --steps "$(n 600)" \
+    "${COMMON[@]}"
 run_stage "$WORK/C" polstereo finetune --init "$WORK/B/last.ckpt" --train "$WORK/glass/train.h5" \
     --val "$WORK/glass/val.h5" --steps "$(n 600)" "${COMMON[@]}"
 for stage in pretrain A B C; do

@@ -98,12 +98,12 @@ def evidence_line(share: float | None) -> str:
     """A short reading of a share for humans."""
     if share is None:
         return "no pixels"
-    if share >= 0.65:
+    if share >= 0.8:
         return "points at the truth"
-    if share > 0.55:
+    if share > 0.6:
         return "weak signal"
     if share >= 0.45:
-        return "no signal (coin toss)"
+        return "little or no signal (0.5: coin toss)"
     return "misleads (prefers the base's answer)"
 
 

@@ -101,3 +101,11 @@ def test_unlabeled_neighbours_do_not_enter_the_window():
     a = counts["all"]
     assert a["pixels"] > 0.3 * H * W
     assert a["polarization"] / a["pixels"] > 0.97 and a["intensity"] / a["pixels"] < 0.03
+
+
+def test_evidence_lines_read_the_share():
+    assert evidence_line(None) == "no pixels"
+    assert evidence_line(0.85) == "points at the truth"
+    assert evidence_line(0.68) == "weak signal"
+    assert evidence_line(0.5).startswith("little or no signal")
+    assert evidence_line(0.3).startswith("misleads")
