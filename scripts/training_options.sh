@@ -15,24 +15,16 @@ n() { echo $(( $1 * SCALE )); }
 COMMON=(--crop-size $CROP --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --quiet
         --val-every "$(n 500)" --save-every "$(n 500)" --val-samples 20 --scale-range 0.8 1.25)
 
-# run_stage DIR CMD...: run a training command whose --out is DIR; skip it when DIR holds a
-# complete run, add --resume when it holds an interrupted one (so the scripts can be re-run
-# after a timeout or Ctrl-C and continue where they stopped).
+# run_stage DIR CMD...: run a training command whose --out is DIR, with --resume when DIR
+# already holds a run: an interrupted one continues where it stopped, a complete one ends at
+# once, and one made with other options (another SCALE, say) is refused by the trainer with
+# a one-line error instead of being silently kept. So the scripts can be re-run after a
+# timeout or Ctrl-C.
 run_stage() {
   local dir=$1; shift
-  local state
-  state=$("${PYTHON:-python3}" -c 'import sys
-from pathlib import Path
-from polstereo.models.registry import read_payload
-p = Path(sys.argv[1]) / "last.ckpt"
-if not p.exists():
-    print("none")
-else:
-    lineage = read_payload(p).get("lineage") or [{}]
-    print("complete" if lineage[-1].get("complete") else "partial")' "$dir")
-  case $state in
-    complete) echo "$dir: complete, skipped" ;;
-    partial) "$@" --out "$dir" --resume ;;
-    *) "$@" --out "$dir" ;;
-  esac
+  if [ -f "$dir/last.ckpt" ]; then
+    "$@" --out "$dir" --resume
+  else
+    "$@" --out "$dir"
+  fi
 }

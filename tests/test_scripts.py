@@ -1,6 +1,5 @@
 """The helper scripts under scripts/ that training and GPU sessions rely on."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -40,19 +39,27 @@ def test_compare_checkpoints_reports_identical_and_different_weights(tmp_path):
     assert mismatch.returncode == 1 and mismatch.stderr.startswith("Error: ")
 
 
-def test_run_stage_skips_complete_runs_and_resumes_interrupted_ones(tiny_data, tmp_path):
+def test_run_stage_resumes_interrupted_runs_and_refuses_changed_options(tiny_data, tmp_path):
     train = str(tiny_data / "train.h5")
     # an interrupted run: --stop-after 1 of 3 steps leaves an incomplete last.ckpt
     result = CliRunner().invoke(cli, ["adapt", "--train", train, "--out", str(tmp_path / "A"), "--steps", "3",
                                       "--stop-after", "1", *FAST])
     assert result.exit_code == 0, result.output
-    script = (f'source "{ROOT}/scripts/training_options.sh"; '
-              f'run_stage "{tmp_path}/A" "{sys.executable}" -m polstereo.cli.main adapt --train "{train}" '
-              f'--steps 3 {" ".join(FAST)}')
-    env = {**os.environ, "PYTHON": sys.executable}
-    first = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env)
+
+    def run_stage(steps):
+        script = (f'source "{ROOT}/scripts/training_options.sh"; '
+                  f'run_stage "{tmp_path}/A" "{sys.executable}" -m polstereo.cli.main adapt --train "{train}" '
+                  f'--steps {steps} {" ".join(FAST)}')
+        return subprocess.run(["bash", "-c", script], capture_output=True, text=True)
+
+    first = run_stage(3)
     assert first.returncode == 0, first.stderr
-    lineage = read_payload(tmp_path / "A" / "last.ckpt")["lineage"][-1]
+    last = tmp_path / "A" / "last.ckpt"
+    lineage = read_payload(last)["lineage"][-1]
     assert lineage["complete"] and lineage["steps_done"] == 3
-    second = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env)
-    assert second.returncode == 0 and "complete, skipped" in second.stdout
+    before = last.read_bytes()
+    again = run_stage(3)  # complete: ends at once, the checkpoint untouched
+    assert again.returncode == 0, again.stderr
+    assert last.read_bytes() == before
+    changed = run_stage(5)  # a different plan must not pass for the finished one
+    assert changed.returncode == 1 and "options differ" in changed.stderr

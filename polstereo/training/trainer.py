@@ -580,11 +580,12 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
         raise PolstereoError(f"interrupted at step {step}; {last_path} saved, continue with --resume", 130) from None
     bar.close()
     complete = step >= plan.total_steps
-    if complete and (val_metrics is None or val_metrics.get("step") != step):
-        validate(step)
-    save(last_path, step, complete=complete)
-    if complete and val_reader is None:
-        save(best_path, step, complete=True)  # nothing to choose by: the final weights
+    if step > start_step:  # a --resume of a finished run changes nothing and rewrites nothing
+        if complete and (val_metrics is None or val_metrics.get("step") != step):
+            validate(step)
+        save(last_path, step, complete=complete)
+        if complete and val_reader is None:
+            save(best_path, step, complete=True)  # nothing to choose by: the final weights
     if board is not None:
         board.close()
     barrier(dist_info)
