@@ -108,20 +108,24 @@ def main() -> None:
                 previous = str(out / "last.ckpt")
                 records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
                 train_records = [r for r in records if r["type"] == "train"]
-                t0 = train_records[args.warmup - 1]["seconds"]
-                t1 = train_records[-1]["seconds"]
-                rate = (len(train_records) - args.warmup) * args.batch_size / (t1 - t0)
-                rows.append((model, stage, amp, ratio, rate, peak_cuda if peak_cuda is not None else peak_rss))
+                first, last = train_records[args.warmup - 1], train_records[-1]
+                seconds = last["seconds"] - first["seconds"]
+                rate = (len(train_records) - args.warmup) * args.batch_size / seconds
+                wait = (last["data_wait_s"] - first["data_wait_s"]) / seconds
+                rows.append((model, stage, amp, ratio, rate, peak_cuda if peak_cuda is not None else peak_rss,
+                             wait))
     device = "cuda" if (args.device == "auto" and torch.cuda.is_available()) else args.device
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
     print(f"training throughput on {name}, batch {args.batch_size}, crop {h}x{w}, {args.workers} workers, "
           f"steps {args.steps} (first {args.warmup} excluded)")
     print(f"data pipeline alone: {data_rate:.1f} pairs/s")
     memory = "peak CUDA MiB" if device.startswith("cuda") else "peak RSS MiB"
-    print(f"| model | stage | amp | mask ratio | pairs/s | {memory} | share of data-pipeline capacity used |")
-    print("|---|---|---|---:|---:|---:|---:|")
-    for model, stage, amp, ratio, rate, peak in rows:
-        print(f"| {model} | {stage} | {amp} | {ratio:g} | {rate:.2f} | {peak:.0f} | {min(1.0, rate / data_rate):.0%} |")
+    print(f"| model | stage | amp | mask ratio | pairs/s | {memory} | step time waiting for data | "
+          "share of data-pipeline capacity used |")
+    print("|---|---|---|---:|---:|---:|---:|---:|")
+    for model, stage, amp, ratio, rate, peak, wait in rows:
+        print(f"| {model} | {stage} | {amp} | {ratio:g} | {rate:.2f} | {peak:.0f} | {wait:.1%} | "
+              f"{min(1.0, rate / data_rate):.0%} |")
 
 
 if __name__ == "__main__":

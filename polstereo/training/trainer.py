@@ -479,8 +479,9 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
                disable=True if (cfg.quiet or not dist_info.is_main) else None, leave=False)
     model.train()
     t0 = time.perf_counter()
+    data_wait = [0.0]  # seconds the loop spent blocked on the data loader
     try:
-        for batch in loader:
+        for batch in _timed(loader, data_wait):
             if step >= end_step:
                 break
             batch = to_device(batch, device)
@@ -552,10 +553,13 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
                     record["saturation_fraction"] = float(out["saturation_fraction"])
                 record["pairs_per_s"] = round(cfg.batch_size * dist_info.world_size * (step - start_step)
                                               / max(record["seconds"], 1e-9), 3)
+                # how much of the time the loop waited for data (0: the device never starved)
+                record["data_wait_s"] = round(data_wait[0], 3)
+                record["data_wait_share"] = round(data_wait[0] / max(time.perf_counter() - t0, 1e-9), 4)
                 history.append(record)
                 _append_jsonl(log_path, {"type": "train", **record})
                 if board is not None:
-                    for key in ("loss", "lr", "saturation_fraction", "pairs_per_s"):
+                    for key in ("loss", "lr", "saturation_fraction", "pairs_per_s", "data_wait_share"):
                         if key in record:
                             board.add_scalar(f"train/{key}", record[key], step)
                 postfix = {"loss": f"{record['loss']:.3f}", "lr": f"{record['lr']:.2e}"}
@@ -596,6 +600,19 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
                        best_score=None if math.isinf(best_score) else best_score, last_checkpoint=last_path,
                        best_checkpoint=best_path if best_path.exists() else None, feasibility=feasibility,
                        log=history)
+
+
+def _timed(loader, clock: list[float]):
+    """Iterate ``loader``, adding the seconds spent waiting in ``next`` to ``clock[0]``."""
+    it = iter(loader)
+    while True:
+        start = time.perf_counter()
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        clock[0] += time.perf_counter() - start
+        yield batch
 
 
 def _write_config_file(path: Path, options: dict) -> None:

@@ -30,6 +30,13 @@ def test_stage_a_writes_checkpoints_with_lineage_and_metrics(stage_a):
     assert entry["stage"] == "A" and entry["complete"] and entry["steps_done"] == 3 and entry["init"] == "none"
     assert set(entry["metrics"]) == {"all", "transparent", "opaque"}
     assert (stage_a.parent / "best.ckpt").exists() and (stage_a.parent / "metrics.jsonl").exists()
+    records = [json.loads(x) for x in (stage_a.parent / "metrics.jsonl").read_text().splitlines()]
+    train_records = [r for r in records if r["type"] == "train"]
+    waits = [r["data_wait_s"] for r in train_records]
+    # cumulative seconds blocked on the loader; with workers=0 every batch is read in next()
+    assert waits == sorted(waits) and waits[-1] > 0
+    assert all(0 <= r["data_wait_share"] <= 1 for r in train_records)
+    assert all(r["data_wait_s"] <= r["seconds"] + 0.01 for r in train_records)
     import cv2
 
     curves = cv2.imread(str(stage_a.parent / "train_curves.png"))
