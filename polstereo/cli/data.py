@@ -21,10 +21,15 @@ from polstereo.errors import PolstereoError
 @click.option("--png", "png_path", type=click.Path(path_type=Path), default=None,
               help="Where --stats writes its histogram picture [default: <file stem>_crop_disparity.png].")
 @click.option("--seed", default=0, show_default=True, help="Seed for the random crops.")
+@click.option("--evidence", is_flag=True,
+              help="Also: do the polarization (and intensity) features pin the true disparity? Share of labeled "
+                   "pixels whose views agree better at the ground truth than at ground truth ± 2/4/8 px.")
+@click.option("--max-samples", type=click.IntRange(1), default=None, help="Samples --evidence reads [default: all].")
 @quiet_option
 @json_option
 def inspect_cmd(path: Path, quick: bool, bins: int, stats: bool, crop: tuple[int, int], num_crops: int,
-                png_path: Path | None, seed: int, quiet: bool, json_out: str | None) -> None:
+                png_path: Path | None, seed: int, evidence: bool, max_samples: int | None, quiet: bool,
+                json_out: str | None) -> None:
     """Summarise and validate a polstereo HDF5 file.
 
     Prints samples, size, dtypes, the disparity range and histogram and the
@@ -45,10 +50,33 @@ def inspect_cmd(path: Path, quick: bool, bins: int, stats: bool, crop: tuple[int
         write_histogram_png(summary["crop_stats"]["disparity"]["histogram"], png_path,
                             f"{path.name}: disparity over {num_crops} crops {crop[0]}x{crop[1]}")
         summary["crop_stats"]["png"] = str(png_path)
+    if evidence:
+        if not summary["labeled_samples"]:
+            raise PolstereoError(f"{path}: --evidence needs ground-truth disparity; the file has none")
+        from polstereo.data.h5format import H5Reader
+        from polstereo.evaluation.evidence import dataset_evidence
+
+        summary["evidence"] = dataset_evidence(H5Reader(path), max_samples=max_samples)
     emit_json(summary, json_out)
     if json_out != "-" and not quiet:
         for line in _summary_lines(summary, text_histogram):
             click.echo(line)
+        if evidence:
+            for line in _evidence_lines(summary["evidence"]):
+                click.echo(line)
+
+
+def _evidence_lines(ev: dict) -> list[str]:
+    lines = [f"  evidence: share of labeled pixels whose views agree better at the true disparity than "
+             f"at it ± δ ({ev['window']}x{ev['window']} window; 0.5 = no signal)",
+             f"    {'δ (px)':>6} {'region':<12} {'pixels':>9} {'polarization':>13} {'intensity':>10}"]
+    for delta, regions in ev["offsets"].items():
+        for name in ("all", "transparent", "opaque"):
+            r = regions.get(name)
+            if r and r["pixels"]:
+                lines.append(f"    {delta:>6g} {name:<12} {r['pixels']:>9d} {r['polarization']:>13.3f} "
+                             f"{r['intensity']:>10.3f}")
+    return lines
 
 
 def _summary_lines(s: dict, text_histogram) -> list[str]:

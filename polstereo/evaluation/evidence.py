@@ -30,6 +30,7 @@ from polstereo.polar.features import intensity_image, pol_features
 
 DEFAULT_WINDOW = 9
 DEFAULT_MIN_ERROR = 1.0
+DEFAULT_OFFSETS = (2.0, 4.0, 8.0)
 FEATURES = ("polarization", "intensity")
 
 
@@ -61,7 +62,8 @@ def evidence_counts(left: torch.Tensor, right: torch.Tensor, gt: torch.Tensor, b
     base = base.float()
     feats = {"polarization": (pol_features(left, angles_deg), pol_features(right, angles_deg)),
              "intensity": (intensity_image(left, angles_deg), intensity_image(right, angles_deg))}
-    wrong = torch.isfinite(gt) & ((base - torch.nan_to_num(gt)).abs() > min_error)
+    # pixels the base gets wrong, at a disparity that exists (a negative one does not)
+    wrong = torch.isfinite(gt) & ((base - torch.nan_to_num(gt)).abs() > min_error) & (base >= 0)
     better = {}
     for name, (fl, fr) in feats.items():
         at_gt, valid_gt = _disagreement(fl, fr, gt, window)
@@ -94,6 +96,29 @@ def accumulate(totals: dict[str, dict[str, int]], counts: dict[str, dict[str, in
             t[key] += value
 
 
+@torch.no_grad()
+def dataset_evidence(reader, offsets=DEFAULT_OFFSETS, window: int = DEFAULT_WINDOW,
+                     max_samples: int | None = None) -> dict:
+    """Model-free evidence of a labeled HDF5 file: for each offset δ, :func:`evidence_counts`
+    with ``gt ± δ`` in place of a base prediction (both signs pooled), so the share answers
+    "do the features pin the true disparity to within δ px?" before any model is trained.
+
+    Returns ``{"window", "offsets": {δ: {region: {"pixels", "polarization", "intensity"}}}}``.
+    """
+    from polstereo.evaluation.evaluate import iterate_samples
+    from polstereo.evaluation.metrics import region_masks
+
+    totals: dict[float, dict] = {float(d): {} for d in offsets}
+    for batch in iterate_samples(reader, max_samples=max_samples):
+        masks = region_masks(batch.valid, batch.transparent)
+        for delta in totals:
+            for sign in (1.0, -1.0):
+                wrong = batch.disparity + sign * delta
+                accumulate(totals[delta], evidence_counts(batch.left, batch.right, batch.disparity, wrong, masks,
+                                                          reader.angles_deg, window, min_error=0.5 * delta))
+    return {"window": window, "offsets": {d: summarize(t, window, 0.5 * d) for d, t in totals.items()}}
+
+
 def evidence_line(share: float | None) -> str:
     """A short reading of a share for humans."""
     if share is None:
@@ -107,5 +132,5 @@ def evidence_line(share: float | None) -> str:
     return "misleads (prefers the base's answer)"
 
 
-__all__ = ["evidence_counts", "accumulate", "summarize", "evidence_line", "DEFAULT_WINDOW", "DEFAULT_MIN_ERROR",
-           "FEATURES"]
+__all__ = ["evidence_counts", "accumulate", "summarize", "dataset_evidence", "evidence_line", "DEFAULT_WINDOW",
+           "DEFAULT_MIN_ERROR", "DEFAULT_OFFSETS", "FEATURES"]

@@ -100,3 +100,39 @@ def test_unknown_command_is_usage_error():
 def test_inspect_quiet_prints_nothing_for_a_valid_file(h5_file):
     result = run("inspect", h5_file, "--quiet")
     assert result.exit_code == 0 and result.output == ""
+
+
+def test_evidence_pins_the_true_disparity_on_known_data(tmp_path):
+    from polstereo.data.h5format import Sample, write_samples
+    from tests.evaluation.test_evidence import H, W, scene
+
+    # polarization matches at the true 5 px, intensity at a "background" 12 px
+    samples = []
+    for seed in range(2):
+        left, right = scene(d_pol=5, d_int=12, seed=seed)
+        transparent = np.zeros((H, W), bool)
+        transparent[:, W // 2:] = True
+        samples.append(Sample(left=left[0].numpy(), right=right[0].numpy(), disparity=np.full((H, W), 5.0, np.float32),
+                              transparent=transparent))
+    path = tmp_path / "known.h5"
+    write_samples(path, samples)
+    result = CliRunner().invoke(cli, ["inspect", str(path), "--evidence", "--json"])
+    assert result.exit_code == 0, result.output
+    offsets = json.loads(result.output)["evidence"]["offsets"]
+    assert sorted(float(k) for k in offsets) == [2.0, 4.0, 8.0]
+    for regions in offsets.values():
+        assert regions["all"]["polarization"] > 0.95
+        assert regions["transparent"]["pixels"] + regions["opaque"]["pixels"] == regions["all"]["pixels"]
+    # +8 px lands at 13, next to the intensity match at 12; -8 px is no disparity and not judged
+    assert offsets["8.0"]["all"]["intensity"] < 0.25
+    text = CliRunner().invoke(cli, ["inspect", str(path), "--evidence"]).output
+    assert "evidence: share of labeled pixels" in text
+
+
+def test_evidence_needs_ground_truth(tmp_path):
+    from polstereo.data.h5format import Sample, write_samples
+
+    img = np.random.default_rng(0).random((4, 1, 16, 24)).astype(np.float32)
+    write_samples(tmp_path / "raw.h5", [Sample(left=img, right=img)])
+    result = CliRunner().invoke(cli, ["inspect", str(tmp_path / "raw.h5"), "--evidence"])
+    assert result.exit_code == 1 and "needs ground-truth disparity" in result.output
