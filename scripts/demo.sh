@@ -76,10 +76,13 @@ out = Path(sys.argv[1])
 feas = {k: json.loads((out / f"feasibility_{k}.json").read_text()) for k in ("pretrain", "A")}
 run = json.loads((out / "eval.json").read_text())["runs"][0]
 lines = ["# polstereo demo summary", "",
-         "| check | base error on transparent pixels (mean, px) | max_correction | verdict |", "|---|---:|---:|---|"]
+         "| check | base error on transparent pixels (mean, px) | max_correction | verdict "
+         "| polarization evidence on transparent pixels (0.5 = none) |", "|---|---:|---:|---|---:|"]
 for k, f in feas.items():
+    evidence = f["errors"].get("evidence", {}).get("transparent", {}).get("polarization")
     lines.append(f"| after {'generic pretraining' if k == 'pretrain' else 'stage A'} | {f['value']:.2f} | "
-                 f"{f['max_correction']:g} | {'feasible' if f['feasible'] else 'infeasible (exit 3)'} |")
+                 f"{f['max_correction']:g} | {'feasible' if f['feasible'] else 'infeasible (exit 3)'} | "
+                 f"{'-' if evidence is None else f'{evidence:.2f}'} |")
 lines += ["", f"Test split ({run['samples']} samples, {run['iters']} iterations), EPE in px:", "",
           "| region | base | base + correction | change |", "|---|---:|---:|---:|"]
 for region in ("all", "transparent", "opaque"):
