@@ -14,7 +14,8 @@
 # keeps files only while it stays held (it goes back after 30 s idle or 30 min held), so make
 # the calls back to back. `train` stops itself after TRAIN_SECONDS (default 480; SIGINT, so the
 # trainer saves last.ckpt) and copies the slimmed checkpoint and the eval JSONs to OUT.
-# Environment: SCALE (default 5), MODEL (small), GEN_WORKERS (14), WORKERS (6), TRAIN_SECONDS; for a
+# Environment: SCALE (default 5), MODEL (small), GEN_WORKERS (14), WORKERS (6), TRAIN_SECONDS, SYNTH_ARGS
+# (extra make-synthetic options, e.g. "--max-disparity 25 --bit-depth 12", with another WORK); for a
 # dry run of `torchrun` on a CPU: DEVICE=cpu MODEL=tiny STEPS=3 scripts/gpu_session.sh torchrun /tmp/o
 set -uo pipefail
 

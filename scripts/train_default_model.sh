@@ -13,9 +13,9 @@ source "$(dirname "$0")/training_options.sh"
 mkdir -p "$WORK"
 # test.h5 is written last (each file atomically): its presence means the whole set is there
 [ -f "$WORK/generic/test.h5" ] || polstereo make-synthetic "$WORK/generic" --num "$(n 400)" --size $SIZE \
-    --transparent 0 0 --seed 11 --workers "$GEN_WORKERS" --quiet
+    --transparent 0 0 --seed 11 --workers "$GEN_WORKERS" --quiet ${SYNTH[@]+"${SYNTH[@]}"}
 [ -f "$WORK/glass/test.h5" ] || polstereo make-synthetic "$WORK/glass" --num "$(n 600)" --size $SIZE \
-    --seed 12 --workers "$GEN_WORKERS" --quiet
+    --seed 12 --workers "$GEN_WORKERS" --quiet ${SYNTH[@]+"${SYNTH[@]}"}
 
 # stages already run are kept and interrupted ones resumed (run_stage): the script can be re-run
 run_stage "$WORK/pretrain" polstereo adapt --init none --model "$MODEL" --train "$WORK/generic/train.h5" \

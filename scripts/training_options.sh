@@ -1,6 +1,7 @@
 # Shared settings of scripts/train_default_model.sh and scripts/ablations.sh (sourced, not run).
 # Environment: MODEL, SCALE (multiplies sample and step counts), SIZE, CROP, BATCH, DEVICE, WORKERS (loader),
-# MAXCORR, GEN_WORKERS (make-synthetic processes), CORR_SEARCH (correction search radius, 0 = off).
+# MAXCORR, GEN_WORKERS (make-synthetic processes), CORR_SEARCH (correction search radius, 0 = off),
+# SYNTH_ARGS (extra make-synthetic options).
 MODEL=${MODEL:-tiny}
 SCALE=${SCALE:-1}
 SIZE=${SIZE:-"320 256"}
@@ -11,6 +12,9 @@ WORKERS=${WORKERS:-1}
 MAXCORR=${MAXCORR:-10}
 GEN_WORKERS=${GEN_WORKERS:-2}
 CORR_SEARCH=${CORR_SEARCH:-10}   # the correction module's search cost volume radius, px (0 = the plain module)
+# extra make-synthetic options for both data sets, e.g. "--max-disparity 25 --bit-depth 12" for a
+# rig whose baseline is small against the distance (docs/results.md: the evidence depends on it)
+read -r -a SYNTH <<< "${SYNTH_ARGS:-}"
 n() { echo $(( $1 * SCALE )); }
 COMMON=(--crop-size $CROP --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --quiet
         --val-every "$(n 500)" --save-every "$(n 500)" --val-samples 20 --scale-range 0.8 1.25)
