@@ -213,9 +213,21 @@ def _check_options(cfg: TrainConfig) -> None:
         raise PolstereoError("--min-lr and --clip-grad-norm must not be negative")
 
 
-# options that may change between an interrupted run and its --resume
+# options that may change between an interrupted run and its --resume (a run directory may
+# also be moved: --out is where it is now)
 RESUME_MAY_DIFFER = ("workers", "quiet", "device", "log_every", "val_every", "save_every", "val_samples",
-                     "tensorboard", "force", "amp", "deterministic", "val")
+                     "tensorboard", "force", "amp", "deterministic", "val", "out")
+PATH_OPTIONS = ("train", "init")  # compared as the files they name (a symlink or relative path is the same file)
+
+
+def _same_files(a, b) -> bool:
+    def resolve(v):
+        if isinstance(v, (list, tuple)):
+            return [resolve(x) for x in v]
+        if v is None or v == "none" or not Path(str(v)).exists():
+            return v
+        return str(Path(str(v)).resolve())
+    return resolve(a) == resolve(b)
 
 
 def _check_resume_options(cfg: TrainConfig, saved: dict, path: Path) -> None:
@@ -223,7 +235,7 @@ def _check_resume_options(cfg: TrainConfig, saved: dict, path: Path) -> None:
     current = cfg.plain()
     changed = sorted(k for k, v in saved.items()
                      if k in current and k not in TrainConfig.INVOCATION_ONLY + RESUME_MAY_DIFFER
-                     and current[k] != v)
+                     and current[k] != v and not (k in PATH_OPTIONS and _same_files(current[k], v)))
     if changed and not cfg.force:
         details = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} -> {current[k]!r}" for k in changed[:3])
         raise PolstereoError(f"--resume: options differ from the run in {path} ({details}"

@@ -239,3 +239,22 @@ def test_warp_source_override_is_recorded_and_checked(stage_a, tiny_data, tmp_pa
     assert load_checkpoint(tmp_path / "b" / "last.ckpt")["train_config"]["warp_source"] == "pred"
     with pytest.raises(PolstereoError, match="has no correction module"):
         run("A", tmp_path / "a", tiny_data, warp_source="pred", **quick)
+
+
+def test_a_moved_run_resumes_with_a_symlinked_data_file(tiny_data, tmp_path, quick):
+    import shutil
+
+    run("A", tmp_path / "old", tiny_data, stop_after=1, **dict(quick, steps=3))
+    shutil.move(str(tmp_path / "old"), str(tmp_path / "new"))
+    (tmp_path / "data").mkdir()
+    for name in ("train.h5", "val.h5"):
+        (tmp_path / "data" / name).symlink_to(tiny_data / name)
+    result = run("A", tmp_path / "new", tmp_path / "data", resume=True, **dict(quick, steps=3))
+    assert result.steps_done == 3
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(tiny_data / "train.h5", other / "train.h5")
+    shutil.copy(tiny_data / "val.h5", other / "val.h5")
+    run("A", tmp_path / "again", tiny_data, stop_after=1, **dict(quick, steps=3))
+    with pytest.raises(PolstereoError, match="options differ.*--train"):  # a different file is a different run
+        run("A", tmp_path / "again", other, resume=True, **dict(quick, steps=3))
