@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import torch
 
 from polstereo.errors import PolstereoError
 from polstereo.models.registry import read_payload

@@ -100,7 +100,7 @@ def main() -> None:
         raise SystemExit("no labeled transparent pixels in --data")
     base_epe = sums["base"] / pixels
     print(f"transparent pixels: {pixels}; max_correction {bound:g} px")
-    print(f"| estimate | transparent EPE (px) | vs base |\n|---|---:|---:|")
+    print("| estimate | transparent EPE (px) | vs base |\n|---|---:|---:|")
     for name in names:
         epe = sums[name] / pixels
         print(f"| {name} | {epe:.3f} | {100 * (epe / base_epe - 1):+.1f} % |")
