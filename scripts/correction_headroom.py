@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from polstereo.data.h5format import H5Reader
 from polstereo.evaluation.evaluate import iterate_samples
-from polstereo.models.warp import warp
+from polstereo.models.warp import warp_disagreement
 from polstereo.polar.features import intensity_image, pol_features
 from polstereo.training.checkpoint import load_for_inference
 
@@ -39,8 +39,7 @@ def wta_offsets(fl: torch.Tensor, fr: torch.Tensor, base: torch.Tensor, offsets:
     costs = []
     for k in offsets.tolist():
         candidate = base + k
-        warped, valid = warp(fr, candidate)
-        c = (fl - warped).abs().sum(1, keepdim=True)
+        c, valid = warp_disagreement(fl, fr, candidate)
         c = F.avg_pool2d(c, window, 1, window // 2, count_include_pad=False)
         # negative disparities and warps leaving the image are no candidates; k = 0 always is
         ok = (valid & (candidate >= 0)) | (k == 0)

@@ -67,15 +67,13 @@ def inspect_cmd(path: Path, quick: bool, bins: int, stats: bool, crop: tuple[int
 
 
 def _evidence_lines(ev: dict) -> list[str]:
+    from polstereo.evaluation.evidence import TABLE_HEADER, table_rows
+
     lines = [f"  evidence: share of labeled pixels whose views agree better at the true disparity than "
              f"at it ± δ ({ev['window']}x{ev['window']} window; 0.5 = no signal)",
-             f"    {'δ (px)':>6} {'region':<12} {'pixels':>9} {'polarization':>13} {'intensity':>10}"]
+             f"    {'δ (px)':>6} {TABLE_HEADER}"]
     for delta, regions in ev["offsets"].items():
-        for name in ("all", "transparent", "opaque"):
-            r = regions.get(name)
-            if r and r["pixels"]:
-                lines.append(f"    {delta:>6g} {name:<12} {r['pixels']:>9d} {r['polarization']:>13.3f} "
-                             f"{r['intensity']:>10.3f}")
+        lines += [f"    {delta:>6g} {row}" for _, row in table_rows(regions)]
     return lines
 
 

@@ -75,18 +75,16 @@ def check_feasibility_cmd(checkpoint, data, max_correction, statistic, iters, ma
 
 
 def _echo_evidence(evidence: dict | None) -> None:
-    from polstereo.evaluation.evidence import evidence_line
+    from polstereo.evaluation.evidence import TABLE_HEADER, evidence_line, table_rows
 
-    if not evidence or not any(evidence.get(r, {}).get("pixels") for r in ("all", "transparent", "opaque")):
+    rows = table_rows(evidence or {})
+    if not rows:
         return
     click.echo(f"evidence where the base is off by > {evidence['min_error']:g} px: share of pixels whose features "
                f"agree better at the true disparity ({evidence['window']}x{evidence['window']} window; 0.5 = none):")
-    click.echo(f"  {'region':<12} {'pixels':>9} {'polarization':>13} {'intensity':>10}")
-    for name in ("all", "transparent", "opaque"):
-        e = evidence.get(name)
-        if e and e["pixels"]:
-            click.echo(f"  {name:<12} {e['pixels']:>9d} {e['polarization']:>13.3f} {e['intensity']:>10.3f}"
-                       f"   polarization: {evidence_line(e['polarization'])}")
+    click.echo(f"  {TABLE_HEADER}")
+    for name, row in rows:
+        click.echo(f"  {row}   polarization: {evidence_line(evidence[name]['polarization'])}")
 
 
 @click.command("eval")

@@ -151,14 +151,14 @@ FEASIBILITY_STATISTICS = ("mean", "median", "p90")
 @torch.no_grad()
 def base_error_statistics(model, reader: H5Reader, device: torch.device | str = "cpu",
                           max_correction: float = 4.0, iters: int | None = None,
-                          max_samples: int | None = None, evidence: bool = True) -> dict:
+                          max_samples: int | None = None) -> dict:
     """Absolute error of the base model per region: mean, median, p90, share within bound.
 
     The numbers the feasibility criterion compares with ``max_correction``: a correction
     bounded by ``max_correction`` can only fix pixels whose base error is within it.
-    Also the tanh saturation fraction when the model has a correction module, and (with
-    ``evidence``) whether the polarization features point at the true disparity where
-    the base is wrong (:mod:`polstereo.evaluation.evidence`), under ``"evidence"``.
+    Also the tanh saturation fraction when the model has a correction module, and whether
+    the polarization features point at the true disparity where the base is wrong
+    (:mod:`polstereo.evaluation.evidence`), under ``"evidence"``.
     """
     errors: dict[str, list[np.ndarray]] = {"all": [], "transparent": [], "opaque": []}
     evidence_totals: dict[str, dict[str, int]] = {}
@@ -174,9 +174,8 @@ def base_error_statistics(model, reader: H5Reader, device: torch.device | str = 
                 errors[region].append(err[mask].cpu().numpy())
             if out.get("saturation_fraction") is not None:
                 saturation.append(float(out["saturation_fraction"]))
-            if evidence:
-                accumulate_evidence(evidence_totals, evidence_counts(
-                    batch.left, batch.right, batch.disparity, out["base_disparity"], masks, reader.angles_deg))
+            accumulate_evidence(evidence_totals, evidence_counts(
+                batch.left, batch.right, batch.disparity, out["base_disparity"], masks, reader.angles_deg))
     finally:
         model.train(was_training)
     result = {}
@@ -192,8 +191,7 @@ def base_error_statistics(model, reader: H5Reader, device: torch.device | str = 
     if result["all"]["pixels"] == 0:
         raise PolstereoError(f"{reader.path}: no labeled pixels to measure the base error on")
     result["saturation_fraction"] = float(np.mean(saturation)) if saturation else None
-    if evidence:
-        result["evidence"] = summarize_evidence(evidence_totals)
+    result["evidence"] = summarize_evidence(evidence_totals)
     return result
 
 

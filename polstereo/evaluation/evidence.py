@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-from polstereo.models.warp import warp
+from polstereo.models.warp import warp_disagreement
 from polstereo.polar.features import intensity_image, pol_features
 
 DEFAULT_WINDOW = 9
@@ -37,9 +37,9 @@ FEATURES = ("polarization", "intensity")
 def _disagreement(left: torch.Tensor, right: torch.Tensor, disparity: torch.Tensor, window: int
                   ) -> tuple[torch.Tensor, torch.Tensor]:
     """Window-averaged ``|left − warp(right, d)|`` ``(B, 1, H, W)`` and the warp validity."""
-    warped, valid = warp(right, disparity)  # non-finite (unknown) disparities come back invalid
+    cost, valid = warp_disagreement(left, right, disparity)  # non-finite (unknown) disparities: invalid
     weight = valid.to(left.dtype)
-    cost = (left - warped).abs().sum(1, keepdim=True) * weight
+    cost = cost * weight
     if window > 1:  # the window's mean over the samples that fell inside the right image
         pool = lambda x: F.avg_pool2d(x, window, stride=1, padding=window // 2)  # noqa: E731
         cost = pool(cost) / pool(weight).clamp_min(1e-6)
@@ -119,6 +119,20 @@ def dataset_evidence(reader, offsets=DEFAULT_OFFSETS, window: int = DEFAULT_WIND
     return {"window": window, "offsets": {d: summarize(t, window, 0.5 * d) for d, t in totals.items()}}
 
 
+TABLE_HEADER = f"{'region':<12} {'pixels':>9} {'polarization':>13} {'intensity':>10}"
+
+
+def table_rows(summary: dict) -> list[tuple[str, str]]:
+    """``(region, row)`` for each region of a :func:`summarize` result that has pixels,
+    the row aligned under :data:`TABLE_HEADER`."""
+    rows = []
+    for name in ("all", "transparent", "opaque"):
+        e = summary.get(name)
+        if e and e["pixels"]:
+            rows.append((name, f"{name:<12} {e['pixels']:>9d} {e['polarization']:>13.3f} {e['intensity']:>10.3f}"))
+    return rows
+
+
 def evidence_line(share: float | None) -> str:
     """A short reading of a share for humans."""
     if share is None:
@@ -132,5 +146,6 @@ def evidence_line(share: float | None) -> str:
     return "misleads (prefers the base's answer)"
 
 
-__all__ = ["evidence_counts", "accumulate", "summarize", "dataset_evidence", "evidence_line", "DEFAULT_WINDOW",
+__all__ = ["evidence_counts", "accumulate", "summarize", "dataset_evidence", "table_rows", "TABLE_HEADER",
+           "evidence_line", "DEFAULT_WINDOW",
            "DEFAULT_MIN_ERROR", "DEFAULT_OFFSETS", "FEATURES"]

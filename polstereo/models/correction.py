@@ -34,6 +34,7 @@ from torch import nn
 from polstereo.errors import PolstereoError
 from polstereo.models.plain_config import PlainConfig
 from polstereo.models.base.encoder import NORMS, ResidualBlock, make_norm
+from polstereo.models.warp import warp_disagreement
 
 DEFAULT_SATURATION_THRESHOLD = 0.99
 
@@ -116,16 +117,13 @@ def search_costs(pol_left: torch.Tensor, pol_right: torch.Tensor, intensity_left
     """``(B, 2K, H, W)``: per offset k, the channel-mean |left − warp(right, d + k)| of the
     polarization features, then of the intensity image; 1 (the cost of no agreement)
     where d + k is negative (no such disparity) or the warp leaves the image."""
-    from polstereo.models.warp import warp
-
     features = []
     for left, right in ((pol_left, pol_right), (intensity_left, intensity_right)):
         for k in offsets:
             candidate = disparity + k
-            warped, valid = warp(right, candidate)
-            valid = valid & (candidate >= 0)
-            cost = (left - warped).abs().mean(1, keepdim=True)
-            features.append(torch.where(valid, cost, torch.ones_like(cost)))
+            cost, valid = warp_disagreement(left, right, candidate)
+            cost = cost / left.shape[1]
+            features.append(torch.where(valid & (candidate >= 0), cost, torch.ones_like(cost)))
     return torch.cat(features, dim=1)
 
 

@@ -36,3 +36,15 @@ def warp(x: torch.Tensor, disparity: torch.Tensor) -> tuple[torch.Tensor, torch.
     grid = torch.stack([grid_u, grid_v], dim=-1).squeeze(1)  # (B, H, W, 2)
     warped = F.grid_sample(x.to(dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     return torch.where(valid, warped, torch.zeros_like(warped)).to(x.dtype), valid
+
+
+def warp_disagreement(left: torch.Tensor, right: torch.Tensor, disparity: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """How much ``left`` and the right view warped by ``disparity`` differ, per pixel.
+
+    Returns ``Σ_channels |left − warp(right, d)|`` ``(B, 1, H, W)`` (0 where invalid) and
+    the warp's validity (:func:`warp`). The one primitive behind the correction module's
+    search cost volume and the polarization-evidence statistics.
+    """
+    warped, valid = warp(right, disparity)
+    return (left - warped).abs().sum(1, keepdim=True), valid
