@@ -46,6 +46,36 @@ def _disagreement(left: torch.Tensor, right: torch.Tensor, disparity: torch.Tens
     return cost, valid
 
 
+class _Frame:
+    """One sample's features and their disagreement at the ground truth, computed once and
+    judged against any number of candidate disparities (the base's, or gt ± δ)."""
+
+    def __init__(self, left: torch.Tensor, right: torch.Tensor, gt: torch.Tensor, angles_deg: Sequence[float],
+                 window: int):
+        if window < 1 or window % 2 == 0:
+            raise ValueError(f"window must be a positive odd number, got {window}")
+        self.gt, self.window = gt, window
+        self.features = {"polarization": (pol_features(left, angles_deg), pol_features(right, angles_deg)),
+                         "intensity": (intensity_image(left, angles_deg), intensity_image(right, angles_deg))}
+        self.at_gt = {name: _disagreement(fl, fr, gt, window) for name, (fl, fr) in self.features.items()}
+
+    def counts(self, base: torch.Tensor, masks: dict[str, torch.Tensor], min_error: float) -> dict[str, dict[str, int]]:
+        base = base.float()
+        # pixels the base gets wrong, at a disparity that exists (a negative one does not)
+        wrong = torch.isfinite(self.gt) & ((base - torch.nan_to_num(self.gt)).abs() > min_error) & (base >= 0)
+        better = {}
+        for name, (fl, fr) in self.features.items():
+            at_gt, valid_gt = self.at_gt[name]
+            at_base, valid_base = _disagreement(fl, fr, base, self.window)
+            wrong = wrong & valid_gt & valid_base
+            better[name] = at_gt < at_base
+        counts = {}
+        for region, mask in masks.items():
+            m = mask.bool() & wrong
+            counts[region] = {"pixels": int(m.sum()), **{name: int((b & m).sum()) for name, b in better.items()}}
+        return counts
+
+
 @torch.no_grad()
 def evidence_counts(left: torch.Tensor, right: torch.Tensor, gt: torch.Tensor, base: torch.Tensor,
                     masks: dict[str, torch.Tensor], angles_deg: Sequence[float], window: int = DEFAULT_WINDOW,
@@ -57,24 +87,7 @@ def evidence_counts(left: torch.Tensor, right: torch.Tensor, gt: torch.Tensor, b
     (:func:`polstereo.evaluation.metrics.region_masks`). ``k`` counts the pixels whose
     features agree better at ``gt`` than at ``base`` (ties count as no evidence).
     """
-    if window < 1 or window % 2 == 0:
-        raise ValueError(f"window must be a positive odd number, got {window}")
-    base = base.float()
-    feats = {"polarization": (pol_features(left, angles_deg), pol_features(right, angles_deg)),
-             "intensity": (intensity_image(left, angles_deg), intensity_image(right, angles_deg))}
-    # pixels the base gets wrong, at a disparity that exists (a negative one does not)
-    wrong = torch.isfinite(gt) & ((base - torch.nan_to_num(gt)).abs() > min_error) & (base >= 0)
-    better = {}
-    for name, (fl, fr) in feats.items():
-        at_gt, valid_gt = _disagreement(fl, fr, gt, window)
-        at_base, valid_base = _disagreement(fl, fr, base, window)
-        wrong = wrong & valid_gt & valid_base
-        better[name] = at_gt < at_base
-    counts = {}
-    for region, mask in masks.items():
-        m = mask.bool() & wrong
-        counts[region] = {"pixels": int(m.sum()), **{name: int((b & m).sum()) for name, b in better.items()}}
-    return counts
+    return _Frame(left, right, gt, angles_deg, window).counts(base, masks, min_error)
 
 
 def summarize(totals: dict[str, dict[str, int]], window: int = DEFAULT_WINDOW,
@@ -111,11 +124,10 @@ def dataset_evidence(reader, offsets=DEFAULT_OFFSETS, window: int = DEFAULT_WIND
     totals: dict[float, dict] = {float(d): {} for d in offsets}
     for batch in iterate_samples(reader, max_samples=max_samples):
         masks = region_masks(batch.valid, batch.transparent)
+        frame = _Frame(batch.left, batch.right, batch.disparity, reader.angles_deg, window)
         for delta in totals:
             for sign in (1.0, -1.0):
-                wrong = batch.disparity + sign * delta
-                accumulate(totals[delta], evidence_counts(batch.left, batch.right, batch.disparity, wrong, masks,
-                                                          reader.angles_deg, window, min_error=0.5 * delta))
+                accumulate(totals[delta], frame.counts(batch.disparity + sign * delta, masks, 0.5 * delta))
     return {"window": window, "offsets": {d: summarize(t, window, 0.5 * d) for d, t in totals.items()}}
 
 
