@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from polstereo.data.h5format import H5Reader
+from polstereo.errors import PolstereoError
 from polstereo.evaluation.evaluate import iterate_samples
 from polstereo.models.warp import warp_disagreement
 from polstereo.polar.features import intensity_image, pol_features
@@ -106,4 +107,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except PolstereoError as err:
+        raise SystemExit(f"Error: {err}") from None

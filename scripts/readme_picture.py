@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from polstereo.data.h5format import H5Reader
+from polstereo.errors import PolstereoError
 from polstereo.io.atomic import atomic_path
 from polstereo.io.visualise import comparison_pictures, image_to_rgb
 from polstereo.models.registry import load_model
@@ -49,8 +50,12 @@ def main() -> None:
     pred_rgb, gt_rgb, error_rgb = comparison_pictures(pred, gt)
     top = [image_to_rgb(intensity_image(left)[0].numpy()), gt_rgb, pred_rgb, error_rgb]
     scene = Path(args.demo_out) / "pred_shipped" / "scene0"
-    bottom = [cv2.imread(str(scene / name))[..., ::-1]
-              for name in ("aolp_dolp.png", "disparity_color.png", "correction_color.png")]
+    bottom = []
+    for name in ("aolp_dolp.png", "disparity_color.png", "correction_color.png"):
+        image = cv2.imread(str(scene / name)) if (scene / name).is_file() else None
+        if image is None:
+            raise PolstereoError(f"{scene / name} not found: run `make demo` first (or give --demo-out)")
+        bottom.append(image[..., ::-1])
     width = 640
     picture = np.concatenate([row(top, width), row(bottom, width)], axis=0)
     with atomic_path(args.out) as tmp:
@@ -59,4 +64,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except PolstereoError as err:
+        raise SystemExit(f"Error: {err}") from None
