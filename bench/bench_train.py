@@ -88,6 +88,9 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=None)
     parser.add_argument("--stages", nargs="+", default=["A", "B", "C"], choices=["A", "B", "C"],
                         help="stages to chain (each from the previous one's checkpoint)")
+    parser.add_argument("--correction-search", type=float, default=None,
+                        help="search cost volume radius of the stage-B correction module, px")
+    parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     args = parser.parse_args()
     h, w = args.crop
     rows = []
@@ -103,7 +106,8 @@ def main() -> None:
                                   batch_size=args.batch_size, crop_size=(h, w), workers=args.workers, val_every=0,
                                   save_every=0, log_every=1, quiet=True, amp=amp, device=args.device,
                                   mask_ratio=ratio, iters=args.iters, init=previous, force=True,
-                                  max_correction=4.0)
+                                  max_correction=4.0,
+                                  correction_search=args.correction_search if stage == "B" else None)
                 peak_rss, peak_cuda = run_stage(cfg)
                 previous = str(out / "last.ckpt")
                 records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
@@ -116,8 +120,9 @@ def main() -> None:
                              wait))
     device = "cuda" if (args.device == "auto" and torch.cuda.is_available()) else args.device
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"
+    search = f", correction search ±{args.correction_search:g} px" if args.correction_search else ""
     print(f"training throughput on {name}, batch {args.batch_size}, crop {h}x{w}, {args.workers} workers, "
-          f"steps {args.steps} (first {args.warmup} excluded)")
+          f"steps {args.steps} (first {args.warmup} excluded){search}")
     print(f"data pipeline alone: {data_rate:.1f} pairs/s")
     memory = "peak CUDA MiB" if device.startswith("cuda") else "peak RSS MiB"
     print(f"| model | stage | amp | mask ratio | pairs/s | {memory} | step time waiting for data | "
@@ -126,6 +131,11 @@ def main() -> None:
     for model, stage, amp, ratio, rate, peak, wait in rows:
         print(f"| {model} | {stage} | {amp} | {ratio:g} | {rate:.2f} | {peak:.0f} | {wait:.1%} | "
               f"{min(1.0, rate / data_rate):.0%} |")
+    if args.json is not None:
+        keys = ("model", "stage", "amp", "mask_ratio", "pairs_per_s", "peak_mib", "data_wait_share")
+        payload = {"device": name, "batch_size": args.batch_size, "crop": [h, w], "data_pairs_per_s": data_rate,
+                   "rows": [dict(zip(keys, row)) for row in rows]}
+        args.json.write_text(json.dumps(payload, indent=2) + "\n")
 
 
 if __name__ == "__main__":

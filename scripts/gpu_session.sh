@@ -1,106 +1,242 @@
 #!/usr/bin/env bash
 # Everything issue 8 measures on a lent GPU, in parts that each fit one 10-minute device call.
 #
-#   scripts/gpu_session.sh infer-speed OUT   # inference speed and memory per size, amp, layout, compile
-#   scripts/gpu_session.sh train-speed OUT   # training pairs/s, GPU utilisation, export parity
-#   scripts/gpu_session.sh torchrun OUT   # a 1-process torchrun run vs a plain run: same weights?
-#   scripts/gpu_session.sh train    OUT   # default model: data, pretrain, A, check, B, C, eval (resumable)
-#   scripts/gpu_session.sh ablate   OUT   # the ablations on the same work directory
+# One lease (the device gives 30 minutes; a machine goes back after 30 s idle, so make the calls
+# back to back) is two or three calls:
+#   scripts/gpu_session.sh lease  OUT   # measurements, then the default model's training starts
+#   scripts/gpu_session.sh watch  OUT   # (optional) follow the training (returns early if it fails)
+#   scripts/gpu_session.sh finish OUT   # end the training, eval, slim checkpoint, more inference variants
 #
-# Each part writes its tables/logs under OUT (one folder level, few files: the device tool
-# returns at most 8) and ends inside its time budget. `train` and `ablate` keep their data and
-# runs in $WORK (default gpu_work/, ignored by git) and resume where a previous call stopped, so
-# repeated calls continue the same run — as long as they reach the same machine: the device
-# keeps files only while it stays held (it goes back after 30 s idle or 30 min held), so make
-# the calls back to back. `train` stops itself after TRAIN_SECONDS (default 480; SIGINT, so the
-# trainer saves last.ckpt) and copies the slimmed checkpoint and the eval JSONs to OUT.
-# Environment: SCALE (default 5), MODEL (small), GEN_WORKERS (14), WORKERS (6), TRAIN_SECONDS, SYNTH_ARGS
-# (extra make-synthetic options, e.g. "--max-disparity 25 --bit-depth 12", with another WORK); for a
-# dry run of `torchrun` on a CPU: DEVICE=cpu MODEL=tiny STEPS=3 scripts/gpu_session.sh torchrun /tmp/o
+# `lease`: generates the training data in the background (CPU) while the GPU runs the 1-process
+# torchrun check, the core inference table and the training-speed table; then measures the
+# training configuration's pairs/s per stage, sizes the step counts so that the three stages fit
+# TRAIN_BUDGET seconds (STEP_SCALE, printed), and starts scripts/train_default_model.sh in its own
+# session (setsid), so it runs on between calls. Data and runs stay in $WORK (gpu_work/, ignored
+# by git) for as long as the machine is held.
+#
+# The single parts, each on its own:
+#   scripts/gpu_session.sh torchrun    OUT   # a 1-process torchrun run vs plain runs: same weights?
+#   scripts/gpu_session.sh infer-speed OUT   # inference speed and memory per size and amp (the core table)
+#   scripts/gpu_session.sh infer-more  OUT   # channels-last, fp32, correction variants, torch.compile
+#   scripts/gpu_session.sh train-speed OUT   # training pairs/s, data-wait share, GPU utilisation
+#
+# Each part writes its tables/logs under OUT (one folder level, few files: the device tool returns
+# at most 8). Environment: MODEL (small), SCALE (data: 5), TRAIN_BUDGET (660 s for the whole
+# chain), CALL_SECONDS (570: when a part returns), GEN_WORKERS (10), WORKERS (6), SYNTH_ARGS,
+# FINISH_WAIT (60: seconds `finish` waits for the chain before stopping it), MORE (the infer-more
+# items, default "channels-last compile-ro compile fp32 stride4 anchor"; empty: none), RAFT_STEREO (a
+# RAFT-Stereo checkout for bench/bench_anchor.py, default .cmp/RAFT-Stereo).
+# A dry run of `torchrun` on a CPU: DEVICE=cpu MODEL=tiny STEPS=3 scripts/gpu_session.sh torchrun /tmp/o
 set -uo pipefail
 
-PART=${1:?usage: scripts/gpu_session.sh infer-speed|train-speed|torchrun|train|ablate OUT}
+PART=${1:?usage: scripts/gpu_session.sh lease|watch|finish|torchrun|infer-speed|infer-more|train-speed OUT}
 OUT=${2:?usage: scripts/gpu_session.sh PART OUT}
 mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
 export PYTHONUNBUFFERED=1
-command -v polstereo > /dev/null || python3 -m pip install -q --no-deps --no-build-isolation -e . \
-    > "$OUT/install.log" 2>&1 || { echo "install failed"; cat "$OUT/install.log"; exit 1; }
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader > "$OUT/gpu.txt" 2>&1
-cat "$OUT/gpu.txt"
+T0=$SECONDS
+END=$((T0 + ${CALL_SECONDS:-570}))
+WORK=${WORK:-gpu_work}
+export MODEL=${MODEL:-small} SCALE=${SCALE:-5} SIZE=${SIZE:-"320 256"} CROP=${CROP:-"256 320"} BATCH=${BATCH:-8}
+export DEVICE=${DEVICE:-cuda} WORKERS=${WORKERS:-6} GEN_WORKERS=${GEN_WORKERS:-10}
 
-case $PART in
-infer-speed)  # worst case (every timeout) 9 minutes
-  {
-    echo "## inference (bench_models)"
-    timeout 90 python3 bench/bench_models.py --device cuda --amp fp16 --sizes tiny small base \
-        --resolutions 640x480 1216x1024
-    timeout 60 python3 bench/bench_models.py --device cuda --amp bf16 --sizes tiny small base \
-        --resolutions 640x480 1216x1024
-    timeout 45 python3 bench/bench_models.py --device cuda --amp bf16 --channels-last --sizes small \
-        --resolutions 640x480 1216x1024
-    timeout 45 python3 bench/bench_models.py --device cuda --amp none --sizes small --resolutions 640x480 1216x1024
-    timeout 45 python3 bench/bench_models.py --device cuda --amp bf16 --context-stride 4 --sizes small \
-        --resolutions 640x480 1216x1024 --variants full
-    timeout 45 python3 bench/bench_models.py --device cuda --amp bf16 --search-radius 10 --sizes small \
-        --resolutions 640x480 1216x1024 --variants full
-    timeout 105 python3 bench/bench_models.py --device cuda --amp bf16 --compile --sizes small \
-        --resolutions 640x480 1216x1024
-    timeout 105 python3 bench/bench_models.py --device cuda --amp bf16 --compile --compile-mode reduce-overhead \
-        --sizes small --resolutions 640x480 1216x1024
-  } 2>&1 | tee "$OUT/bench_models.txt"
-  ;;
-train-speed)  # worst case 8 minutes
-  {
-    echo "## training (bench_train), GPU utilisation sampled every 200 ms by nvidia-smi"
-    nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 200 > "$OUT/gpu_util.csv" &
-    SMI=$!
-    timeout 300 python3 bench/bench_train.py --model small --batch-size 8 --crop 320 720 --amp bf16 off \
-        --mask-ratio 0 0.4 --steps 40 --workers 6 --device cuda
-    kill $SMI
-    python3 - "$OUT/gpu_util.csv" <<'EOF'
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # also serves the fallback console script below
+command -v polstereo > /dev/null ||
+  python3 -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/install.log" 2>&1
+if ! command -v polstereo > /dev/null; then  # no editable install: a console script on PYTHONPATH does the same
+  printf '#!/usr/bin/env python3\nfrom polstereo.cli.main import main\nmain()\n' > /usr/local/bin/polstereo
+  chmod +x /usr/local/bin/polstereo
+fi
+command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader \
+    > "$OUT/gpu.txt" 2>&1 && cat "$OUT/gpu.txt"
+python3 -c "import torch; print('torch', torch.__version__)"
+
+# bench knobs, for a dry run on a CPU: BENCH_DEVICE=cpu BENCH_RES=320x256 BENCH_STEPS=7 BENCH_CROP="64 96"
+BD=${BENCH_DEVICE:-cuda}
+RES=${BENCH_RES:-"640x480 1216x1024"}
+BSTEPS=${BENCH_STEPS:-25}
+BCROP=${BENCH_CROP:-"320 720"}
+
+part_torchrun() {  # ~1.5 minutes
+  local d
+  d=$(mktemp -d)
+  polstereo make-synthetic "$d/data" --num 40 --size 320 256 --seed 3 --workers 8 --quiet
+  local args=(--init none --model "$MODEL" --train "$d/data/train.h5" --steps "${STEPS:-20}" --batch-size 4
+              --crop-size 256 320 --seed 0 --workers 2 --device "$DEVICE" --amp off --deterministic
+              --val-every 0 --quiet)
+  export CUBLAS_WORKSPACE_CONFIG=:4096:8
+  polstereo adapt "${args[@]}" --out "$d/plain"
+  polstereo adapt "${args[@]}" --out "$d/plain2"
+  python3 -m torch.distributed.run --standalone --nproc_per_node 1 "$(command -v polstereo)" adapt "${args[@]}" --out "$d/torchrun"
+  echo "plain vs 1-process torchrun (${STEPS:-20} steps, --deterministic, $DEVICE):"
+  python3 scripts/compare_checkpoints.py "$d/plain/last.ckpt" "$d/torchrun/last.ckpt"
+  echo "plain vs plain (the run-to-run floor of the same command):"
+  python3 scripts/compare_checkpoints.py "$d/plain/last.ckpt" "$d/plain2/last.ckpt"
+  rm -rf "$d"
+}
+
+part_infer_speed() {  # ~2 minutes: the target table
+  echo "## inference (bench_models): fp16 and bf16 autocast, every size"
+  timeout 90 python3 bench/bench_models.py --device "$BD" --amp fp16 --sizes tiny small base --resolutions $RES
+  timeout 90 python3 bench/bench_models.py --device "$BD" --amp bf16 --sizes tiny small base --resolutions $RES
+  echo "## the shipped correction module (search cost volume ±10 px)"
+  timeout 45 python3 bench/bench_models.py --device "$BD" --amp fp16 --search-radius 10 --sizes small \
+      --resolutions $RES --variants full
+}
+
+part_infer_more() {  # the items of $MORE, in order (each bounded by its timeout)
+  local item
+  for item in ${MORE:-channels-last compile-ro compile fp32 stride4 anchor}; do
+    case $item in
+    channels-last)
+      echo "## channels-last"
+      timeout 45 python3 bench/bench_models.py --device "$BD" --amp fp16 --channels-last --sizes small \
+          --resolutions $RES ;;
+    compile-ro)
+      echo "## torch.compile, reduce-overhead (CUDA graphs)"
+      timeout 150 python3 bench/bench_models.py --device "$BD" --amp fp16 --compile --compile-mode reduce-overhead \
+          --sizes small --resolutions $RES ;;
+    compile)
+      echo "## torch.compile (default mode)"
+      timeout 130 python3 bench/bench_models.py --device "$BD" --amp fp16 --compile --sizes small --resolutions $RES ;;
+    fp32)
+      echo "## float32"
+      timeout 45 python3 bench/bench_models.py --device "$BD" --amp none --sizes small --resolutions $RES ;;
+    stride4)
+      echo "## correction context at 1/4"
+      timeout 45 python3 bench/bench_models.py --device "$BD" --amp fp16 --context-stride 4 --sizes small \
+          --resolutions $RES --variants full ;;
+    anchor)
+      echo "## anchor: RAFT-Stereo real-time configuration on this GPU"
+      timeout 60 python3 bench/bench_anchor.py --raft-stereo "${RAFT_STEREO:-.cmp/RAFT-Stereo}" --device "$BD" \
+          --resolutions $RES ;;
+    *) echo "unknown MORE item $item" ;;
+    esac
+  done
+}
+
+part_train_speed() {  # ~3.5 minutes
+  echo "## training (bench_train); GPU utilisation sampled every 200 ms by nvidia-smi"
+  nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -lms 200 > "$OUT/gpu_util.csv" 2>&1 &
+  local smi=$!
+  timeout 150 python3 bench/bench_train.py --model "$MODEL" --batch-size 8 --crop $BCROP --amp ${TRAIN_AMPS:-bf16} \
+      --stages A B C --correction-search 10 --steps "$BSTEPS" --warmup 5 --workers 6 --device "$BD"
+  kill $smi 2> /dev/null
+  python3 - "$OUT/gpu_util.csv" <<'EOF'
 import sys
 v = [float(x) for x in open(sys.argv[1]) if x.strip().replace('.', '', 1).isdigit()]
 busy = [x for x in v if x > 0]
-print(f"GPU utilisation: mean {sum(v)/max(len(v),1):.1f} % over {len(v)} samples; "
-      f"mean {sum(busy)/max(len(busy),1):.1f} % while busy")
+print(f"GPU utilisation over the whole bench (process starts included): mean {sum(v)/max(len(v),1):.1f} % "
+      f"over {len(v)} samples; mean {sum(busy)/max(len(busy),1):.1f} % while not idle")
 EOF
-  } 2>&1 | tee "$OUT/bench_train.txt"
-  timeout 120 python3 bench/bench_export.py --device cuda 2>&1 | tee "$OUT/bench_export.txt"
-  ;;
-torchrun)
-  D=$(mktemp -d)
-  polstereo make-synthetic "$D/data" --num 40 --size 320 256 --seed 3 --workers 8 --quiet
-  ARGS=(--init none --model "${MODEL:-small}" --train "$D/data/train.h5" --steps "${STEPS:-30}" --batch-size 4
-        --crop-size 256 320 --seed 0 --workers 2 --device "${DEVICE:-cuda}" --amp off --deterministic
-        --val-every 0 --quiet)
-  export CUBLAS_WORKSPACE_CONFIG=:4096:8
-  {
-    polstereo adapt "${ARGS[@]}" --out "$D/plain"
-    torchrun --standalone --nproc_per_node 1 "$(command -v polstereo)" adapt "${ARGS[@]}" --out "$D/torchrun"
-    echo "plain vs 1-process torchrun (${STEPS:-30} steps, deterministic, ${DEVICE:-cuda}):"
-    python3 scripts/compare_checkpoints.py "$D/plain/last.ckpt" "$D/torchrun/last.ckpt"
-    polstereo eval "$D/plain/last.ckpt" --data "$D/data/test.h5" --json "$D/plain.json" --quiet
-    polstereo eval "$D/torchrun/last.ckpt" --data "$D/data/test.h5" --json "$D/torchrun.json" --quiet
-    python3 -c "import json,sys; [print(p, json.load(open(p))['runs'][0]['final']['all']['epe']) for p in sys.argv[1:]]" \
-        "$D/plain.json" "$D/torchrun.json"
-  } 2>&1 | tee "$OUT/torchrun.txt"
-  ;;
-train|ablate)
-  WORK=${WORK:-gpu_work}
-  export MODEL=${MODEL:-small} SCALE=${SCALE:-5} SIZE=${SIZE:-"320 256"} CROP=${CROP:-"256 320"} BATCH=${BATCH:-8}
-  export DEVICE=${DEVICE:-cuda} WORKERS=${WORKERS:-6} GEN_WORKERS=${GEN_WORKERS:-14}
-  script=scripts/train_default_model.sh
-  [ "$PART" = ablate ] && script=scripts/ablations.sh
-  # SIGINT lets the trainer finish its step and save last.ckpt; the next call resumes it.
-  timeout -s INT -k 20 "${TRAIN_SECONDS:-480}" bash "$script" "$WORK" 2>&1 | tee "$OUT/$PART.log"
-  # the device returns at most 8 files: one archive of the small results
-  (cd "$WORK" && tar czf "$OUT/$PART-results.tar.gz" --ignore-failed-read eval_*.json feasibility.json \
-      ./*/metrics.jsonl ./*/config.yaml 2>/dev/null)
-  if [ -f "$WORK/C/last.ckpt" ] && [ "$PART" = train ]; then
-    python3 scripts/slim_checkpoint.py "$WORK/C/last.ckpt" "$OUT/polstereo-$MODEL.ckpt"
+}
+
+chain_running() { [ -f "$WORK/train.pid" ] && kill -0 "$(cat "$WORK/train.pid")" 2> /dev/null; }
+
+progress() {  # one line per stage: last logged step and loss
+  local run
+  for run in pretrain A B C; do
+    [ -f "$WORK/$run/metrics.jsonl" ] || continue
+    python3 - "$WORK/$run/metrics.jsonl" "$run" <<'EOF'
+import json, sys
+recs = [json.loads(x) for x in open(sys.argv[1]) if x.strip()]
+train = [r for r in recs if r.get("type") == "train"]
+val = [r for r in recs if r.get("type") == "val"]
+if train:
+    t = train[-1]
+    line = f"{sys.argv[2]:>8}: step {t['step']}, loss {t['loss']:.3f}, {t['seconds']:.0f} s, {t.get('pairs_per_s', 0):.1f} pairs/s"
+    if val:
+        final = val[-1]["final"]
+        line += f", val EPE {final['all']['epe']:.3f}"
+        if "transparent" in final:
+            line += f" (transparent {final['transparent']['epe']:.3f})"
+    print(line)
+EOF
+  done
+}
+
+watch_chain() {  # until the chain ends or $1 (a $SECONDS value) passes; 0 when it ended
+  local until=$1
+  local nap
+  while chain_running && [ "$SECONDS" -lt "$until" ]; do
+    nap=$(( until - SECONDS )); (( nap > 45 )) && nap=45; (( nap < 1 )) && nap=1
+    sleep "$nap"
+    echo "--- $(( SECONDS - T0 )) s into this call"
+    progress
+  done
+  if ! chain_running && [ -f "$WORK/train.rc" ]; then
+    echo "training chain ended with exit code $(cat "$WORK/train.rc")"
+    tail -n 5 "$WORK/train.log"
+    return 0
   fi
+  return 1
+}
+
+case $PART in
+lease)
+  mkdir -p "$WORK"
+  if [ ! -f "$WORK/glass/test.h5" ]; then  # the data, on the CPU, while the GPU measures
+    setsid bash -c "DATA_ONLY=1 bash scripts/train_default_model.sh '$WORK'" > "$WORK/data.log" 2>&1 < /dev/null &
+  fi
+  part_torchrun 2>&1 | tee "$OUT/torchrun.txt"
+  part_infer_speed 2>&1 | tee "$OUT/bench_infer.txt"
+  part_train_speed 2>&1 | tee "$OUT/bench_train.txt"
+  {
+    echo "## the training configuration: $MODEL, batch $BATCH, crop $CROP, bf16, correction search ±10 px"
+    timeout 120 python3 bench/bench_train.py --model "$MODEL" --batch-size "$BATCH" --crop $CROP --amp bf16 \
+        --stages A B C --correction-search 10 --steps "$BSTEPS" --warmup 5 --workers "$WORKERS" --device "$BD" \
+        --json "$WORK/probe.json"
+  } 2>&1 | tee -a "$OUT/bench_train.txt"
+  for _ in $(seq 60); do [ -f "$WORK/glass/test.h5" ] && break; sleep 3; done
+  cat "$WORK/data.log"
+  # steps sized to the budget: seconds = STEP_SCALE * sum(steps * batch / pairs_per_s) * overhead + fixed
+  STEP_SCALE=$(python3 - "$WORK/probe.json" "${TRAIN_BUDGET:-660}" "$BATCH" <<'EOF'
+import json, sys
+rate = {r["stage"]: r["pairs_per_s"] for r in json.load(open(sys.argv[1]))["rows"]}
+budget, batch = float(sys.argv[2]), int(sys.argv[3])
+per_scale = batch * ((1500 + 1000) / rate["A"] + 600 / rate["B"] + 600 / rate["C"])
+print(f"{max(0.1, min(20.0, (budget - 180) / (1.2 * per_scale))):.2f}")
+EOF
+  ) || STEP_SCALE=${STEP_SCALE:-1}
+  export STEP_SCALE
+  echo "STEP_SCALE=$STEP_SCALE for a ${TRAIN_BUDGET:-660} s budget"
+  rm -f "$WORK/train.rc"
+  setsid bash -c "bash scripts/train_default_model.sh '$WORK'; echo \$? > '$WORK/train.rc'" \
+      > "$WORK/train.log" 2>&1 < /dev/null &
+  echo $! > "$WORK/train.pid"
+  sleep 20
+  head -n 3 "$WORK/train.log"
+  watch_chain "$END" || echo "training goes on in the background ($(( SECONDS - T0 )) s into this call)"
+  ;;
+watch)
+  watch_chain "$END" || echo "training goes on in the background"
+  ;;
+finish)
+  watch_chain $((T0 + ${FINISH_WAIT:-60})) || {
+    echo "stopping the training chain (SIGINT: the running stage saves last.ckpt)"
+    kill -INT -- "-$(cat "$WORK/train.pid")" 2> /dev/null
+    for _ in $(seq 30); do chain_running || break; sleep 2; done
+  }
+  for stage in pretrain A B C; do  # eval what exists (the chain evals only when it completes)
+    if [ -f "$WORK/$stage/last.ckpt" ] && [ ! -f "$WORK/eval_$stage.json" ]; then
+      polstereo eval "$WORK/$stage/last.ckpt" --data "$WORK/glass/test.h5" --json "$WORK/eval_$stage.json" --quiet
+    fi
+  done
+  for stage in C B A; do
+    if [ -f "$WORK/$stage/last.ckpt" ]; then
+      python3 scripts/slim_checkpoint.py "$WORK/$stage/last.ckpt" "$OUT/polstereo-$MODEL.ckpt" && break
+    fi
+  done
+  cp "$WORK/train.log" "$OUT/train.log"
+  (cd "$WORK" && tar czf "$OUT/train-results.tar.gz" --ignore-failed-read eval_*.json eval_*.txt feasibility.json \
+      probe.json data.log ./*/metrics.jsonl ./*/config.yaml 2> /dev/null)
+  [ "${MORE-x}" != "" ] && part_infer_more 2>&1 | tee "$OUT/bench_infer_more.txt"
   ls -l "$OUT"
   ;;
+torchrun) part_torchrun 2>&1 | tee "$OUT/torchrun.txt" ;;
+infer-speed) part_infer_speed 2>&1 | tee "$OUT/bench_infer.txt" ;;
+infer-more) part_infer_more 2>&1 | tee "$OUT/bench_infer_more.txt" ;;
+train-speed) part_train_speed 2>&1 | tee "$OUT/bench_train.txt" ;;
 *)
   echo "unknown part $PART" >&2; exit 2 ;;
 esac

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Train the shipped default model through the real three stages on generated data:
 # generic pretraining (no glass) -> A (glass data) -> feasibility check -> B -> C -> eval.
-# Usage: scripts/train_default_model.sh WORK_DIR   (env: MODEL, SIZE, SCALE, CROP, BATCH, DEVICE, WORKERS)
+# Usage: scripts/train_default_model.sh WORK_DIR   (env: MODEL, SIZE, SCALE, STEP_SCALE, CROP, BATCH, DEVICE,
+# WORKERS, ...: scripts/training_options.sh; DATA_ONLY=1 generates the data sets and stops)
 # The committed models/polstereo-tiny-cpu.ckpt came from: MODEL=tiny SCALE=1 scripts/train_default_model.sh work
 # (a first attempt with MAXCORR=6 stopped at check-feasibility: transparent mean error 8.49 px after stage A)
 # On a GPU: MODEL=small SCALE=20 CROP="256 320" BATCH=8 DEVICE=cuda scripts/train_default_model.sh work
@@ -16,19 +17,21 @@ mkdir -p "$WORK"
     --transparent 0 0 --seed 11 --workers "$GEN_WORKERS" --quiet ${SYNTH[@]+"${SYNTH[@]}"}
 [ -f "$WORK/glass/test.h5" ] || polstereo make-synthetic "$WORK/glass" --num "$(n 600)" --size $SIZE \
     --seed 12 --workers "$GEN_WORKERS" --quiet ${SYNTH[@]+"${SYNTH[@]}"}
+[ "${DATA_ONLY:-0}" = 1 ] && { echo "data ready in $WORK"; exit 0; }
+echo "$MODEL, steps: pretrain $(steps 1500), A $(steps 1000), B $(steps 600), C $(steps 600) (STEP_SCALE=$STEP_SCALE)"
 
 # stages already run are kept and interrupted ones resumed (run_stage): the script can be re-run
 run_stage "$WORK/pretrain" polstereo adapt --init none --model "$MODEL" --train "$WORK/generic/train.h5" \
-    --val "$WORK/generic/val.h5" --steps "$(n 1500)" --lr 1e-3 --warmup-steps 100 "${COMMON[@]}"
+    --val "$WORK/generic/val.h5" --steps "$(steps 1500)" --lr 1e-3 --warmup-steps "$(steps 100)" "${COMMON[@]}"
 run_stage "$WORK/A" polstereo adapt --init "$WORK/pretrain/last.ckpt" --train "$WORK/glass/train.h5" \
-    --val "$WORK/glass/val.h5" --steps "$(n 1000)" --lr 5e-4 "${COMMON[@]}"
+    --val "$WORK/glass/val.h5" --steps "$(steps 1000)" --lr 5e-4 "${COMMON[@]}"
 polstereo check-feasibility "$WORK/A/last.ckpt" --data "$WORK/glass/val.h5" --max-correction "$MAXCORR" \
     --json "$WORK/feasibility.json"
 run_stage "$WORK/B" polstereo learn-pol --init "$WORK/A/last.ckpt" --train "$WORK/glass/train.h5" \
-    --val "$WORK/glass/val.h5" --max-correction "$MAXCORR" --correction-search "$CORR_SEARCH" --steps "$(n 600)" \
+    --val "$WORK/glass/val.h5" --max-correction "$MAXCORR" --correction-search "$CORR_SEARCH" --steps "$(steps 600)" \
     "${COMMON[@]}"
 run_stage "$WORK/C" polstereo finetune --init "$WORK/B/last.ckpt" --train "$WORK/glass/train.h5" \
-    --val "$WORK/glass/val.h5" --steps "$(n 600)" "${COMMON[@]}"
+    --val "$WORK/glass/val.h5" --steps "$(steps 600)" "${COMMON[@]}"
 for stage in pretrain A B C; do
   polstereo eval "$WORK/$stage/last.ckpt" --data "$WORK/glass/test.h5" --json "$WORK/eval_$stage.json" --quiet
 done

@@ -1,5 +1,6 @@
 # Shared settings of scripts/train_default_model.sh and scripts/ablations.sh (sourced, not run).
-# Environment: MODEL, SCALE (multiplies sample and step counts), SIZE, CROP, BATCH, DEVICE, WORKERS (loader),
+# Environment: MODEL, SCALE (multiplies sample and step counts), STEP_SCALE (multiplies step counts
+# instead of SCALE, may be fractional, e.g. to fit a time budget), SIZE, CROP, BATCH, DEVICE, WORKERS (loader),
 # MAXCORR, GEN_WORKERS (make-synthetic processes), CORR_SEARCH (correction search radius, 0 = off),
 # SYNTH_ARGS (extra make-synthetic options).
 MODEL=${MODEL:-tiny}
@@ -15,9 +16,11 @@ CORR_SEARCH=${CORR_SEARCH:-10}   # the correction module's search cost volume ra
 # extra make-synthetic options for both data sets, e.g. "--max-disparity 25 --bit-depth 12" for a
 # rig whose baseline is small against the distance (docs/results.md: the evidence depends on it)
 read -r -a SYNTH <<< "${SYNTH_ARGS:-}"
-n() { echo $(( $1 * SCALE )); }
+STEP_SCALE=${STEP_SCALE:-$SCALE}
+n() { echo $(( $1 * SCALE )); }                             # sample counts
+steps() { awk -v a="$1" -v s="$STEP_SCALE" 'BEGIN { v = int(a * s + 0.5); print (v < 1 ? 1 : v) }'; }  # step counts
 COMMON=(--crop-size $CROP --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --quiet
-        --val-every "$(n 500)" --save-every "$(n 500)" --val-samples 20 --scale-range 0.8 1.25)
+        --val-every "$(steps 500)" --save-every "$(steps 500)" --val-samples 20 --scale-range 0.8 1.25)
 
 # run_stage DIR CMD...: run a training command whose --out is DIR, with --resume when DIR
 # already holds a run: an interrupted one continues where it stopped, a complete one ends at
