@@ -8,8 +8,9 @@ of ``--repeats`` runs after ``--warmup`` runs; CUDA runs are synchronized around
     python bench/bench_models.py --device cuda --amp bf16 --channels-last --compile
     python bench/bench_models.py --sizes tiny small base --resolutions 640x480 1216x1024
 
-Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` over model build and runs;
-on CPU each configuration runs in a fresh process and the figure is the rise of its
+Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` over the timed runs, less what
+was allocated before the model was built (so weights and activations count; cuDNN's
+algorithm search and compile tuning during the warm-up runs do not); on CPU each configuration runs in a fresh process and the figure is the rise of its
 peak resident set (``ru_maxrss``) from just before the model is built. Sizes are
 anything ``build_model`` accepts as a base, so ``s2m2-S`` works when the s2m2 package
 is installed.
@@ -109,7 +110,9 @@ def run_case(case: Case) -> Result:
     iters = case.iters if case.iters is not None else getattr(getattr(model.base, "config", None), "iters", "-")
     if case.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    runner = torch.compile(model, mode=case.compile_mode) if case.compile else model
+    # static shapes: each resolution compiles its own graph (an automatic-dynamic recompile at the
+    # second resolution failed in inductor on torch 2.11)
+    runner = torch.compile(model, mode=case.compile_mode, dynamic=False) if case.compile else model
     amp = AMP_DTYPES[case.amp]
     autocast = torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
 
@@ -121,6 +124,8 @@ def run_case(case: Case) -> Result:
 
     for _ in range(case.warmup):
         run()
+    if gpu:  # the peak of the timed runs: cuDNN's algorithm search and compile tuning stay out
+        torch.cuda.reset_peak_memory_stats(device)
     times = []
     for _ in range(case.repeats):
         start = time.perf_counter()

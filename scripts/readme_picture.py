@@ -1,6 +1,6 @@
 """Redraw docs/images/demo.png, the README's picture of what `make demo` shows.
 
-    python scripts/readme_picture.py [--model models/polstereo-tiny-cpu.ckpt] [--demo-out demo_out]
+    python scripts/readme_picture.py [--model models/polstereo-small.ckpt] [--demo-out demo_out]
 
 Top row, on sample_data/test.h5 sample 0: left intensity (S0/2), ground truth, the model's
 disparity (same colour range as the ground truth), |error| (0–5 px). Bottom row, on the
@@ -37,7 +37,7 @@ def row(images: list[np.ndarray], width: int) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=str(ROOT / "models" / "polstereo-tiny-cpu.ckpt"))
+    parser.add_argument("--model", default=str(ROOT / "models" / "polstereo-small.ckpt"))
     parser.add_argument("--demo-out", default=str(ROOT / "demo_out"))
     parser.add_argument("--out", default=str(ROOT / "docs" / "images" / "demo.png"))
     args = parser.parse_args()

@@ -73,6 +73,9 @@ def _formats(ctx, param, values: tuple[str, ...]) -> tuple[str, ...]:
 @click.option("--channels-last", is_flag=True, help="Channels-last memory format (faster convolutions on GPUs).")
 @click.option("--compile", is_flag=True,
               help="torch.compile the model (GPU speed; the first pair of each image size compiles, slowly).")
+@click.option("--compile-mode", type=click.Choice(["auto", "default", "reduce-overhead", "max-autotune"]),
+              default="auto", show_default=True,
+              help="torch.compile mode; auto: reduce-overhead (CUDA graphs) on GPUs, default on CPUs.")
 @quiet_option
 @json_option
 def infer_cmd(checkpoint: Path | None, json_out: str | None, quiet: bool, vis_range, **options) -> None:

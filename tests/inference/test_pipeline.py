@@ -10,7 +10,7 @@ import pytest
 
 from polstereo.data.h5format import write_samples
 from polstereo.errors import PolstereoError
-from polstereo.inference.pipeline import InferConfig, run_inference
+from polstereo.inference.pipeline import InferConfig, _CudaGraphCalls, compile_mode_for, run_inference
 from polstereo.io.images import read_disparity, read_image, read_npy, read_pfm
 from polstereo.io.pointcloud import read_ply
 from tests.conftest import make_sample
@@ -166,8 +166,43 @@ def test_compile_and_channels_last_give_the_eager_result(tmp_path, rng, tiny_ckp
     kw = dict(left=str(left), right=str(right), mosaic="IMX250MZR", bit_depth=12)
     (eager,), _ = run(tmp_path / "eager", tiny_ckpt, **kw)
     (fast,), notes = run(tmp_path / "fast", tiny_ckpt, compile=True, channels_last=True, **kw)
-    assert any("--compile (eager)" in n for n in notes)
+    assert any("--compile (eager, default)" in n for n in notes)
     np.testing.assert_allclose(fast["arrays"]["disparity"], eager["arrays"]["disparity"], atol=1e-4)
+
+
+def test_compile_mode_reduce_overhead_keeps_each_result(tmp_path, rng, tiny_ckpt, monkeypatch):
+    # CUDA-graph mode wraps the compiled model: every call marks a step and clones its outputs,
+    # so tiled bands (several calls per pair) cannot overwrite each other; "eager" takes no mode
+    monkeypatch.setenv("POLSTEREO_COMPILE_BACKEND", "eager")
+    torch._dynamo.reset()
+    left, right = write_mosaic_pair(tmp_path / "raw", rng)
+    kw = dict(left=str(left), right=str(right), mosaic="IMX250MZR", bit_depth=12, tile_rows=48, tile_overlap=16)
+    (eager,), _ = run(tmp_path / "eager", tiny_ckpt, **kw)
+    (fast,), notes = run(tmp_path / "fast", tiny_ckpt, compile=True, compile_mode="reduce-overhead", **kw)
+    assert any("--compile (eager, reduce-overhead)" in n for n in notes)
+    np.testing.assert_allclose(fast["arrays"]["disparity"], eager["arrays"]["disparity"], atol=1e-4)
+
+
+def test_compile_mode_auto_picks_cuda_graphs_on_gpus_only():
+    assert compile_mode_for("auto", torch.device("cuda")) == "reduce-overhead"
+    assert compile_mode_for("auto", torch.device("cpu")) == "default"
+    assert compile_mode_for("max-autotune", torch.device("cpu")) == "max-autotune"
+    with pytest.raises(PolstereoError, match="unknown --compile-mode 'fast'"):
+        InferConfig(checkpoint=None, out="o", compile=True, compile_mode="fast").check()
+
+
+def test_compiled_outputs_are_copies(monkeypatch):
+    # the wrapper's contract: a later call cannot change what an earlier call returned
+    buffer = torch.zeros(3)
+
+    def graph_like(x):  # stands in for a CUDA-graph replay writing into fixed memory
+        buffer.copy_(x)
+        return {"disparity": buffer, "iters": [buffer]}
+
+    calls = _CudaGraphCalls(graph_like)
+    first = calls(torch.ones(3))
+    calls(torch.full((3,), 7.0))
+    assert first["disparity"].tolist() == [1.0, 1.0, 1.0] and first["iters"][0].tolist() == [1.0, 1.0, 1.0]
 
 
 def test_compile_failure_is_one_line(tmp_path, rng, tiny_ckpt, monkeypatch):
