@@ -6,6 +6,7 @@
 #   scripts/gpu_session.sh lease  OUT   # measurements, then the default model's training starts
 #   scripts/gpu_session.sh watch  OUT   # (optional) follow the training (returns early if it fails)
 #   scripts/gpu_session.sh finish OUT   # end the training, eval, slim checkpoint, more inference variants
+#   STEP_SCALE=... scripts/gpu_session.sh ablate OUT   # (if time is left) the ablations, resumable
 #
 # `lease`: generates the training data in the background (CPU) while the GPU runs the 1-process
 # torchrun check, the core inference table and the training-speed table; then measures the
@@ -29,7 +30,7 @@
 # A dry run of `torchrun` on a CPU: DEVICE=cpu MODEL=tiny STEPS=3 scripts/gpu_session.sh torchrun /tmp/o
 set -uo pipefail
 
-PART=${1:?usage: scripts/gpu_session.sh lease|watch|finish|torchrun|infer-speed|infer-more|train-speed OUT}
+PART=${1:?usage: scripts/gpu_session.sh lease|watch|finish|ablate|torchrun|infer-speed|infer-more|train-speed OUT}
 OUT=${2:?usage: scripts/gpu_session.sh PART OUT}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
@@ -232,6 +233,11 @@ finish)
       probe.json data.log ./*/metrics.jsonl ./*/config.yaml 2> /dev/null)
   [ "${MORE-x}" != "" ] && part_infer_more 2>&1 | tee "$OUT/bench_infer_more.txt"
   ls -l "$OUT"
+  ;;
+ablate)  # the ablations on the lease's work directory; export the STEP_SCALE that `lease` printed
+  timeout -s INT -k 20 "${TRAIN_SECONDS:-540}" bash scripts/ablations.sh "$WORK" 2>&1 | tee "$OUT/ablate.log"
+  (cd "$WORK" && tar czf "$OUT/ablate-results.tar.gz" --ignore-failed-read eval_joint_no_A.json eval_B_pred_warp.json \
+      ./joint_no_A/metrics.jsonl ./B_pred_warp/metrics.jsonl 2> /dev/null)
   ;;
 torchrun) part_torchrun 2>&1 | tee "$OUT/torchrun.txt" ;;
 infer-speed) part_infer_speed 2>&1 | tee "$OUT/bench_infer.txt" ;;
