@@ -7,6 +7,7 @@ of ``--repeats`` runs after ``--warmup`` runs; CUDA runs are synchronized around
     python bench/bench_models.py                          # CPU: tiny + small at 640x480
     python bench/bench_models.py --device cuda --amp bf16 --channels-last --compile
     python bench/bench_models.py --sizes tiny small base --resolutions 640x480 1216x1024
+    python bench/bench_models.py --device cuda --amp fp16 --sizes small --variants full --profile 15
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` over the timed runs, less what
 was allocated before the model was built (so weights and activations count; cuDNN's
@@ -58,6 +59,7 @@ class Case:
     compile_mode: str = "default"
     context_stride: int = 2
     search_radius: float = 0.0
+    profile: int = 0
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,7 @@ class Result:
     iters: str
     median_ms: float
     peak_mib: float
+    profile: str = ""
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
@@ -135,7 +138,20 @@ def run_case(case: Case) -> Result:
         peak = (torch.cuda.max_memory_allocated(device) - start_bytes) / 2 ** 20
     else:
         peak = _max_rss_mib() - start_rss
-    return Result(params, str(iters), statistics.median(times), peak)
+    table = profile_table(run, gpu, case.profile) if case.profile else ""
+    return Result(params, str(iters), statistics.median(times), peak, table)
+
+
+def profile_table(run, gpu: bool, rows: int) -> str:
+    """One more run under ``torch.profiler``: the ``rows`` operators with the most self time
+    on the device (CUDA) or the CPU, with their call counts (where does the time go?)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if gpu else [])
+    with profile(activities=activities) as prof:
+        run()
+    averages = prof.key_averages()
+    return averages.table(sort_by="self_device_time_total" if gpu else "self_cpu_time_total", row_limit=rows)
 
 
 def run_isolated(case: Case) -> Result:
@@ -166,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search-radius", type=float, default=0.0, help="correction search cost volume radius, px")
     parser.add_argument("--color", action="store_true", help="RGB angle stacks instead of mono")
     parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (default: torch's)")
+    parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
+                        help="after timing, profile one run and print the ROWS operators with the most self time")
     args = parser.parse_args(argv)
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
@@ -192,11 +210,13 @@ def main(argv: list[str] | None = None) -> int:
                 for variant in args.variants:
                     case = Case(size, width, height, variant, device, args.amp, args.iters, repeats, warmup,
                                 args.channels_last, args.compile, args.color, args.threads, args.compile_mode,
-                                args.context_stride, args.search_radius)
+                                args.context_stride, args.search_radius, args.profile)
                     result = run_case(case) if gpu else run_isolated(case)
                     print(f"{size:<8} {result.params / 1e6:>7.2f}M {f'{width}x{height}':>10} {variant:<7} "
                           f"{result.iters:>5} {result.median_ms:>10.1f} {1000 / result.median_ms:>7.1f} "
                           f"{result.peak_mib:>9.0f}", flush=True)
+                    if result.profile:
+                        print(result.profile, flush=True)
         except PolstereoError as err:  # e.g. s2m2-S without the package: report, go on
             print(f"{size:<8} skipped: {err}", flush=True)
     return 0

@@ -25,7 +25,7 @@
 # at most 8). Environment: MODEL (small), SCALE (data: 5), TRAIN_BUDGET (660 s for the whole
 # chain), CALL_SECONDS (570: when a part returns), GEN_WORKERS (10), WORKERS (6), SYNTH_ARGS,
 # FINISH_WAIT (60: seconds `finish` waits for the chain before stopping it), MORE (the infer-more
-# items, default "channels-last compile-ro compile fp32 stride4 anchor"; empty: none), RAFT_STEREO (a
+# items, default "channels-last compile-ro profile compile fp32 stride4 anchor"; empty: none), RAFT_STEREO (a
 # RAFT-Stereo checkout for bench/bench_anchor.py, default .cmp/RAFT-Stereo).
 # A dry run of `torchrun` on a CPU: DEVICE=cpu MODEL=tiny STEPS=3 scripts/gpu_session.sh torchrun /tmp/o
 set -uo pipefail
@@ -87,7 +87,7 @@ part_infer_speed() {  # ~2 minutes: the target table
 
 part_infer_more() {  # the items of $MORE, in order (each bounded by its timeout)
   local item
-  for item in ${MORE:-channels-last compile-ro compile fp32 stride4 anchor}; do
+  for item in ${MORE:-channels-last compile-ro profile compile fp32 stride4 anchor}; do
     case $item in
     channels-last)
       echo "## channels-last"
@@ -107,6 +107,10 @@ part_infer_more() {  # the items of $MORE, in order (each bounded by its timeout
       echo "## correction context at 1/4"
       timeout 45 python3 bench/bench_models.py --device "$BD" --amp fp16 --context-stride 4 --sizes small \
           --resolutions $RES --variants full ;;
+    profile)
+      echo "## where the eager time goes: small + correction, top operators by device time"
+      timeout 60 python3 bench/bench_models.py --device "$BD" --amp fp16 --sizes small --variants full \
+          --resolutions ${RES##* } --repeats 3 --profile 25 ;;
     anchor)
       echo "## anchor: RAFT-Stereo real-time configuration on this GPU"
       timeout 60 python3 bench/bench_anchor.py --raft-stereo "${RAFT_STEREO:-.cmp/RAFT-Stereo}" --device "$BD" \
