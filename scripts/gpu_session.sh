@@ -6,7 +6,7 @@
 #   scripts/gpu_session.sh lease  OUT   # measurements, then the default model's training starts
 #   scripts/gpu_session.sh watch  OUT   # (optional) follow the training (returns early if it fails)
 #   scripts/gpu_session.sh finish OUT   # end the training, eval, slim checkpoint, more inference variants
-#   STEP_SCALE=... scripts/gpu_session.sh ablate OUT   # (if time is left) the ablations, resumable
+#   scripts/gpu_session.sh ablate OUT   # (if time is left) the ablations, resumable, same STEP_SCALE
 #
 # `lease`: generates the training data in the background (CPU) while the GPU runs the 1-process
 # torchrun check, the core inference table and the training-speed table; then measures the
@@ -38,16 +38,21 @@ export PYTHONUNBUFFERED=1
 T0=$SECONDS
 END=$((T0 + ${CALL_SECONDS:-570}))
 WORK=${WORK:-gpu_work}
+mkdir -p "$WORK/bin"
+WORK=$(cd "$WORK" && pwd)
 export MODEL=${MODEL:-small} SCALE=${SCALE:-5} SIZE=${SIZE:-"320 256"} CROP=${CROP:-"256 320"} BATCH=${BATCH:-8}
 export DEVICE=${DEVICE:-cuda} WORKERS=${WORKERS:-6} GEN_WORKERS=${GEN_WORKERS:-10}
 
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}  # also serves the fallback console script below
+export PATH=$PATH:$WORK/bin
 command -v polstereo > /dev/null ||
   python3 -m pip install -q --no-deps --no-build-isolation -e . > "$OUT/install.log" 2>&1
 if ! command -v polstereo > /dev/null; then  # no editable install: a console script on PYTHONPATH does the same
-  printf '#!/usr/bin/env python3\nfrom polstereo.cli.main import main\nmain()\n' > /usr/local/bin/polstereo
-  chmod +x /usr/local/bin/polstereo
+  printf '#!/usr/bin/env python3\nfrom polstereo.cli.main import main\nmain()\n' > "$WORK/bin/polstereo"
+  chmod +x "$WORK/bin/polstereo"
 fi
+command -v polstereo > /dev/null && polstereo --help > /dev/null || {
+  echo "gpu_session: polstereo is not runnable here (see $OUT/install.log)" >&2; exit 1; }
 command -v nvidia-smi > /dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader \
     > "$OUT/gpu.txt" 2>&1 && cat "$OUT/gpu.txt"
 python3 -c "import torch; print('torch', torch.__version__)"
@@ -87,19 +92,23 @@ part_infer_speed() {  # ~2 minutes: the target table
 
 part_infer_more() {  # the items of $MORE, in order (each bounded by its timeout)
   local item
-  for item in ${MORE:-channels-last compile-ro profile compile fp32 stride4 anchor}; do
+  for item in ${MORE-channels-last compile-ro profile compile fp32 stride4 anchor}; do
     case $item in
     channels-last)
       echo "## channels-last"
       timeout 45 python3 bench/bench_models.py --device "$BD" --amp fp16 --channels-last --sizes small \
           --resolutions $RES ;;
-    compile-ro)
+    compile-ro)  # one process per resolution (compiles are per shape anyway)
       echo "## torch.compile, reduce-overhead (CUDA graphs)"
-      timeout 150 python3 bench/bench_models.py --device "$BD" --amp fp16 --compile --compile-mode reduce-overhead \
-          --sizes small --resolutions $RES ;;
+      for r in $RES; do
+        timeout 100 python3 bench/bench_models.py --device "$BD" --amp fp16 --compile --compile-mode reduce-overhead \
+            --sizes small --resolutions "$r"
+      done ;;
     compile)
       echo "## torch.compile (default mode)"
-      timeout 130 python3 bench/bench_models.py --device "$BD" --amp fp16 --compile --sizes small --resolutions $RES ;;
+      for r in $RES; do
+        timeout 100 python3 bench/bench_models.py --device "$BD" --amp fp16 --compile --sizes small --resolutions "$r"
+      done ;;
     fp32)
       echo "## float32"
       timeout 45 python3 bench/bench_models.py --device "$BD" --amp none --sizes small --resolutions $RES ;;
@@ -179,11 +188,17 @@ watch_chain() {  # until the chain ends or $1 (a $SECONDS value) passes; 0 when 
 
 case $PART in
 lease)
-  mkdir -p "$WORK"
-  if [ ! -f "$WORK/glass/test.h5" ]; then  # the data, on the CPU, while the GPU measures
-    setsid bash -c "DATA_ONLY=1 bash scripts/train_default_model.sh '$WORK'" > "$WORK/data.log" 2>&1 < /dev/null &
+  if [ ! -f "$WORK/glass/test.h5" ]; then  # the data, on the CPU, while the GPU runs the torchrun check
+    setsid bash -c 'echo $$ > "$1/data.pid"; DATA_ONLY=1 exec bash scripts/train_default_model.sh "$1"' _ "$WORK" \
+        > "$WORK/data.log" 2>&1 < /dev/null &
+    sleep 1
   fi
   part_torchrun 2>&1 | tee "$OUT/torchrun.txt"
+  # the timings want an idle host (eager inference is host-bound): wait for the data job
+  while [ -f "$WORK/data.pid" ] && kill -0 "$(cat "$WORK/data.pid")" 2> /dev/null; do sleep 2; done
+  cat "$WORK/data.log"
+  [ -f "$WORK/glass/test.h5" ] || { echo "gpu_session: the data generation failed (above)" >&2; exit 1; }
+  echo "data ready $(( SECONDS - T0 )) s into this call"
   part_infer_speed 2>&1 | tee "$OUT/bench_infer.txt"
   part_train_speed 2>&1 | tee "$OUT/bench_train.txt"
   {
@@ -192,9 +207,8 @@ lease)
         --stages A B C --correction-search 10 --steps "$BSTEPS" --warmup 5 --workers "$WORKERS" --device "$BD" \
         --json "$WORK/probe.json"
   } 2>&1 | tee -a "$OUT/bench_train.txt"
-  for _ in $(seq 60); do [ -f "$WORK/glass/test.h5" ] && break; sleep 3; done
-  cat "$WORK/data.log"
   # steps sized to the budget: seconds = STEP_SCALE * sum(steps * batch / pairs_per_s) * overhead + fixed
+  given=${STEP_SCALE:-}
   STEP_SCALE=$(python3 - "$WORK/probe.json" "${TRAIN_BUDGET:-660}" "$BATCH" <<'EOF'
 import json, sys
 rate = {r["stage"]: r["pairs_per_s"] for r in json.load(open(sys.argv[1]))["rows"]}
@@ -202,13 +216,13 @@ budget, batch = float(sys.argv[2]), int(sys.argv[3])
 per_scale = batch * ((1500 + 1000) / rate["A"] + 600 / rate["B"] + 600 / rate["C"])
 print(f"{max(0.1, min(20.0, (budget - 180) / (1.2 * per_scale))):.2f}")
 EOF
-  ) || STEP_SCALE=${STEP_SCALE:-1}
+  ) || { STEP_SCALE=${given:-1}; echo "warning: no training-speed probe; STEP_SCALE=$STEP_SCALE" >&2; }
   export STEP_SCALE
+  echo "$STEP_SCALE" > "$WORK/step_scale"  # `ablate` reads it: its runs must match the chain's step counts
   echo "STEP_SCALE=$STEP_SCALE for a ${TRAIN_BUDGET:-660} s budget"
   rm -f "$WORK/train.rc"
-  setsid bash -c "bash scripts/train_default_model.sh '$WORK'; echo \$? > '$WORK/train.rc'" \
-      > "$WORK/train.log" 2>&1 < /dev/null &
-  echo $! > "$WORK/train.pid"
+  setsid bash -c 'echo $$ > "$1/train.pid"; bash scripts/train_default_model.sh "$1"; echo $? > "$1/train.rc"' \
+      _ "$WORK" > "$WORK/train.log" 2>&1 < /dev/null &
   sleep 20
   head -n 3 "$WORK/train.log"
   watch_chain "$END" || echo "training goes on in the background ($(( SECONDS - T0 )) s into this call)"
@@ -219,8 +233,11 @@ watch)
 finish)
   watch_chain $((T0 + ${FINISH_WAIT:-60})) || {
     echo "stopping the training chain (SIGINT: the running stage saves last.ckpt)"
-    kill -INT -- "-$(cat "$WORK/train.pid")" 2> /dev/null
-    for _ in $(seq 30); do chain_running || break; sleep 2; done
+    for signal in INT TERM KILL; do  # escalate if a stage does not stop within a minute
+      kill -"$signal" -- "-$(cat "$WORK/train.pid")" 2> /dev/null
+      for _ in $(seq 30); do chain_running || break; sleep 2; done
+      chain_running || break
+    done
   }
   for stage in pretrain A B C; do  # eval what exists (the chain evals only when it completes)
     if [ -f "$WORK/$stage/last.ckpt" ] && [ ! -f "$WORK/eval_$stage.json" ]; then
@@ -229,16 +246,23 @@ finish)
   done
   for stage in C B A; do
     if [ -f "$WORK/$stage/last.ckpt" ]; then
-      python3 scripts/slim_checkpoint.py "$WORK/$stage/last.ckpt" "$OUT/polstereo-$MODEL.ckpt" && break
+      python3 scripts/slim_checkpoint.py "$WORK/$stage/last.ckpt" "$OUT/polstereo-$MODEL.ckpt" &&
+        python3 - "$WORK/$stage/last.ckpt" <<'EOF' && break
+import sys, torch
+p = torch.load(sys.argv[1], weights_only=True)
+print(f"shipped candidate: stage {p['stage']}, complete: {p['lineage'][-1].get('complete')}")
+EOF
     fi
   done
   cp "$WORK/train.log" "$OUT/train.log"
   (cd "$WORK" && tar czf "$OUT/train-results.tar.gz" --ignore-failed-read eval_*.json eval_*.txt feasibility.json \
       probe.json data.log ./*/metrics.jsonl ./*/config.yaml 2> /dev/null)
-  [ "${MORE-x}" != "" ] && part_infer_more 2>&1 | tee "$OUT/bench_infer_more.txt"
+  part_infer_more 2>&1 | tee "$OUT/bench_infer_more.txt"
   ls -l "$OUT"
   ;;
-ablate)  # the ablations on the lease's work directory; export the STEP_SCALE that `lease` printed
+ablate)  # the ablations on the lease's work directory, with the chain's STEP_SCALE
+  [ -f "$WORK/step_scale" ] && export STEP_SCALE=${STEP_SCALE:-$(cat "$WORK/step_scale")}
+  echo "STEP_SCALE=${STEP_SCALE:-$SCALE}"
   timeout -s INT -k 20 "${TRAIN_SECONDS:-540}" bash scripts/ablations.sh "$WORK" 2>&1 | tee "$OUT/ablate.log"
   (cd "$WORK" && tar czf "$OUT/ablate-results.tar.gz" --ignore-failed-read eval_joint_no_A.json eval_B_pred_warp.json \
       ./joint_no_A/metrics.jsonl ./B_pred_warp/metrics.jsonl 2> /dev/null)

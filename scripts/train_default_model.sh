@@ -5,7 +5,9 @@
 # WORKERS, ...: scripts/training_options.sh; DATA_ONLY=1 generates the data sets and stops)
 # The committed models/polstereo-tiny-cpu.ckpt came from: MODEL=tiny SCALE=1 scripts/train_default_model.sh work
 # (a first attempt with MAXCORR=6 stopped at check-feasibility: transparent mean error 8.49 px after stage A)
-# On a GPU: MODEL=small SCALE=20 CROP="256 320" BATCH=8 DEVICE=cuda scripts/train_default_model.sh work
+# models/polstereo-small.ckpt came from `scripts/gpu_session.sh lease` on an H100, i.e. MODEL=small SCALE=5
+# STEP_SCALE=1.83 CROP="256 320" BATCH=8 DEVICE=cuda ... (models/README.md). Step counts, warm-up included,
+# scale with STEP_SCALE (default SCALE); runs made before the warm-up scaled (SCALE > 1) resume no more.
 set -euo pipefail
 
 WORK=${1:?usage: scripts/train_default_model.sh WORK_DIR}

@@ -17,6 +17,7 @@ CORR_SEARCH=${CORR_SEARCH:-10}   # the correction module's search cost volume ra
 # rig whose baseline is small against the distance (docs/results.md: the evidence depends on it)
 read -r -a SYNTH <<< "${SYNTH_ARGS:-}"
 STEP_SCALE=${STEP_SCALE:-$SCALE}
+[[ $STEP_SCALE =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "STEP_SCALE must be a number like 1.5, got '$STEP_SCALE'" >&2; exit 2; }
 n() { echo $(( $1 * SCALE )); }                             # sample counts
 steps() { awk -v a="$1" -v s="$STEP_SCALE" 'BEGIN { v = int(a * s + 0.5); print (v < 1 ? 1 : v) }'; }  # step counts
 COMMON=(--crop-size $CROP --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --quiet

@@ -148,8 +148,8 @@ COMPILE_MODES = ("auto", "default", "reduce-overhead", "max-autotune")
 
 
 def compile_mode_for(mode: str, device: torch.device) -> str:
-    """``--compile-mode auto``: CUDA graphs (reduce-overhead) on GPUs, where the eager model is bound
-    by kernel launches (docs/results.md: 52 -> 5.6 ms for small at 1216x1024 on an H100); default elsewhere."""
+    """``--compile-mode auto``: CUDA graphs (reduce-overhead) on GPUs (docs/results.md: 52 -> 5.6 ms
+    for small with correction at 1216x1024 on an H100); default elsewhere."""
     if mode == "auto":
         return "reduce-overhead" if device.type == "cuda" else "default"
     return mode
@@ -201,7 +201,8 @@ def _compiled(model, log: Callable[[str], None], mode: str = "default"):
         compiled = torch.compile(model, backend=backend, dynamic=False, **options)
     except Exception as err:  # an unknown backend, a platform torch.compile does not support
         raise _compile_failure(err) from err
-    return _CudaGraphCalls(compiled) if mode == "reduce-overhead" else compiled
+    # reduce-overhead and max-autotune both replay CUDA graphs on GPUs
+    return compiled if mode == "default" else _CudaGraphCalls(compiled)
 
 
 def _compile_failure(err: Exception) -> PolstereoError:

@@ -170,16 +170,21 @@ def test_compile_and_channels_last_give_the_eager_result(tmp_path, rng, tiny_ckp
     np.testing.assert_allclose(fast["arrays"]["disparity"], eager["arrays"]["disparity"], atol=1e-4)
 
 
-def test_compile_mode_reduce_overhead_keeps_each_result(tmp_path, rng, tiny_ckpt, monkeypatch):
-    # CUDA-graph mode wraps the compiled model: every call marks a step and clones its outputs,
-    # so tiled bands (several calls per pair) cannot overwrite each other; "eager" takes no mode
+@pytest.mark.parametrize("mode", ["reduce-overhead", "max-autotune"])
+def test_cuda_graph_modes_mark_a_step_per_call_and_keep_each_band(tmp_path, rng, tiny_ckpt, monkeypatch, mode):
+    # CUDA-graph modes wrap the compiled model: every call (here: every tiled band) marks a new
+    # graph step and clones its outputs, so bands cannot overwrite each other; "eager" takes no mode
     monkeypatch.setenv("POLSTEREO_COMPILE_BACKEND", "eager")
     torch._dynamo.reset()
+    steps = []
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: steps.append(1))
     left, right = write_mosaic_pair(tmp_path / "raw", rng)
-    kw = dict(left=str(left), right=str(right), mosaic="IMX250MZR", bit_depth=12, tile_rows=48, tile_overlap=16)
+    kw = dict(left=str(left), right=str(right), mosaic="IMX250MZR", bit_depth=12, tile_rows=16, tile_overlap=4)
     (eager,), _ = run(tmp_path / "eager", tiny_ckpt, **kw)
-    (fast,), notes = run(tmp_path / "fast", tiny_ckpt, compile=True, compile_mode="reduce-overhead", **kw)
-    assert any("--compile (eager, reduce-overhead)" in n for n in notes)
+    assert steps == []
+    (fast,), notes = run(tmp_path / "fast", tiny_ckpt, compile=True, compile_mode=mode, **kw)
+    assert any(f"--compile (eager, {mode})" in n for n in notes)
+    assert len(steps) >= 3  # one per band: 48-row angle images in 16-row bands
     np.testing.assert_allclose(fast["arrays"]["disparity"], eager["arrays"]["disparity"], atol=1e-4)
 
 
