@@ -63,3 +63,29 @@ def test_run_stage_resumes_interrupted_runs_and_refuses_changed_options(tiny_dat
     assert last.read_bytes() == before
     changed = run_stage(5)  # a different plan must not pass for the finished one
     assert changed.returncode == 1 and "options differ" in changed.stderr
+
+
+def options(env: dict[str, str], command: str) -> subprocess.CompletedProcess:
+    script = f'source "{ROOT}/scripts/training_options.sh"; {command}'
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", **env})
+
+
+def test_step_counts_scale_by_step_scale_and_data_by_scale():
+    # SCALE multiplies both unless STEP_SCALE (fractional allowed) takes the steps: the shipped
+    # tiny recipe (SCALE=1) keeps its 1000 steps; the GPU lease's STEP_SCALE=1.83 gave A 1830
+    same = options({"SCALE": "1"}, "echo $(n 600) $(steps 1000) $(steps 100)")
+    assert same.stdout.split() == ["600", "1000", "100"]
+    lease = options({"SCALE": "5", "STEP_SCALE": "1.83"}, "echo $(n 600) $(steps 1500) $(steps 1000) $(steps 600)")
+    assert lease.stdout.split() == ["3000", "2745", "1830", "1098"]
+    assert options({"STEP_SCALE": "0.0001"}, "steps 100").stdout.split() == ["1"]  # never 0 steps
+    bad = options({"STEP_SCALE": "1,5"}, "steps 100")
+    assert bad.returncode == 2 and "STEP_SCALE must be a number like 1.5, got '1,5'" in bad.stderr
+
+
+def test_bench_anchor_needs_a_raft_stereo_checkout(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "bench_anchor.py"), "--raft-stereo",
+                             str(tmp_path / "nowhere"), "--device", "cpu"], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"bench_anchor: no RAFT-Stereo checkout at {tmp_path / 'nowhere'} "
+        f"(expected {tmp_path / 'nowhere' / 'core' / 'raft_stereo.py'})"]
