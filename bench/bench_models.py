@@ -11,8 +11,9 @@ of ``--repeats`` runs after ``--warmup`` runs; CUDA runs are synchronized around
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` over the timed runs, less what
 was allocated before the model was built (so weights and activations count; cuDNN's
-algorithm search and compile tuning during the warm-up runs do not); on CPU each configuration runs in a fresh process and the figure is the rise of its
-peak resident set (``ru_maxrss``) from just before the model is built. Sizes are
+algorithm search and compile tuning during the warm-up runs do not); on CPU each
+configuration runs in a fresh process and the figure is the rise of its peak resident
+set (``ru_maxrss``) from just before the model is built. Sizes are
 anything ``build_model`` accepts as a base, so ``s2m2-S`` works when the s2m2 package
 is installed.
 """

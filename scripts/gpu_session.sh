@@ -147,18 +147,19 @@ EOF
 
 chain_running() { [ -f "$WORK/train.pid" ] && kill -0 "$(cat "$WORK/train.pid")" 2> /dev/null; }
 
-progress() {  # one line per stage: last logged step and loss
-  local run
-  for run in pretrain A B C; do
-    [ -f "$WORK/$run/metrics.jsonl" ] || continue
-    python3 - "$WORK/$run/metrics.jsonl" "$run" <<'EOF'
+progress() {  # one line per stage: last logged step and loss, last validation
+  python3 - "$WORK" <<'EOF'
 import json, sys
-recs = [json.loads(x) for x in open(sys.argv[1]) if x.strip()]
-train = [r for r in recs if r.get("type") == "train"]
-val = [r for r in recs if r.get("type") == "val"]
-if train:
+from pathlib import Path
+for run in ("pretrain", "A", "B", "C"):
+    path = Path(sys.argv[1]) / run / "metrics.jsonl"
+    recs = [json.loads(x) for x in path.read_text().splitlines() if x.strip()] if path.exists() else []
+    train = [r for r in recs if r.get("type") == "train"]
+    val = [r for r in recs if r.get("type") == "val"]
+    if not train:
+        continue
     t = train[-1]
-    line = f"{sys.argv[2]:>8}: step {t['step']}, loss {t['loss']:.3f}, {t['seconds']:.0f} s, {t.get('pairs_per_s', 0):.1f} pairs/s"
+    line = f"{run:>8}: step {t['step']}, loss {t['loss']:.3f}, {t['seconds']:.0f} s, {t.get('pairs_per_s', 0):.1f} pairs/s"
     if val:
         final = val[-1]["final"]
         line += f", val EPE {final['all']['epe']:.3f}"
@@ -166,7 +167,6 @@ if train:
             line += f" (transparent {final['transparent']['epe']:.3f})"
     print(line)
 EOF
-  done
 }
 
 watch_chain() {  # until the chain ends or $1 (a $SECONDS value) passes; 0 when it ended

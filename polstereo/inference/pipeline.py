@@ -156,7 +156,8 @@ def compile_mode_for(mode: str, device: torch.device) -> str:
 
 
 class _CudaGraphCalls:
-    """Calls a reduce-overhead compiled model so that its outputs outlive the next call.
+    """Calls a model compiled with CUDA graphs (reduce-overhead, max-autotune) so that its
+    outputs outlive the next call.
 
     CUDA-graph replays write into the same output memory each time; tiling and a pipeline
     that holds a result while it runs the next pair would read overwritten tensors. Each
