@@ -186,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
                         help="after timing, profile one run and print the ROWS operators with the most self time")
     args = parser.parse_args(argv)
+    if args.profile < 0:
+        parser.error(f"--profile takes a number of rows >= 0, got {args.profile}")
 
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     gpu = device.startswith("cuda")

@@ -92,6 +92,8 @@ def main() -> None:
                         help="search cost volume radius of the stage-B correction module, px")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
     args = parser.parse_args()
+    if args.json is not None and not args.json.parent.is_dir():  # before minutes of training, not after
+        parser.error(f"--json: no directory {args.json.parent}")
     h, w = args.crop
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
