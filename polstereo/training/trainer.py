@@ -11,6 +11,7 @@ checkpoints (``last.ckpt``, ``best.ckpt``) as it goes. ``resume=True`` continues
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import math
 import signal
@@ -604,6 +605,13 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
             save(best_path, step, complete=True)  # nothing to choose by: the final weights
     if board is not None:
         board.close()
+    if dist_info.enabled:
+        # DDP's reducer frees the process group without dropping the GIL. Were it to hold the
+        # last reference (after destroy_process_group), its destructor would wait for gloo's
+        # worker threads while one of them waits for the GIL to free a finished collective's
+        # tensors: a deadlock at exit (pytorch/pytorch#56297). Free the wrapper first.
+        del train_model
+        gc.collect()
     barrier(dist_info)
     cleanup(dist_info)
     log(f"stage {stage.name} ({stage.command}): {step}/{plan.total_steps} steps"

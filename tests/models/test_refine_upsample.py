@@ -56,3 +56,11 @@ def test_convex_upsample_keeps_constants_and_picks_neighbours():
     mask[:, 4] = 0.0
     up = convex_upsample(values, mask.view(1, 144, 3, 4), 4)
     assert torch.equal(up, values.repeat_interleave(4, -2).repeat_interleave(4, -1))
+
+
+def test_sample_linear_turns_non_finite_positions_into_nan_not_an_index_error():
+    # a diverged network feeds NaN disparities to the lookup; NaN cast to int64 is -2**63
+    volume = torch.tensor([[0.0, 10.0, 20.0, 30.0]])
+    positions = torch.tensor([[float("nan"), float("inf"), -float("inf"), 1.5]])
+    out = sample_linear(volume, positions)
+    assert torch.isnan(out[0, :3]).all() and out[0, 3].item() == 15.0

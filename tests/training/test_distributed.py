@@ -1,11 +1,15 @@
 """torchrun with 2 gloo processes on the CPU against a plain single-process run."""
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from polstereo.data.h5format import write_samples
@@ -20,13 +24,35 @@ OPTS = ["--steps", "3", "--crop-size", "32", "48", "--workers", "0", "--iters", 
         "--lr-decay-method", "constant"]
 
 
-def polstereo(*args, nproc=None, cwd=None):
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def polstereo(*args, nproc=None, cwd=None, timeout=180):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     prefix = [sys.executable, "-m"]
     if nproc:
         prefix += ["torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}", "-m"]
     cmd = prefix + ["polstereo.cli.main", *[str(a) for a in args]]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, cwd=cwd)
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        # torchrun starts each worker in a session of its own: kill them too, or they outlive the test
+        for pid in _children(proc.pid) + [proc.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"{' '.join(cmd[:6])} ... hung for {timeout} s; stderr ends:\n{err[-3000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
 def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_path):

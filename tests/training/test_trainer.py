@@ -204,6 +204,15 @@ def test_nonfinite_losses_are_skipped_and_counted(tiny_data, tmp_path, quick, mo
     assert load_checkpoint(tmp_path / "last.ckpt")["skipped_steps"] == 1
 
 
+def test_a_diverging_run_stops_with_a_one_line_error(tiny_data, tmp_path, quick, monkeypatch):
+    import polstereo.training.trainer as trainer
+
+    # lr 1e9 drives the weights to inf/NaN within a few steps; every later loss is NaN
+    monkeypatch.setattr(trainer, "MAX_CONSECUTIVE_NONFINITE", 3)
+    with pytest.raises(PolstereoError, match=r"^3 consecutive non-finite losses at step \d+; lower --lr"):
+        run("A", tmp_path, tiny_data, lr=1e9, lr_decay_method="constant", **dict(quick, steps=30))
+
+
 def test_dataset_steps_must_add_up(tiny_data, tmp_path, quick):
     with pytest.raises(PolstereoError, match="--dataset-steps sum to 5 but --steps is 3"):
         run("A", tmp_path, tiny_data, dataset_steps=[5], **quick)

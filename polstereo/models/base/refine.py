@@ -29,7 +29,9 @@ def sample_linear(volume: torch.Tensor, positions: torch.Tensor) -> torch.Tensor
     """Linear interpolation of ``volume (..., n)`` at ``positions (..., K)``; 0 outside [0, n-1].
 
     The result has the dtype of ``positions``: keep those in float32 under autocast, since
-    half precision cannot resolve sub-pixel positions a few hundred pixels in.
+    half precision cannot resolve sub-pixel positions a few hundred pixels in. A NaN or
+    infinite position gives NaN (a diverged network then shows as a non-finite loss, which
+    training skips), never an out-of-range index.
     """
     n = volume.shape[-1]
     i0 = torch.floor(positions)
@@ -37,7 +39,9 @@ def sample_linear(volume: torch.Tensor, positions: torch.Tensor) -> torch.Tensor
     out = torch.zeros_like(positions)
     for index, weight in ((i0, 1.0 - frac), (i0 + 1.0, frac)):
         inside = (index >= 0) & (index <= n - 1)
-        values = torch.gather(volume, -1, index.clamp(0, n - 1).long()).to(positions.dtype)
+        # NaN casts to the most negative int64: gather a valid bin and let the weight carry the NaN
+        safe = torch.where(inside, index, torch.zeros_like(index))
+        values = torch.gather(volume, -1, safe.long()).to(positions.dtype)
         out = out + values * weight * inside.to(positions.dtype)
     return out
 
