@@ -8,7 +8,10 @@ rank ``RANK`` of ``WORLD_SIZE``.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
+import traceback
 from dataclasses import dataclass
 
 import torch
@@ -61,4 +64,20 @@ def barrier(info: DistInfo) -> None:
 
 def cleanup(info: DistInfo) -> None:
     if info.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def release_after_error(err: BaseException) -> None:
+    """Leave the process group cleanly after ``err`` ended a run (a no-op outside torchrun).
+
+    Left to the interpreter's exit, gloo's threads can abort the process (SIGABRT) while
+    freeing finished collectives. The frames ``err`` passed through still hold the DDP
+    wrapper, whose reducer would free the group without dropping the GIL (a deadlock):
+    clear them first, then destroy the group.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    traceback.clear_frames(err.__traceback__)
+    gc.collect()
+    with contextlib.suppress(Exception):  # the error being raised is the one to report
         dist.destroy_process_group()

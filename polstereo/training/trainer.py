@@ -37,7 +37,8 @@ from polstereo.models.registry import build_model, load_model
 from polstereo.training.checkpoint import (lineage_stages, restore_rng, rng_state,
                                            save_checkpoint)
 from polstereo.training.curves import write_train_curves
-from polstereo.training.distributed import all_reduce_sum, barrier, cleanup, init_distributed
+from polstereo.training.distributed import (all_reduce_sum, barrier, cleanup, init_distributed,
+                                            release_after_error)
 from polstereo.polar.features import intensity_image
 from polstereo.training.losses import masked_l1, pixel_weights, sequence_loss
 from polstereo.training.mim import EMATeacher, ReconstructionHead, StudentWithHead, mask_views, patch_mask
@@ -265,6 +266,9 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         if cfg.deterministic:
             torch.use_deterministic_algorithms(True, warn_only=True)
         return _train(cfg, log, stop)
+    except BaseException as err:
+        release_after_error(err)
+        raise
     finally:
         torch.use_deterministic_algorithms(deterministic_before)
         if previous_handler is not None:

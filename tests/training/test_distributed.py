@@ -3,6 +3,7 @@
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -92,3 +93,21 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(tmp_pat
     more = polstereo("adapt", "--train", tmp_path / "d.h5", "--out", tmp_path / "two", "--batch-size", "1",
                      *OPTS, "--resume")
     assert more.returncode == 1 and "global batch of 2" in more.stderr
+
+
+def test_a_run_that_fails_on_both_ranks_exits_cleanly_with_the_one_line_error(tmp_path):
+    # lr 1e9 diverges: every rank agrees to skip the non-finite steps, then both stop with the
+    # same error. They must leave the process group themselves: left to the interpreter's
+    # exit, gloo's threads could abort a rank (exit code -6 in torchrun's report).
+    rng = np.random.default_rng(0)
+    write_samples(tmp_path / "d.h5", [shifted_sample(rng, shift=s) for s in (2.0, 4.0)])
+    opts = [o if o != "1e-2" else "1e9" for o in OPTS]
+    opts[opts.index("--steps") + 1] = "40"
+    failed = polstereo("adapt", "--train", tmp_path / "d.h5", "--out", tmp_path / "two", "--batch-size", "1",
+                       *opts, nproc=2, cwd=tmp_path)
+    assert failed.returncode == 1
+    assert failed.stderr.count("Error: 20 consecutive non-finite losses at step 20; lower --lr") == 2
+    # the first rank to end is torchrun's root cause (it then stops the other with SIGTERM)
+    root = re.search(r"Root Cause.*?exitcode\s*:\s*(-?\d+)", failed.stderr, re.S)
+    assert root and root.group(1) == "1", failed.stderr[-2000:]
+    assert "[rank0]: Traceback" not in failed.stderr and "[rank1]: Traceback" not in failed.stderr
