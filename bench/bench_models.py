@@ -9,6 +9,10 @@ of ``--repeats`` runs after ``--warmup`` runs; CUDA runs are synchronized around
     python bench/bench_models.py --sizes tiny small base --resolutions 640x480 1216x1024
     python bench/bench_models.py --device cuda --amp fp16 --sizes small --variants full --profile 15
 
+``ops``: tensor operations one eager forward dispatches, views excluded (about the
+kernels it launches on a GPU, where eager batch-1 inference is bound by launches;
+counted on any device). Not counted for ``--compile``.
+
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` over the timed runs, less what
 was allocated before the model was built (so weights and activations count; cuDNN's
 algorithm search and compile tuning during the warm-up runs do not); on CPU each
@@ -69,6 +73,7 @@ class Result:
     iters: str
     median_ms: float
     peak_mib: float
+    ops: int | None = None
     profile: str = ""
 
 
@@ -140,7 +145,27 @@ def run_case(case: Case) -> Result:
     else:
         peak = _max_rss_mib() - start_rss
     table = profile_table(run, gpu, case.profile) if case.profile else ""
-    return Result(params, str(iters), statistics.median(times), peak, table)
+    ops = None if case.compile else count_ops(run)
+    return Result(params, str(iters), statistics.median(times), peak, ops, table)
+
+
+def count_ops(run) -> int:
+    """Tensor operations one eager run dispatches, views excluded: about the kernels it
+    launches on a GPU, where eager inference at batch 1 is bound by launches. Counted on
+    any device, so a change's effect on launch overhead shows without a GPU."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if not func.is_view:
+                Count.n += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        run()
+    return Count.n
 
 
 def profile_table(run, gpu: bool, rows: int) -> str:
@@ -204,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
           f"correction context_stride={args.context_stride} search_radius={args.search_radius:g} "
           f"repeats={repeats} warmup={warmup} torch={torch.__version__}")
     header = (f"{'size':<8} {'params':>8} {'resolution':>10} {'variant':<7} {'iters':>5} "
-              f"{'median ms':>10} {'fps':>7} {'peak MiB':>9}")
+              f"{'median ms':>10} {'fps':>7} {'peak MiB':>9} {'ops':>6}")
     print(header)
     print("-" * len(header))
     for size in sizes:
@@ -217,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
                     result = run_case(case) if gpu else run_isolated(case)
                     print(f"{size:<8} {result.params / 1e6:>7.2f}M {f'{width}x{height}':>10} {variant:<7} "
                           f"{result.iters:>5} {result.median_ms:>10.1f} {1000 / result.median_ms:>7.1f} "
-                          f"{result.peak_mib:>9.0f}", flush=True)
+                          f"{result.peak_mib:>9.0f} {result.ops if result.ops is not None else '-':>6}", flush=True)
                     if result.profile:
                         print(result.profile, flush=True)
         except PolstereoError as err:  # e.g. s2m2-S without the package: report, go on

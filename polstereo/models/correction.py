@@ -34,7 +34,7 @@ from torch import nn
 from polstereo.errors import PolstereoError
 from polstereo.models.plain_config import PlainConfig
 from polstereo.models.base.encoder import NORMS, ResidualBlock, make_norm
-from polstereo.models.warp import warp_disagreement
+from polstereo.models.warp import warp_disagreement, warp_disagreement_offsets
 
 DEFAULT_SATURATION_THRESHOLD = 0.99
 
@@ -113,12 +113,22 @@ def saturation_fraction(raw: torch.Tensor, threshold: float = DEFAULT_SATURATION
 
 
 def search_costs(pol_left: torch.Tensor, pol_right: torch.Tensor, intensity_left: torch.Tensor,
-                 intensity_right: torch.Tensor, disparity: torch.Tensor, offsets) -> torch.Tensor:
+                 intensity_right: torch.Tensor, disparity: torch.Tensor, offsets,
+                 batched: bool | None = None) -> torch.Tensor:
     """``(B, 2K, H, W)``: per offset k, the channel-mean |left − warp(right, d + k)| of the
     polarization features, then of the intensity image; 1 (the cost of no agreement)
-    where d + k is negative (no such disparity) or the warp leaves the image."""
+    where d + k is negative (no such disparity) or the warp leaves the image.
+    ``batched``: see :func:`~polstereo.models.warp.warp_disagreement_offsets` (same result)."""
+    if batched is None:
+        batched = disparity.is_cuda
     features = []
     for left, right in ((pol_left, pol_right), (intensity_left, intensity_right)):
+        if batched:
+            candidates = disparity + torch.tensor(list(offsets), dtype=disparity.dtype,
+                                                  device=disparity.device).view(1, -1, 1, 1)
+            cost, valid = warp_disagreement_offsets(left, right, disparity, offsets, batched=True)
+            features.append(torch.where(valid & (candidates >= 0), cost / left.shape[1], torch.ones_like(cost)))
+            continue
         for k in offsets:
             candidate = disparity + k
             cost, valid = warp_disagreement(left, right, candidate)

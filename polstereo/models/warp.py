@@ -7,6 +7,8 @@ right pixel u - d. Bilinear sampling with pixel centres at integer coordinates
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -48,3 +50,42 @@ def warp_disagreement(left: torch.Tensor, right: torch.Tensor, disparity: torch.
     """
     warped, valid = warp(right, disparity)
     return (left - warped).abs().sum(1, keepdim=True), valid
+
+
+def warp_disagreement_offsets(left: torch.Tensor, right: torch.Tensor, disparity: torch.Tensor,
+                              offsets: Sequence[float], batched: bool | None = None
+                              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`warp_disagreement` at every candidate ``disparity + k``, ``k`` in ``offsets``.
+
+    Returns ``(cost, valid)``, both ``(B, K, H, W)``: channel ``i`` equals
+    ``warp_disagreement(left, right, disparity + offsets[i])`` bit for bit, either way:
+
+    - ``batched`` (the default on CUDA): one ``grid_sample`` over the K candidate images
+      stacked along y, a dozen kernels in all instead of ~25 per offset; eager GPU
+      inference at batch 1 is bound by kernel launches.
+    - one warp per offset (the default elsewhere): on a CPU the K-times larger
+      intermediates of the batched form fall out of the caches and run 3-4x slower.
+    """
+    if batched is None:
+        batched = right.is_cuda
+    if not batched:
+        singles = [warp_disagreement(left, right, disparity + k) for k in offsets]
+        return torch.cat([c for c, _ in singles], dim=1), torch.cat([v for _, v in singles], dim=1)
+    b, c, h, w = right.shape
+    k = len(offsets)
+    dtype = torch.promote_types(right.dtype, torch.float32)
+    # candidates in the disparity's dtype, as ``disparity + k`` would be
+    candidate = disparity + torch.tensor(list(offsets), dtype=disparity.dtype, device=disparity.device).view(1, k, 1, 1)
+    u = torch.arange(w, device=right.device, dtype=dtype).view(1, 1, 1, w)
+    v = torch.arange(h, device=right.device, dtype=dtype).view(1, 1, h, 1)
+    src_u = u - candidate.to(dtype)                           # (B, K, H, W)
+    valid = (src_u >= 0) & (src_u <= w - 1)
+    grid_u = 2.0 * src_u / max(w - 1, 1) - 1.0
+    grid_u = torch.where(valid, grid_u, torch.full_like(grid_u, -2.0))
+    grid_v = (2.0 * v / max(h - 1, 1) - 1.0).expand_as(grid_u)
+    # the K candidate images stacked along y: output row k·H + v samples row v at offset k
+    grid = torch.stack([grid_u, grid_v], dim=-1).view(b, k * h, w, 2)
+    warped = F.grid_sample(right.to(dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    warped = warped.view(b, c, k, h, w)
+    warped = torch.where(valid.unsqueeze(1), warped, torch.zeros_like(warped)).to(right.dtype)
+    return (left.unsqueeze(2) - warped).abs().sum(1), valid

@@ -80,6 +80,17 @@ def test_search_costs_vanish_at_the_true_offset():
     assert (below == 1).all()
 
 
+def test_batched_search_costs_equal_the_per_offset_loop_bit_for_bit():
+    g = torch.Generator().manual_seed(3)
+    pol_l, pol_r = torch.rand(2, 2, 9, 31, generator=g), torch.rand(2, 2, 9, 31, generator=g)
+    int_l, int_r = torch.rand(2, 1, 9, 31, generator=g), torch.rand(2, 1, 9, 31, generator=g)
+    disparity = torch.rand(2, 1, 9, 31, generator=g) * 8  # some candidates below 0 or off-image
+    offsets = CorrectionConfig(search_radius=4, search_step=2).search_offsets
+    loop = search_costs(pol_l, pol_r, int_l, int_r, disparity, offsets, batched=False)
+    one_pass = search_costs(pol_l, pol_r, int_l, int_r, disparity, offsets, batched=True)
+    assert torch.equal(loop, one_pass) and (loop == 1).any() and (loop < 1).any()
+
+
 def test_module_takes_the_search_cost_volume():
     cfg = CorrectionConfig(search_radius=4, search_step=2)
     module = CorrectionModule(cfg)

@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from polstereo.models.base.refine import corr_lookup, corr_pyramid, sample_linear
+from polstereo.models.base.refine import CorrPyramid, corr_lookup, corr_pyramid, sample_linear
 from polstereo.models.base.upsample import convex_upsample, neighbours_3x3
 
 
@@ -64,3 +65,18 @@ def test_sample_linear_turns_non_finite_positions_into_nan_not_an_index_error():
     positions = torch.tensor([[float("nan"), float("inf"), -float("inf"), 1.5]])
     out = sample_linear(volume, positions)
     assert torch.isnan(out[0, :3]).all() and out[0, 3].item() == 15.0
+
+
+def test_batched_lookup_equals_the_per_level_lookup_bit_for_bit():
+    g = torch.Generator().manual_seed(0)
+    corr = torch.randn(2, 3, 20, 20, generator=g)
+    disparity = torch.rand(2, 1, 3, 20, generator=g) * 24 - 2  # some samples off either end
+    disparity[0, 0, 0, 0] = float("nan")
+    pyramid = CorrPyramid(corr_pyramid(corr, 3), radius=2)
+    one_pass = corr_lookup(pyramid, disparity, 2, batched=True)
+    per_level = corr_lookup(pyramid, disparity, 2, batched=False)
+    assert one_pass.shape == (2, 15, 3, 20)
+    assert torch.equal(one_pass.nan_to_num(-7.0), per_level.nan_to_num(-7.0))
+    assert torch.isnan(one_pass[0, :, 0, 0]).all()
+    with pytest.raises(ValueError, match="built for radius 2"):
+        corr_lookup(pyramid, disparity, 3)

@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from polstereo.models.warp import warp
+from polstereo.models.warp import warp, warp_disagreement, warp_disagreement_offsets
 
 
 def test_integer_shift_warps_back_exactly():
@@ -52,3 +53,19 @@ def test_half_precision_images_are_sampled_at_full_precision_positions():
     assert warped.dtype == torch.bfloat16
     # (bf16 positions would land on neighbouring pixels: errors of order 0.5)
     assert torch.allclose(warped[..., 3:].float(), left[..., 3:].float(), atol=1e-3)
+
+
+@pytest.mark.parametrize("batched", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_offsets_equal_one_warp_per_offset_bit_for_bit(dtype, batched):
+    g = torch.Generator().manual_seed(0)
+    left, right = (torch.rand(2, 3, 7, 19, generator=g).to(dtype) for _ in range(2))
+    disparity = torch.rand(2, 1, 7, 19, generator=g) * 12 - 1  # some warps leave the image
+    disparity[0, 0, 0, :3] = torch.tensor([float("nan"), float("inf"), -float("inf")])
+    offsets = (-4.0, -1.5, 0.0, 2.0, 4.0)
+    cost, valid = warp_disagreement_offsets(left, right, disparity, offsets, batched=batched)
+    singles = [warp_disagreement(left, right, disparity + k) for k in offsets]
+    assert cost.shape == valid.shape == (2, 5, 7, 19) and cost.dtype == dtype
+    assert torch.equal(valid, torch.cat([v for _, v in singles], 1))
+    assert torch.equal(cost, torch.cat([c for c, _ in singles], 1))
+    assert not valid[0, :, 0, :3].any()

@@ -20,7 +20,7 @@ from polstereo.errors import PolstereoError
 from polstereo.models.plain_config import PlainConfig
 from polstereo.models.base.encoder import NORMS, StereoEncoder
 from polstereo.models.base.matching import correlation_1d, global_matching
-from polstereo.models.base.refine import UpdateBlock, corr_lookup, corr_pyramid
+from polstereo.models.base.refine import CorrPyramid, UpdateBlock, corr_lookup, corr_pyramid
 from polstereo.models.base.upsample import convex_upsample
 
 FACTOR = 4  # the network works at 1/4 resolution
@@ -153,7 +153,7 @@ class BaseStereoNet(nn.Module):
         feat_left, feat_right, hidden, context = self.encoder(left * 2.0 - 1.0, right * 2.0 - 1.0)
         corr = correlation_1d(feat_left, feat_right)
         disparity, confidence = global_matching(corr * self.match_log_scale.exp())
-        pyramid = corr_pyramid(corr, self.config.corr_levels)
+        pyramid = CorrPyramid(corr_pyramid(corr, self.config.corr_levels), self.config.corr_radius)
 
         estimates = []
         for step in range(iters + 1):
