@@ -11,7 +11,7 @@ of ``--repeats`` runs after ``--warmup`` runs; CUDA runs are synchronized around
 
 ``ops``: tensor operations one eager forward dispatches, views excluded (about the
 kernels it launches on a GPU, where eager batch-1 inference is bound by launches;
-counted on any device). Not counted for ``--compile``.
+counted in the forms CUDA runs, on any device). Not counted for ``--compile``.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` over the timed runs, less what
 was allocated before the model was built (so weights and activations count; cuDNN's
@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from polstereo.errors import PolstereoError  # noqa: E402
 from polstereo.models import build_model  # noqa: E402
+from polstereo.models.forms import prefer_one_pass  # noqa: E402
 
 AMP_DTYPES = {"none": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 VARIANTS = ("base", "full")
@@ -151,8 +152,9 @@ def run_case(case: Case) -> Result:
 
 def count_ops(run) -> int:
     """Tensor operations one eager run dispatches, views excluded: about the kernels it
-    launches on a GPU, where eager inference at batch 1 is bound by launches. Counted on
-    any device, so a change's effect on launch overhead shows without a GPU."""
+    launches on a GPU, where eager inference at batch 1 is bound by launches. Counted in
+    the one-pass forms CUDA uses (polstereo.models.forms) on any device, so a change's
+    effect on launch overhead shows without a GPU."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Count(TorchDispatchMode):
@@ -163,7 +165,7 @@ def count_ops(run) -> int:
                 Count.n += 1
             return func(*args, **(kwargs or {}))
 
-    with Count():
+    with Count(), prefer_one_pass(True):  # the form CUDA runs, also when counted on a CPU
         run()
     return Count.n
 

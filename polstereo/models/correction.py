@@ -34,6 +34,7 @@ from torch import nn
 from polstereo.errors import PolstereoError
 from polstereo.models.plain_config import PlainConfig
 from polstereo.models.base.encoder import NORMS, ResidualBlock, make_norm
+from polstereo.models.forms import one_pass
 from polstereo.models.warp import warp_disagreement, warp_disagreement_offsets
 
 DEFAULT_SATURATION_THRESHOLD = 0.99
@@ -118,9 +119,9 @@ def search_costs(pol_left: torch.Tensor, pol_right: torch.Tensor, intensity_left
     """``(B, 2K, H, W)``: per offset k, the channel-mean |left − warp(right, d + k)| of the
     polarization features, then of the intensity image; 1 (the cost of no agreement)
     where d + k is negative (no such disparity) or the warp leaves the image.
-    ``batched``: see :func:`~polstereo.models.warp.warp_disagreement_offsets` (same result)."""
-    if batched is None:
-        batched = disparity.is_cuda
+    ``batched``: all offsets in one pass or a loop, the same result (default: by device,
+    :mod:`polstereo.models.forms`)."""
+    batched = one_pass(disparity, batched)
     features = []
     for left, right in ((pol_left, pol_right), (intensity_left, intensity_right)):
         if batched:

@@ -12,6 +12,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from polstereo.models.forms import one_pass
+
 
 def warp(x: torch.Tensor, disparity: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Warp ``x (B, C, H, W)`` by ``disparity (B, 1, H, W)`` (pixels, positive = shift left).
@@ -58,17 +60,11 @@ def warp_disagreement_offsets(left: torch.Tensor, right: torch.Tensor, disparity
     """:func:`warp_disagreement` at every candidate ``disparity + k``, ``k`` in ``offsets``.
 
     Returns ``(cost, valid)``, both ``(B, K, H, W)``: channel ``i`` equals
-    ``warp_disagreement(left, right, disparity + offsets[i])`` bit for bit, either way:
-
-    - ``batched`` (the default on CUDA): one ``grid_sample`` over the K candidate images
-      stacked along y, a dozen kernels in all instead of ~25 per offset; eager GPU
-      inference at batch 1 is bound by kernel launches.
-    - one warp per offset (the default elsewhere): on a CPU the K-times larger
-      intermediates of the batched form fall out of the caches and run 3-4x slower.
+    ``warp_disagreement(left, right, disparity + offsets[i])`` bit for bit. ``batched``:
+    one ``grid_sample`` over the K candidate images stacked along y, or one warp per
+    offset (default: by device, :mod:`polstereo.models.forms`).
     """
-    if batched is None:
-        batched = right.is_cuda
-    if not batched:
+    if not one_pass(right, batched):
         singles = [warp_disagreement(left, right, disparity + k) for k in offsets]
         return torch.cat([c for c, _ in singles], dim=1), torch.cat([v for _, v in singles], dim=1)
     b, c, h, w = right.shape

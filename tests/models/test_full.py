@@ -203,3 +203,24 @@ def test_forward_is_one_graph_for_torch_compile(stacks, correction):
     with torch.no_grad():
         explanation = torch._dynamo.explain(model)(left, right)
     assert explanation.graph_break_count == 0 and explanation.graph_count == 1
+
+
+def test_one_pass_and_loop_forms_give_the_same_model_outputs_and_gradients(stacks):
+    # CUDA runs the one-pass forms, CPUs the loops (polstereo.models.forms): same numbers
+    from polstereo.models.forms import one_pass, prefer_one_pass
+
+    torch.manual_seed(0)
+    model = build_model({"base": "tiny", "correction": {"width": 8, "dilations": [1], "search_radius": 4}})
+    left, right = stacks(b=2, h=24, w=40)
+    results = []
+    for form in (True, False):
+        model.zero_grad()
+        with prefer_one_pass(form):
+            assert one_pass(left) is form and one_pass(left, requested=not form) is (not form)
+            out = model(left, right, iters=2)
+        (out["disparity"].mean() + sum(d.mean() for d in out["disparities"])).backward()
+        results.append((out["disparity"].detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]))
+    assert one_pass(left) is False  # the override ends with the block; CPU tensors loop
+    (d1, g1), (d2, g2) = results
+    assert torch.equal(d1, d2) and len(g1) == len(g2) > 0
+    assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(g1, g2))

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from polstereo.models.forms import one_pass
+
 
 def corr_pyramid(corr: torch.Tensor, levels: int) -> list[torch.Tensor]:
     """``(B, h, w, w)`` -> list of ``(B, h, w, w / 2**l)``, averaged in pairs along x'."""
@@ -89,10 +91,9 @@ def corr_lookup(pyramid: CorrPyramid | list[torch.Tensor], disparity: torch.Tens
             of :func:`corr_pyramid`, level 0 ``(B, h, w, w)``.
         disparity: ``(B, 1, h, w)`` in pixels of this resolution.
         radius: samples at offsets ``-radius .. radius`` (in pixels of each level).
-        batched: all levels in one pass (default on CUDA: a few kernels per level instead
-            of a few dozen) or one level at a time (default elsewhere: on a CPU the larger
-            intermediates of one pass leave the caches and run ~3x slower). Same result,
-            bit for bit.
+        batched: all levels in one pass (a few kernels per level instead of a few dozen)
+            or one level at a time; the same result bit for bit (default: by device,
+            :mod:`polstereo.models.forms`).
 
     Returns:
         ``(B, levels * (2 * radius + 1), h, w)``, float32.
@@ -101,8 +102,7 @@ def corr_lookup(pyramid: CorrPyramid | list[torch.Tensor], disparity: torch.Tens
         pyramid = CorrPyramid(pyramid, radius)
     elif pyramid.radius != radius:
         raise ValueError(f"pyramid built for radius {pyramid.radius}, looked up with {radius}")
-    if batched is None:
-        batched = disparity.is_cuda
+    batched = one_pass(disparity, batched)
     w = disparity.shape[-1]
     x = torch.arange(w, device=disparity.device, dtype=torch.float32).view(1, 1, w, 1)
     centre = x - disparity.float().permute(0, 2, 3, 1)      # (B, h, w, 1), level-0 pixels
