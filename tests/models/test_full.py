@@ -193,14 +193,18 @@ def test_search_cost_volume_model_round_trips_and_keeps_ground_truth_out(stacks,
         assert seen[0].shape == (1, 10, 37, 53) and torch.equal(seen[0], seen[1])
 
 
+@pytest.mark.parametrize("one_pass", [True, False], ids=["one-pass", "loop"])
 @pytest.mark.parametrize("correction", [{"width": 8, "dilations": [1]}, {"width": 8, "dilations": [1], "search_radius": 4}])
-def test_forward_is_one_graph_for_torch_compile(stacks, correction):
+def test_forward_is_one_graph_for_torch_compile(stacks, correction, one_pass):
     # no graph breaks: no host syncs or data-dependent Python in the forward, so
-    # torch.compile (and CUDA graphs with mode="reduce-overhead") see all of it
+    # torch.compile (and CUDA graphs with mode="reduce-overhead") see all of it, in the
+    # one-pass forms CUDA runs as in the CPU's loops
+    from polstereo.models.forms import prefer_one_pass
+
     torch._dynamo.reset()
     model = build_model({"base": "tiny", "correction": correction, "max_correction": MAX_CORRECTION}).eval()
     left, right = stacks(b=1, h=37, w=53)
-    with torch.no_grad():
+    with torch.no_grad(), prefer_one_pass(one_pass):
         explanation = torch._dynamo.explain(model)(left, right)
     assert explanation.graph_break_count == 0 and explanation.graph_count == 1
 
