@@ -11,7 +11,8 @@ of ``--repeats`` runs after ``--warmup`` runs; CUDA runs are synchronized around
 
 ``ops``: tensor operations one eager forward dispatches, views excluded (about the
 kernels it launches on a GPU, where eager batch-1 inference is bound by launches;
-counted in the forms CUDA runs, on any device). Not counted for ``--compile``.
+counted on any device, in the forms timed; with ``--forms auto`` in the one-pass forms
+CUDA runs). Not counted for ``--compile``.
 
 Peak memory: on CUDA, ``torch.cuda.max_memory_allocated`` over the timed runs, less what
 was allocated before the model was built (so weights and activations count; cuDNN's
@@ -66,6 +67,7 @@ class Case:
     context_stride: int = 2
     search_radius: float = 0.0
     profile: int = 0
+    forms: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -126,8 +128,10 @@ def run_case(case: Case) -> Result:
     amp = AMP_DTYPES[case.amp]
     autocast = torch.autocast(device.type, dtype=amp) if amp is not None else contextlib.nullcontext()
 
-    def run():
-        with torch.inference_mode(), autocast:
+    forms = {"auto": None, "one-pass": True, "loop": False}[case.forms]
+
+    def run(forms=forms):
+        with torch.inference_mode(), autocast, prefer_one_pass(forms):
             runner(left, right, iters=case.iters)
         if gpu:
             torch.cuda.synchronize(device)
@@ -146,15 +150,15 @@ def run_case(case: Case) -> Result:
     else:
         peak = _max_rss_mib() - start_rss
     table = profile_table(run, gpu, case.profile) if case.profile else ""
-    ops = None if case.compile else count_ops(run)
+    # counted in the forms timed; with auto, in the one-pass forms CUDA runs (also on a CPU)
+    ops = None if case.compile else count_ops(lambda: run(True if forms is None else forms))
     return Result(params, str(iters), statistics.median(times), peak, ops, table)
 
 
 def count_ops(run) -> int:
-    """Tensor operations one eager run dispatches, views excluded: about the kernels it
-    launches on a GPU, where eager inference at batch 1 is bound by launches. Counted in
-    the one-pass forms CUDA uses (polstereo.models.forms) on any device, so a change's
-    effect on launch overhead shows without a GPU."""
+    """Tensor operations one eager ``run()`` dispatches, views excluded: about the kernels
+    it launches on a GPU, where eager inference at batch 1 is bound by launches. Counts
+    on any device, so a change's effect on launch overhead shows without a GPU."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
     class Count(TorchDispatchMode):
@@ -165,7 +169,7 @@ def count_ops(run) -> int:
                 Count.n += 1
             return func(*args, **(kwargs or {}))
 
-    with Count(), prefer_one_pass(True):  # the form CUDA runs, also when counted on a CPU
+    with Count():
         run()
     return Count.n
 
@@ -210,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--search-radius", type=float, default=0.0, help="correction search cost volume radius, px")
     parser.add_argument("--color", action="store_true", help="RGB angle stacks instead of mono")
     parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (default: torch's)")
+    parser.add_argument("--forms", choices=("auto", "one-pass", "loop"), default="auto",
+                        help="multi-candidate operations in one pass or as loops (polstereo.models.forms; "
+                             "auto: one pass on CUDA, loops on CPUs)")
     parser.add_argument("--profile", type=int, default=0, metavar="ROWS",
                         help="after timing, profile one run and print the ROWS operators with the most self time")
     args = parser.parse_args(argv)
@@ -228,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
 
     name = torch.cuda.get_device_name(device) if gpu else f"CPU, {args.threads or torch.get_num_threads()} threads"
     print(f"# device: {name}; amp={args.amp} channels_last={args.channels_last} compile={args.compile} ({args.compile_mode}) "
-          f"correction context_stride={args.context_stride} search_radius={args.search_radius:g} "
+          f"correction context_stride={args.context_stride} search_radius={args.search_radius:g} forms={args.forms} "
           f"repeats={repeats} warmup={warmup} torch={torch.__version__}")
     header = (f"{'size':<8} {'params':>8} {'resolution':>10} {'variant':<7} {'iters':>5} "
               f"{'median ms':>10} {'fps':>7} {'peak MiB':>9} {'ops':>6}")
@@ -240,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                 for variant in args.variants:
                     case = Case(size, width, height, variant, device, args.amp, args.iters, repeats, warmup,
                                 args.channels_last, args.compile, args.color, args.threads, args.compile_mode,
-                                args.context_stride, args.search_radius, args.profile)
+                                args.context_stride, args.search_radius, args.profile, args.forms)
                     result = run_case(case) if gpu else run_isolated(case)
                     print(f"{size:<8} {result.params / 1e6:>7.2f}M {f'{width}x{height}':>10} {variant:<7} "
                           f"{result.iters:>5} {result.median_ms:>10.1f} {1000 / result.median_ms:>7.1f} "

@@ -25,8 +25,9 @@
 # at most 8). Environment: MODEL (small), SCALE (data: 5), TRAIN_BUDGET (660 s for the whole
 # chain), CALL_SECONDS (570: when a part returns), GEN_WORKERS (10), WORKERS (6), SYNTH_ARGS,
 # FINISH_WAIT (60: seconds `finish` waits for the chain before stopping it), MORE (the infer-more
-# items, default "channels-last compile-ro profile compile fp32 stride4 anchor"; empty: none), RAFT_STEREO (a
-# RAFT-Stereo checkout for bench/bench_anchor.py, default .cmp/RAFT-Stereo).
+# items, default "loop-forms infer-compile profile channels-last compile-ro compile fp32 stride4
+# anchor"; empty: none), RAFT_STEREO (a RAFT-Stereo checkout for bench/bench_anchor.py, default
+# .cmp/RAFT-Stereo).
 # A dry run of `torchrun` on a CPU: DEVICE=cpu MODEL=tiny STEPS=3 scripts/gpu_session.sh torchrun /tmp/o
 set -uo pipefail
 
@@ -92,7 +93,7 @@ part_infer_speed() {  # ~2 minutes: the target table
 
 part_infer_more() {  # the items of $MORE, in order (each bounded by its timeout)
   local item
-  for item in ${MORE-channels-last compile-ro profile compile fp32 stride4 anchor}; do
+  for item in ${MORE-loop-forms infer-compile profile channels-last compile-ro compile fp32 stride4 anchor}; do
     case $item in
     channels-last)
       echo "## channels-last"
@@ -120,6 +121,31 @@ part_infer_more() {  # the items of $MORE, in order (each bounded by its timeout
       echo "## where the eager time goes: small + correction, top operators by device time"
       timeout 60 python3 bench/bench_models.py --device "$BD" --amp fp16 --sizes small --variants full \
           --resolutions ${RES##* } --repeats 3 --profile 25 ;;
+    loop-forms)  # against the infer-speed rows, which run the one-pass forms CUDA defaults to
+      echo "## eager with the CPU's loop forms (polstereo.models.forms): what the one-pass forms save"
+      timeout 60 python3 bench/bench_models.py --device "$BD" --amp fp16 --forms loop --sizes small \
+          --resolutions $RES
+      timeout 45 python3 bench/bench_models.py --device "$BD" --amp fp16 --forms loop --search-radius 10 \
+          --sizes small --resolutions $RES --variants full ;;
+    infer-compile)  # the CLI path itself, not only the bench: compiled vs eager outputs and wall time
+      echo "## polstereo infer --compile on the sample captures (vs eager)"
+      local cap=sample_data/captured d="$WORK/infer_compile"
+      rm -rf "$d"
+      for mode in eager compiled; do
+        local extra=(); [ $mode = compiled ] && extra=(--compile)
+        /usr/bin/time -f "$mode: %e s wall" timeout 240 polstereo infer models/polstereo-small.ckpt \
+            --left "$cap/*_left.png" --right "$cap/*_right.png" --device "$BD" --amp fp16 --format npy \
+            --out "$d/$mode" "${extra[@]}" --quiet
+      done
+      python3 - "$d" <<'PY'
+import sys, pathlib, numpy as np
+root = pathlib.Path(sys.argv[1])
+for eager in sorted((root / "eager").rglob("disparity.npy")):
+    other = root / "compiled" / eager.relative_to(root / "eager")
+    a, b = np.load(eager), np.load(other)
+    print(f"{eager.parent.name}: max |compiled - eager| = {np.nanmax(np.abs(a - b)):.4f} px")
+PY
+      ;;
     anchor)
       echo "## anchor: RAFT-Stereo real-time configuration on this GPU"
       timeout 60 python3 bench/bench_anchor.py --raft-stereo "${RAFT_STEREO:-.cmp/RAFT-Stereo}" --device "$BD" \
