@@ -1,12 +1,14 @@
 """One pass or a loop: how the multi-candidate operations run.
 
 The correlation lookup (every pyramid level) and the correction's search cost volume
-(every candidate offset) each have two forms that give the same result bit for bit:
+(every candidate offset) each have two forms with the same outputs bit for bit (their
+gradients agree to rounding):
 
 - one pass over all candidates: a dozen kernels in all. Eager GPU inference at batch 1
   is bound by kernel launches, so this is the form on CUDA;
 - a loop, one candidate at a time: each step's intermediates stay in the CPU caches,
-  where the one-pass form's K-times larger ones run 3-4x slower. The form elsewhere.
+  where the one-pass form's K-times larger ones ran up to 3x slower (the search volume
+  at 1216×1024) and take more memory. The form elsewhere.
 
 :func:`prefer_one_pass` overrides the choice (benchmarks count the CUDA form's kernels
 on a CPU with it).

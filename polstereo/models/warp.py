@@ -51,7 +51,16 @@ def warp_disagreement(left: torch.Tensor, right: torch.Tensor, disparity: torch.
     search cost volume and the polarization-evidence statistics.
     """
     warped, valid = warp(right, disparity)
-    return (left - warped).abs().sum(1, keepdim=True), valid
+    return _sum_channels((left - warped).abs()).unsqueeze(1), valid
+
+
+def _sum_channels(x: torch.Tensor) -> torch.Tensor:
+    """``x.sum(1)`` added in channel order, whatever the layout: a reduction kernel's order
+    depends on the tensor's shape, and the loop and one-pass forms must agree bit for bit."""
+    total = x[:, 0]
+    for c in range(1, x.shape[1]):
+        total = total + x[:, c]
+    return total
 
 
 def warp_disagreement_offsets(left: torch.Tensor, right: torch.Tensor, disparity: torch.Tensor,
@@ -84,4 +93,4 @@ def warp_disagreement_offsets(left: torch.Tensor, right: torch.Tensor, disparity
     warped = F.grid_sample(right.to(dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     warped = warped.view(b, c, k, h, w)
     warped = torch.where(valid.unsqueeze(1), warped, torch.zeros_like(warped)).to(right.dtype)
-    return (left.unsqueeze(2) - warped).abs().sum(1), valid
+    return _sum_channels((left.unsqueeze(2) - warped).abs()), valid

@@ -68,16 +68,22 @@ def cleanup(info: DistInfo) -> None:
 
 
 def release_after_error(err: BaseException) -> None:
-    """Leave the process group cleanly after ``err`` ended a run (a no-op outside torchrun).
+    """Leave a gloo process group cleanly after ``err`` ended a run (a no-op outside torchrun).
 
     Left to the interpreter's exit, gloo's threads can abort the process (SIGABRT) while
-    freeing finished collectives. The frames ``err`` passed through still hold the DDP
-    wrapper, whose reducer would free the group without dropping the GIL (a deadlock):
-    clear them first, then destroy the group.
+    freeing finished collectives. The frames ``err`` and the exceptions chained to it
+    passed through still hold the DDP wrapper, whose reducer would free the group without
+    dropping the GIL (a deadlock): clear them first, then destroy the group. NCCL groups
+    are left to the exit: their destroy can wait on a peer's collective in flight, which
+    would hold back the error message.
     """
-    if not (dist.is_available() and dist.is_initialized()):
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_backend() != "gloo":
         return
-    traceback.clear_frames(err.__traceback__)
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        traceback.clear_frames(err.__traceback__)
+        err = err.__cause__ or err.__context__
     gc.collect()
     with contextlib.suppress(Exception):  # the error being raised is the one to report
         dist.destroy_process_group()

@@ -80,11 +80,13 @@ def test_search_costs_vanish_at_the_true_offset():
     assert (below == 1).all()
 
 
-def test_batched_search_costs_equal_the_per_offset_loop_bit_for_bit():
+@pytest.mark.parametrize("colors", [1, 3])
+def test_batched_search_costs_equal_the_per_offset_loop_bit_for_bit(colors):
     g = torch.Generator().manual_seed(3)
-    pol_l, pol_r = torch.rand(2, 2, 9, 31, generator=g), torch.rand(2, 2, 9, 31, generator=g)
-    int_l, int_r = torch.rand(2, 1, 9, 31, generator=g), torch.rand(2, 1, 9, 31, generator=g)
-    disparity = torch.rand(2, 1, 9, 31, generator=g) * 8  # some candidates below 0 or off-image
+    h, w = 37, 53
+    pol_l, pol_r = (torch.rand(2, 2 * colors, h, w, generator=g) for _ in range(2))
+    int_l, int_r = (torch.rand(2, colors, h, w, generator=g) for _ in range(2))
+    disparity = torch.rand(2, 1, h, w, generator=g) * 8  # some candidates below 0 or off-image
     offsets = CorrectionConfig(search_radius=4, search_step=2).search_offsets
     loop = search_costs(pol_l, pol_r, int_l, int_r, disparity, offsets, batched=False)
     one_pass = search_costs(pol_l, pol_r, int_l, int_r, disparity, offsets, batched=True)

@@ -55,17 +55,21 @@ def test_half_precision_images_are_sampled_at_full_precision_positions():
     assert torch.allclose(warped[..., 3:].float(), left[..., 3:].float(), atol=1e-3)
 
 
-@pytest.mark.parametrize("batched", [True, False])
+@pytest.mark.parametrize("channels", [1, 2, 6])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_offsets_equal_one_warp_per_offset_bit_for_bit(dtype, batched):
+def test_one_pass_offsets_equal_one_warp_per_offset_bit_for_bit(dtype, channels):
+    # 6 channels: the colour model's polarization features, where a plain sum over the
+    # channels adds in a layout-dependent order
     g = torch.Generator().manual_seed(0)
-    left, right = (torch.rand(2, 3, 7, 19, generator=g).to(dtype) for _ in range(2))
-    disparity = torch.rand(2, 1, 7, 19, generator=g) * 12 - 1  # some warps leave the image
+    left, right = (torch.rand(2, channels, 37, 53, generator=g).to(dtype) for _ in range(2))
+    disparity = torch.rand(2, 1, 37, 53, generator=g) * 12 - 1  # some warps leave the image
     disparity[0, 0, 0, :3] = torch.tensor([float("nan"), float("inf"), -float("inf")])
     offsets = (-4.0, -1.5, 0.0, 2.0, 4.0)
-    cost, valid = warp_disagreement_offsets(left, right, disparity, offsets, batched=batched)
+    cost, valid = warp_disagreement_offsets(left, right, disparity, offsets, batched=True)
     singles = [warp_disagreement(left, right, disparity + k) for k in offsets]
-    assert cost.shape == valid.shape == (2, 5, 7, 19) and cost.dtype == dtype
+    assert cost.shape == valid.shape == (2, 5, 37, 53) and cost.dtype == dtype
     assert torch.equal(valid, torch.cat([v for _, v in singles], 1))
     assert torch.equal(cost, torch.cat([c for c, _ in singles], 1))
     assert not valid[0, :, 0, :3].any()
+    loop, loop_valid = warp_disagreement_offsets(left, right, disparity, offsets, batched=False)
+    assert torch.equal(loop, cost) and torch.equal(loop_valid, valid)

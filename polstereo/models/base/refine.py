@@ -60,26 +60,29 @@ def _interpolate(volumes: list[torch.Tensor], positions: torch.Tensor, last) -> 
 
 
 class CorrPyramid:
-    """The levels of :func:`corr_pyramid` with per-sample lookup tables, built once per forward.
-
-    Per lookup sample (level-major, ``2·radius + 1`` per level) the tables hold the level's
-    bin-centre shift and scale, the sample's offset and the level's last bin, so a batched
-    :func:`corr_lookup` computes every level's positions in one pass.
-    """
+    """The levels of :func:`corr_pyramid` and, for the one-pass :func:`corr_lookup`, per
+    lookup sample (level-major, ``2·radius + 1`` per level) the level's bin-centre shift and
+    scale, the sample's offset and the level's last bin: built at the first one-pass lookup,
+    then reused by every refinement step."""
 
     def __init__(self, levels: list[torch.Tensor], radius: int):
         self.levels, self.radius = list(levels), radius
-        k = 2 * radius + 1
-        like = dict(device=levels[0].device, dtype=torch.float32)
-        offsets = torch.arange(-radius, radius + 1, **like)
-        shift, scale, last = [], [], []
-        for level, v in enumerate(levels):
-            # level-l bin j averages x' in [j*2^l, (j+1)*2^l - 1], centred at j*2^l + (2^l - 1)/2
-            shift.append(torch.full((k,), (2 ** level - 1) / 2, **like))
-            scale.append(torch.full((k,), float(2 ** level), **like))
-            last.append(torch.full((k,), v.shape[-1] - 1, **like))
-        self.shift, self.scale, self.last = (torch.cat(t) for t in (shift, scale, last))
-        self.offsets = offsets.repeat(len(levels))
+        self._tables: tuple[torch.Tensor, ...] | None = None
+
+    def tables(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(shift, scale, offsets, last)``, each ``(levels · (2·radius + 1),)`` float32."""
+        if self._tables is None:
+            k = 2 * self.radius + 1
+            like = dict(device=self.levels[0].device, dtype=torch.float32)
+            shift, scale, last = [], [], []
+            for level, v in enumerate(self.levels):
+                # level-l bin j averages x' in [j*2^l, (j+1)*2^l - 1], centred at j*2^l + (2^l - 1)/2
+                shift.append(torch.full((k,), (2 ** level - 1) / 2, **like))
+                scale.append(torch.full((k,), float(2 ** level), **like))
+                last.append(torch.full((k,), v.shape[-1] - 1, **like))
+            offsets = torch.arange(-self.radius, self.radius + 1, **like).repeat(len(self.levels))
+            self._tables = (torch.cat(shift), torch.cat(scale), offsets, torch.cat(last))
+        return self._tables
 
 
 def corr_lookup(pyramid: CorrPyramid | list[torch.Tensor], disparity: torch.Tensor, radius: int,
@@ -107,9 +110,10 @@ def corr_lookup(pyramid: CorrPyramid | list[torch.Tensor], disparity: torch.Tens
     x = torch.arange(w, device=disparity.device, dtype=torch.float32).view(1, 1, w, 1)
     centre = x - disparity.float().permute(0, 2, 3, 1)      # (B, h, w, 1), level-0 pixels
     if batched:
-        positions = (centre - pyramid.shift) / pyramid.scale + pyramid.offsets
-        return _interpolate(pyramid.levels, positions, pyramid.last).permute(0, 3, 1, 2)
-    offsets = pyramid.offsets[:2 * radius + 1]
+        shift, scale, offsets, last = pyramid.tables()
+        positions = (centre - shift) / scale + offsets
+        return _interpolate(pyramid.levels, positions, last).permute(0, 3, 1, 2)
+    offsets = torch.arange(-radius, radius + 1, device=disparity.device, dtype=torch.float32)
     samples = []
     for level, volume in enumerate(pyramid.levels):
         scale = 2 ** level
