@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from polstereo.data.h5format import H5Reader
 from polstereo.errors import PolstereoError
 from polstereo.evaluation.evaluate import iterate_samples
-from polstereo.models.warp import warp_disagreement
+from polstereo.models.warp import offset_candidates, warp_disagreement_candidates
 from polstereo.polar.features import intensity_image, pol_features
 from polstereo.training.checkpoint import load_for_inference
 
@@ -37,15 +37,13 @@ from polstereo.training.checkpoint import load_for_inference
 def wta_offsets(fl: torch.Tensor, fr: torch.Tensor, base: torch.Tensor, offsets: torch.Tensor,
                 window: int = 9) -> torch.Tensor:
     """Per pixel, the offset of ``offsets`` with the lowest window-mean disagreement."""
-    costs = []
-    for k in offsets.tolist():
-        candidate = base + k
-        c, valid = warp_disagreement(fl, fr, candidate)
-        c = F.avg_pool2d(c, window, 1, window // 2, count_include_pad=False)
-        # negative disparities and warps leaving the image are no candidates; k = 0 always is
-        ok = (valid & (candidate >= 0)) | (k == 0)
-        costs.append(torch.where(ok, c, torch.full_like(c, float("inf"))))
-    return offsets[torch.cat(costs, 1).argmin(1, keepdim=True)]
+    candidates = offset_candidates(base, offsets.tolist())
+    c, valid = warp_disagreement_candidates(fl, fr, candidates)
+    c = F.avg_pool2d(c, window, 1, window // 2, count_include_pad=False)
+    # negative disparities and warps leaving the image are no candidates; k = 0 always is
+    ok = (valid & (candidates >= 0)) | (offsets == 0).view(1, -1, 1, 1)
+    costs = torch.where(ok, c, torch.full_like(c, float("inf")))
+    return offsets[costs.argmin(1, keepdim=True)]
 
 
 @torch.no_grad()

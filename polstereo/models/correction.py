@@ -34,8 +34,7 @@ from torch import nn
 from polstereo.errors import PolstereoError
 from polstereo.models.plain_config import PlainConfig
 from polstereo.models.base.encoder import NORMS, ResidualBlock, make_norm
-from polstereo.models.forms import one_pass
-from polstereo.models.warp import warp_disagreement, warp_disagreement_offsets
+from polstereo.models.warp import offset_candidates, warp_disagreement_candidates
 
 DEFAULT_SATURATION_THRESHOLD = 0.99
 
@@ -119,22 +118,13 @@ def search_costs(pol_left: torch.Tensor, pol_right: torch.Tensor, intensity_left
     """``(B, 2K, H, W)``: per offset k, the channel-mean |left − warp(right, d + k)| of the
     polarization features, then of the intensity image; 1 (the cost of no agreement)
     where d + k is negative (no such disparity) or the warp leaves the image.
-    ``batched``: all offsets in one pass or a loop, the same result (default: by device,
-    :mod:`polstereo.models.forms`)."""
-    batched = one_pass(disparity, batched)
+    ``batched``: all offsets in one pass or a loop, the same result (see
+    :func:`~polstereo.models.warp.warp_disagreement_candidates`)."""
+    candidates = offset_candidates(disparity, offsets)
     features = []
     for left, right in ((pol_left, pol_right), (intensity_left, intensity_right)):
-        if batched:
-            candidates = disparity + torch.tensor(list(offsets), dtype=disparity.dtype,
-                                                  device=disparity.device).view(1, -1, 1, 1)
-            cost, valid = warp_disagreement_offsets(left, right, disparity, offsets, batched=True)
-            features.append(torch.where(valid & (candidates >= 0), cost / left.shape[1], torch.ones_like(cost)))
-            continue
-        for k in offsets:
-            candidate = disparity + k
-            cost, valid = warp_disagreement(left, right, candidate)
-            cost = cost / left.shape[1]
-            features.append(torch.where(valid & (candidate >= 0), cost, torch.ones_like(cost)))
+        cost, valid = warp_disagreement_candidates(left, right, candidates, batched)
+        features.append(torch.where(valid & (candidates >= 0), cost / left.shape[1], torch.ones_like(cost)))
     return torch.cat(features, dim=1)
 
 

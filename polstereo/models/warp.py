@@ -63,34 +63,36 @@ def _sum_channels(x: torch.Tensor) -> torch.Tensor:
     return total
 
 
-def warp_disagreement_offsets(left: torch.Tensor, right: torch.Tensor, disparity: torch.Tensor,
-                              offsets: Sequence[float], batched: bool | None = None
-                              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`warp_disagreement` at every candidate ``disparity + k``, ``k`` in ``offsets``.
+def warp_disagreement_candidates(left: torch.Tensor, right: torch.Tensor, candidates: torch.Tensor,
+                                 batched: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`warp_disagreement` at each of K candidate disparity maps ``(B, K, H, W)``.
 
     Returns ``(cost, valid)``, both ``(B, K, H, W)``: channel ``i`` equals
-    ``warp_disagreement(left, right, disparity + offsets[i])`` bit for bit. ``batched``:
+    ``warp_disagreement(left, right, candidates[:, i:i+1])`` bit for bit. ``batched``:
     one ``grid_sample`` over the K candidate images stacked along y, or one warp per
-    offset (default: by device, :mod:`polstereo.models.forms`).
+    candidate (default: by device, :mod:`polstereo.models.forms`).
     """
     if not one_pass(right, batched):
-        singles = [warp_disagreement(left, right, disparity + k) for k in offsets]
+        singles = [warp_disagreement(left, right, candidates[:, i:i + 1]) for i in range(candidates.shape[1])]
         return torch.cat([c for c, _ in singles], dim=1), torch.cat([v for _, v in singles], dim=1)
     b, c, h, w = right.shape
-    k = len(offsets)
+    k = candidates.shape[1]
     dtype = torch.promote_types(right.dtype, torch.float32)
-    # candidates in the disparity's dtype, as ``disparity + k`` would be
-    candidate = disparity + torch.tensor(list(offsets), dtype=disparity.dtype, device=disparity.device).view(1, k, 1, 1)
     u = torch.arange(w, device=right.device, dtype=dtype).view(1, 1, 1, w)
     v = torch.arange(h, device=right.device, dtype=dtype).view(1, 1, h, 1)
-    src_u = u - candidate.to(dtype)                           # (B, K, H, W)
+    src_u = u - candidates.to(dtype)                          # (B, K, H, W)
     valid = (src_u >= 0) & (src_u <= w - 1)
     grid_u = 2.0 * src_u / max(w - 1, 1) - 1.0
     grid_u = torch.where(valid, grid_u, torch.full_like(grid_u, -2.0))
     grid_v = (2.0 * v / max(h - 1, 1) - 1.0).expand_as(grid_u)
-    # the K candidate images stacked along y: output row k·H + v samples row v at offset k
+    # the K candidate images stacked along y: output row k·H + v samples row v at candidate k
     grid = torch.stack([grid_u, grid_v], dim=-1).view(b, k * h, w, 2)
     warped = F.grid_sample(right.to(dtype), grid, mode="bilinear", padding_mode="zeros", align_corners=True)
     warped = warped.view(b, c, k, h, w)
     warped = torch.where(valid.unsqueeze(1), warped, torch.zeros_like(warped)).to(right.dtype)
     return _sum_channels((left.unsqueeze(2) - warped).abs()), valid
+
+
+def offset_candidates(disparity: torch.Tensor, offsets: Sequence[float]) -> torch.Tensor:
+    """``(B, K, H, W)``: ``disparity (B, 1, H, W) + k`` for each k, in the disparity's dtype."""
+    return disparity + torch.tensor(list(offsets), dtype=disparity.dtype, device=disparity.device).view(1, -1, 1, 1)

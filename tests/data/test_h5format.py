@@ -2,7 +2,7 @@ import h5py
 import numpy as np
 import pytest
 
-from polstereo.data.h5format import (FORMAT_VERSION, H5Reader, H5Writer, Sample, require_valid, validate,
+from polstereo.data.h5format import (FORMAT_VERSION, H5Reader, H5Writer, require_valid, validate,
                                      write_samples)
 from polstereo.errors import PolstereoError
 from tests.conftest import make_sample

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from polstereo.models.warp import warp, warp_disagreement, warp_disagreement_offsets
+from polstereo.models.warp import offset_candidates, warp, warp_disagreement, warp_disagreement_candidates
 
 
 def test_integer_shift_warps_back_exactly():
@@ -65,11 +65,12 @@ def test_one_pass_offsets_equal_one_warp_per_offset_bit_for_bit(dtype, channels)
     disparity = torch.rand(2, 1, 37, 53, generator=g) * 12 - 1  # some warps leave the image
     disparity[0, 0, 0, :3] = torch.tensor([float("nan"), float("inf"), -float("inf")])
     offsets = (-4.0, -1.5, 0.0, 2.0, 4.0)
-    cost, valid = warp_disagreement_offsets(left, right, disparity, offsets, batched=True)
+    candidates = offset_candidates(disparity, offsets)
+    cost, valid = warp_disagreement_candidates(left, right, candidates, batched=True)
     singles = [warp_disagreement(left, right, disparity + k) for k in offsets]
     assert cost.shape == valid.shape == (2, 5, 37, 53) and cost.dtype == dtype
     assert torch.equal(valid, torch.cat([v for _, v in singles], 1))
     assert torch.equal(cost, torch.cat([c for c, _ in singles], 1))
     assert not valid[0, :, 0, :3].any()
-    loop, loop_valid = warp_disagreement_offsets(left, right, disparity, offsets, batched=False)
+    loop, loop_valid = warp_disagreement_candidates(left, right, candidates, batched=False)
     assert torch.equal(loop, cost) and torch.equal(loop_valid, valid)
