@@ -42,6 +42,20 @@ def _options(func):
                      metavar="2|4",
                      help="Stage B: resolution of the new correction module's context blocks, 1/2 or 1/4 "
                           "[default: 2]."),
+        click.option("--correction-context", type=click.Choice(["dilated", "unet"]), default=None,
+                     help="Stage B: the new correction module's context: dilated blocks at 1/2 (or "
+                          "--correction-context-stride 4), or an encoder-decoder down to 1/16 that spans "
+                          "whole objects [default: dilated]."),
+        click.option("--correction-shape", is_flag=True, default=None,
+                     help="Stage B: the new correction module also takes the one-view shape cues (DoLP, "
+                          "AoLP as 4φ and 2φ, zenith, the base's gradient and its consistency with the "
+                          "AoLP; docs/models.md)."),
+        click.option("--shape-weight", type=click.FloatRange(0), default=0.0, show_default=True,
+                     help="Weight of the label-free shape-consistency loss: the DoLP-weighted "
+                          "sin²(2(AoLP − azimuth of ∇d)) of the output (docs/metrics.md); any stage, "
+                          "also where ground truth is missing (0 = off)."),
+        click.option("--shape-min-dolp", type=click.FloatRange(0, 1, max_open=True), default=0.02,
+                     show_default=True, help="Pixels less polarized than this do not count in that loss."),
         click.option("--steps", type=click.IntRange(1), default=1000, show_default=True),
         click.option("--batch-size", type=click.IntRange(1), default=2, show_default=True),
         click.option("--lr", type=float, default=None, help="Peak learning rate [default: the stage's]."),

@@ -14,11 +14,21 @@ Inputs (all ``(B, ·, H, W)`` at full resolution):
   intensity image, :func:`search_costs`), so the module can see *where* near the base
   estimate the views agree instead of a single difference. It is centred on the base
   prediction in every stage, so stage B's ground-truth warp of ``pol_diff`` stays the
-  only place ground truth enters.
+  only place ground truth enters;
+- optionally (``shape_features``) the one-view shape cues of
+  :func:`polstereo.polar.shape.shape_features` (9 channels): DoLP, the AoLP as
+  DoLP·(cos, sin) of 4φ and 2φ, a zenith estimate, the base disparity's gradient and its
+  DoLP-weighted consistency with the AoLP. They say where the base's *shape* disagrees
+  with the surface orientation the polarization encodes, which cross-view ``pol_diff``
+  cannot (docs/results.md).
 
-A light stem at full resolution, dilated residual blocks at 1/``context_stride``
-resolution (1/2 by default, 1/4 optional) for context, a bilinear upsample fused (1x1)
-with the stem, and a 3x3 head produce ``raw``;
+A light stem at full resolution, context at lower resolution, a bilinear upsample fused
+(1x1) with the stem, and a 3x3 head produce ``raw``. The context is either dilated
+residual blocks at 1/``context_stride`` resolution (``context="dilated"``, 1/2 by
+default, 1/4 optional) or an encoder-decoder down to 1/16 (``context="unet"``), whose
+receptive field covers a whole glass object: the remaining glass errors span objects,
+and turning slope into shape needs to see from an object's boundary to its middle.
+``raw`` then gives
 ``correction = max_correction * tanh(raw)`` (:func:`bounded_correction`), so
 ``|correction| <= max_correction`` whatever the input.
 """
@@ -35,8 +45,11 @@ from polstereo.errors import PolstereoError
 from polstereo.models.plain_config import PlainConfig
 from polstereo.models.base.encoder import NORMS, ResidualBlock, make_norm
 from polstereo.models.warp import offset_candidates, warp_disagreement_candidates
+from polstereo.polar.shape import SHAPE_FEATURE_NAMES
 
 DEFAULT_SATURATION_THRESHOLD = 0.99
+CONTEXTS = ("dilated", "unet")
+UNET_LEVELS = 4  # 1/2 ... 1/16
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,10 @@ class CorrectionConfig(PlainConfig):
     context_stride: 2 or 4, the resolution of the context blocks (4: a quarter of their
         arithmetic and twice the receptive field; on the CPU runs of docs/results.md it
         made opaque pixels worse and was not faster end to end, so 2 is the default).
+        Only for ``context="dilated"``.
+    context: ``dilated`` (the blocks above) or ``unet`` (an encoder-decoder from 1/2 down to
+        1/16 and back, ``width`` channels at every level; ``dilations`` unused).
+    shape_features: also take the 9 one-view shape cue channels (module doc).
     norm: ``group`` (default, batch-size independent) | ``batch`` | ``instance`` | ``none``.
     saturation_threshold: |tanh(raw)| above this counts as saturated.
     search_radius, search_step: the search cost volume's offsets from the base disparity,
@@ -65,6 +82,8 @@ class CorrectionConfig(PlainConfig):
     search_radius: float = 0.0
     search_step: float = 2.0
     context_stride: int = 2
+    context: str = "dilated"
+    shape_features: bool = False
 
     def __post_init__(self):
         if self.color_channels not in (1, 3):
@@ -74,6 +93,8 @@ class CorrectionConfig(PlainConfig):
         object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
         if self.context_stride not in (2, 4):
             raise PolstereoError(f"correction context_stride must be 2 or 4, got {self.context_stride}")
+        if self.context not in CONTEXTS:
+            raise PolstereoError(f"unknown correction context {self.context!r}; expected one of {', '.join(CONTEXTS)}")
         if self.search_radius < 0 or self.search_step <= 0:
             raise PolstereoError(f"correction search_radius must be >= 0 and search_step > 0, got "
                                  f"{self.search_radius} and {self.search_step}")
@@ -88,7 +109,8 @@ class CorrectionConfig(PlainConfig):
 
     @property
     def in_channels(self) -> int:
-        return 4 * self.color_channels + 2 + 2 * len(self.search_offsets)
+        shape = len(SHAPE_FEATURE_NAMES) if self.shape_features else 0
+        return 4 * self.color_channels + 2 + 2 * len(self.search_offsets) + shape
 
 
 
@@ -128,8 +150,32 @@ def search_costs(pol_left: torch.Tensor, pol_right: torch.Tensor, intensity_left
     return torch.cat(features, dim=1)
 
 
+class UNetContext(nn.Module):
+    """``(B, c_in, H, W) -> (B, width, H/2, W/2)``: residual blocks down to 1/2^levels, then
+    back up to 1/2 with a skip from each level (bilinear upsample, concat, 3x3 conv)."""
+
+    def __init__(self, c_in: int, width: int, norm: str, levels: int = UNET_LEVELS):
+        super().__init__()
+        self.down = nn.ModuleList([ResidualBlock(c_in if i == 0 else width, width, norm, stride=2)
+                                   for i in range(levels)])
+        self.up = nn.ModuleList([nn.Sequential(nn.Conv2d(2 * width, width, 3, padding=1), make_norm(norm, width),
+                                               nn.ReLU(inplace=True)) for _ in range(levels - 1)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+        y = skips.pop()
+        for block, skip in zip(self.up, reversed(skips)):
+            y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            y = block(torch.cat([y, skip], dim=1))
+        return y
+
+
 class CorrectionModule(nn.Module):
-    """``forward(pol_diff, pol_left, disparity_norm, valid[, search_cost]) -> raw (B, 1, H, W)``; see module doc."""
+    """``forward(pol_diff, pol_left, disparity_norm, valid[, search_cost, shape]) -> raw (B, 1, H, W)``;
+    see module doc."""
 
     def __init__(self, config: CorrectionConfig = CorrectionConfig()):
         super().__init__()
@@ -139,11 +185,15 @@ class CorrectionModule(nn.Module):
         c_full = max(8, c // 2)
         self.stem = nn.Sequential(nn.Conv2d(config.in_channels, c_full, 3, padding=1),
                                   make_norm(config.norm, c_full), nn.ReLU(inplace=True))
-        down = [ResidualBlock(c_full, c, config.norm, stride=2)]
-        if config.context_stride == 4:
-            down.append(ResidualBlock(c, c, config.norm, stride=2))
-        self.down = down[0] if len(down) == 1 else nn.Sequential(*down)
-        self.context = nn.Sequential(*[ResidualBlock(c, c, config.norm, dilation=d) for d in config.dilations])
+        if config.context == "unet":
+            self.down = UNetContext(c_full, c, config.norm)
+            self.context = nn.Identity()
+        else:
+            down = [ResidualBlock(c_full, c, config.norm, stride=2)]
+            if config.context_stride == 4:
+                down.append(ResidualBlock(c, c, config.norm, stride=2))
+            self.down = down[0] if len(down) == 1 else nn.Sequential(*down)
+            self.context = nn.Sequential(*[ResidualBlock(c, c, config.norm, dilation=d) for d in config.dilations])
         self.fuse = nn.Sequential(nn.Conv2d(c_full + c, c_full, 1), make_norm(config.norm, c_full),
                                   nn.ReLU(inplace=True))
         self.head = nn.Conv2d(c_full, 1, 3, padding=1)
@@ -153,15 +203,18 @@ class CorrectionModule(nn.Module):
         nn.init.zeros_(self.head.bias)
 
     def forward(self, pol_diff: torch.Tensor, pol_left: torch.Tensor, disparity_norm: torch.Tensor,
-                valid: torch.Tensor, search_cost: torch.Tensor | None = None) -> torch.Tensor:
+                valid: torch.Tensor, search_cost: torch.Tensor | None = None,
+                shape: torch.Tensor | None = None) -> torch.Tensor:
         parts = [pol_diff, pol_left, disparity_norm, valid.to(pol_diff.dtype)]
-        if search_cost is not None:
-            parts.append(search_cost.to(pol_diff.dtype))
+        for extra in (search_cost, shape):
+            if extra is not None:
+                parts.append(extra.to(pol_diff.dtype))
         x = torch.cat(parts, dim=1)
         if x.shape[1] != self.config.in_channels:
             raise PolstereoError(f"correction module expects {self.config.in_channels} input channels "
                                  f"(color_channels={self.config.color_channels}, "
-                                 f"{len(self.config.search_offsets)} search offsets), got {x.shape[1]}")
+                                 f"{len(self.config.search_offsets)} search offsets, "
+                                 f"shape features {'on' if self.config.shape_features else 'off'}), got {x.shape[1]}")
         full = self.stem(x)
         context = self.context(self.down(full))
         up = F.interpolate(context, size=full.shape[-2:], mode="bilinear", align_corners=False)

@@ -24,6 +24,7 @@ from polstereo.errors import PolstereoError
 from polstereo.models.correction import CorrectionModule, bounded_correction, saturation_fraction, search_costs
 from polstereo.models.warp import warp
 from polstereo.polar.features import intensity_image, pol_features
+from polstereo.polar.shape import shape_features
 from polstereo.polar.stokes import DEFAULT_ANGLES_DEG
 
 WARP_SOURCES = ("gt", "pred")
@@ -145,7 +146,9 @@ class PolStereoModel(nn.Module):
         offsets = self.correction.config.search_offsets
         search_cost = search_costs(pol_left, pol_right, intensity_left, intensity_right,
                                    base_disparity.detach(), offsets) if offsets else None
-        raw = self.correction(pol_diff, pol_left, base_disparity / width, valid, search_cost)
+        # the base's shape against the left view's polarization; detached like the search volume
+        shape = shape_features(left, base_disparity.detach(), angles) if self.correction.config.shape_features else None
+        raw = self.correction(pol_diff, pol_left, base_disparity / width, valid, search_cost, shape)
         correction = bounded_correction(raw, self.max_correction)
         out.update(
             disparity=(base_disparity + correction).clamp_min(0.0),

@@ -40,6 +40,8 @@ from polstereo.training.curves import write_train_curves
 from polstereo.training.distributed import (all_reduce_sum, barrier, cleanup, init_distributed,
                                             release_after_error)
 from polstereo.polar.features import intensity_image
+from polstereo.polar.shape import shape_loss
+from polstereo.polar.stokes import DEFAULT_ANGLES_DEG
 from polstereo.training.losses import masked_l1, pixel_weights, sequence_loss
 from polstereo.training.mim import EMATeacher, ReconstructionHead, StudentWithHead, mask_views, patch_mask
 from polstereo.training.schedules import Schedule, make_scheduler
@@ -61,6 +63,10 @@ class TrainConfig:
     max_correction: float | None = None
     correction_search: float | None = None  # search cost volume radius of a new correction module (px)
     correction_context_stride: int | None = None  # context resolution of a new correction module (2 or 4)
+    correction_context: str | None = None  # "dilated" or "unet" context of a new correction module
+    correction_shape: bool | None = None  # a new correction module takes the one-view shape cues
+    shape_weight: float = 0.0  # weight of the label-free shape-consistency loss (polar/shape.py)
+    shape_min_dolp: float = 0.02  # pixels with a lower DoLP do not count in that loss
     dataset_steps: list[int] | None = None
     dataset_order: str = "sequential"
     steps: int = 1000
@@ -157,9 +163,11 @@ def _initial_model(cfg: TrainConfig, stage: StageConfig) -> tuple[torch.nn.Modul
 
 def _prepare_model(model, cfg: TrainConfig, stage: StageConfig, color_channels: int):
     """Add or re-bound the correction module as the stage needs, then freeze per stage."""
-    shape = {"search_radius": cfg.correction_search, "context_stride": cfg.correction_context_stride}
+    shape = {"search_radius": cfg.correction_search, "context_stride": cfg.correction_context_stride,
+             "context": cfg.correction_context, "shape_features": cfg.correction_shape or None}
     shape = {k: v for k, v in shape.items() if v is not None}
-    options = {"search_radius": "--correction-search", "context_stride": "--correction-context-stride"}
+    options = {"search_radius": "--correction-search", "context_stride": "--correction-context-stride",
+               "context": "--correction-context", "shape_features": "--correction-shape"}
     if shape and not stage.with_correction:
         raise PolstereoError(f"{', '.join(options[k] for k in shape)} shape the correction module; "
                              f"stage {stage.name} ({stage.command}) trains none")
@@ -169,8 +177,8 @@ def _prepare_model(model, cfg: TrainConfig, stage: StageConfig, color_channels: 
         for key, value in shape.items():
             have = None if model.correction is None else getattr(model.correction.config, key)
             if have != value:
-                raise PolstereoError(f"{options[key]} {value:g}: the --init checkpoint already has a correction "
-                                     f"module with {key} {have:g}; the option only shapes a new one (stage B, "
+                raise PolstereoError(f"{options[key]} {value}: the --init checkpoint already has a correction "
+                                     f"module with {key} {have}; the option only shapes a new one (stage B, "
                                      "or finetune from a checkpoint without one)")
     if cfg.max_correction is not None:
         if cfg.max_correction <= 0:
@@ -183,7 +191,8 @@ def _prepare_model(model, cfg: TrainConfig, stage: StageConfig, color_channels: 
 
 
 # ------------------------------------------------------------------------------ the loop
-def _loss(out: dict, batch: dict, stage: StageConfig, cfg: TrainConfig, crop_w: int) -> torch.Tensor:
+def _loss(out: dict, batch: dict, stage: StageConfig, cfg: TrainConfig, crop_w: int,
+          angles_deg=DEFAULT_ANGLES_DEG) -> torch.Tensor:
     gt = batch["disparity"]
     max_disp = cfg.max_disparity if cfg.max_disparity is not None else float(crop_w)
     weight = pixel_weights(batch["valid"], batch["transparent"], gt, max_disp, cfg.transparent_weight)
@@ -192,6 +201,10 @@ def _loss(out: dict, batch: dict, stage: StageConfig, cfg: TrainConfig, crop_w: 
         total = total + sequence_loss(out["disparities"], gt, weight, cfg.gamma)
     if "final" in stage.loss_terms and out.get("correction") is not None:
         total = total + masked_l1(out["disparity"], gt, weight)
+    if cfg.shape_weight:
+        # label-free: every pixel inside the image whose polarization is reliable, labeled or not
+        total = total + cfg.shape_weight * shape_loss(out["disparity"], batch["left"], angles_deg,
+                                                      mask=batch["inside"], min_dolp=cfg.shape_min_dolp)
     return total
 
 
@@ -211,6 +224,10 @@ def _check_options(cfg: TrainConfig) -> None:
         raise PolstereoError(f"--scale-range needs 0 < MIN <= MAX, got {low} {high}")
     if cfg.lr is not None and not cfg.lr > 0:
         raise PolstereoError(f"--lr must be positive, got {cfg.lr}")
+    if not (cfg.shape_weight >= 0 and math.isfinite(cfg.shape_weight)):
+        raise PolstereoError(f"--shape-weight must be a finite number >= 0, got {cfg.shape_weight}")
+    if not 0 <= cfg.shape_min_dolp < 1:
+        raise PolstereoError(f"--shape-min-dolp must be in [0, 1), got {cfg.shape_min_dolp}")
     if cfg.min_lr < 0 or (cfg.clip_grad_norm is not None and cfg.clip_grad_norm < 0):
         raise PolstereoError("--min-lr and --clip-grad-norm must not be negative")
 
@@ -518,7 +535,7 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
                 if teacher is not None:
                     pseudo = teacher(batch["left"], batch["right"], angles_deg=angles, iters=cfg.iters,
                                      warp_source="pred")["disparity"].float()
-            loss = _loss(out, batch, stage, cfg, batch["left"].shape[-1])
+            loss = _loss(out, batch, stage, cfg, batch["left"].shape[-1], angles)
             if use_mim:
                 target = intensity_image(batch["left"], angles)
                 weight = (mask_left & batch["inside"]).expand_as(target).float()  # not the crop padding

@@ -144,3 +144,10 @@ def test_search_cost_volume_model_exports_with_parity(tmp_path):
     model = build_model({"base": "tiny", "correction": {"search_radius": 4}}).eval()
     report = export(model, tmp_path / "search.onnx", iters=1)
     assert report["parity"]["passed"] and (tmp_path / "search.onnx").exists()
+
+
+def test_shape_aware_unet_correction_exports_with_parity(tmp_path):
+    torch.manual_seed(0)
+    model = build_model({"base": "tiny", "correction": {"context": "unet", "shape_features": True}}).eval()
+    report = export(model, tmp_path / "shape.onnx", iters=1)
+    assert report["parity"]["passed"] and (tmp_path / "shape.onnx").exists()

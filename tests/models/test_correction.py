@@ -117,3 +117,40 @@ def test_both_context_strides_keep_odd_sizes(stride):
     module = CorrectionModule(CorrectionConfig(context_stride=stride, width=8, dilations=(1,)))
     assert module(*inputs(h=37, w=53)).shape == (2, 1, 37, 53)
     assert module(*inputs(h=5, w=7)).shape == (2, 1, 5, 7)
+
+
+@pytest.mark.parametrize("size", [(37, 53), (5, 7)])
+def test_unet_context_keeps_odd_sizes_and_starts_near_zero(size):
+    module = CorrectionModule(CorrectionConfig(context="unet", width=8))
+    raw = module(*inputs(h=size[0], w=size[1]))
+    assert raw.shape == (2, 1, *size)
+    assert saturation_fraction(raw).item() == 0.0
+
+
+def test_unet_context_sees_a_whole_object():
+    # a change at one corner reaches the opposite corner of a 64x64 image (dilated 1/2 context:
+    # no); without normalization layers, whose image-wide statistics would connect everything
+    torch.manual_seed(0)
+    reach = {}
+    for context in ("dilated", "unet"):
+        module = CorrectionModule(CorrectionConfig(context=context, width=8, dilations=(1, 2), norm="none")).eval()
+        x = inputs(h=64, w=64)
+        pol_diff = x[0].clone().requires_grad_()
+        module(pol_diff, *x[1:])[0, 0, -1, -1].backward()
+        reach[context] = bool(pol_diff.grad[0, :, :4, :4].abs().sum() > 0)
+    assert reach == {"dilated": False, "unet": True}
+
+
+def test_shape_features_add_nine_channels_and_are_required():
+    from polstereo.polar.shape import SHAPE_FEATURE_NAMES
+
+    cfg = CorrectionConfig(shape_features=True, width=8, dilations=(1,))
+    assert cfg.in_channels == CorrectionConfig(width=8).in_channels + len(SHAPE_FEATURE_NAMES) == 15
+    module = CorrectionModule(cfg)
+    shape = torch.rand(2, len(SHAPE_FEATURE_NAMES), 16, 16)
+    assert module(*inputs(h=16, w=16), None, shape).shape == (2, 1, 16, 16)
+    with pytest.raises(PolstereoError, match="shape features on"):
+        module(*inputs(h=16, w=16))
+    assert CorrectionConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(PolstereoError, match="unknown correction context"):
+        CorrectionConfig(context="pyramid")

@@ -194,7 +194,9 @@ def test_search_cost_volume_model_round_trips_and_keeps_ground_truth_out(stacks,
 
 
 @pytest.mark.parametrize("one_pass", [True, False], ids=["one-pass", "loop"])
-@pytest.mark.parametrize("correction", [{"width": 8, "dilations": [1]}, {"width": 8, "dilations": [1], "search_radius": 4}])
+@pytest.mark.parametrize("correction", [{"width": 8, "dilations": [1]}, {"width": 8, "dilations": [1], "search_radius": 4},
+                                        {"width": 8, "context": "unet", "shape_features": True}],
+                         ids=["plain", "search", "unet-shape"])
 def test_forward_is_one_graph_for_torch_compile(stacks, correction, one_pass):
     # no graph breaks: no host syncs or data-dependent Python in the forward, so
     # torch.compile (and CUDA graphs with mode="reduce-overhead") see all of it, in the
@@ -231,3 +233,19 @@ def test_one_pass_and_loop_forms_give_the_same_model_outputs_and_gradients(stack
     (d1, g1), (d2, g2) = results
     assert torch.equal(d1, d2) and len(g1) == len(g2) > 0
     assert all(torch.allclose(a, b, rtol=1e-5, atol=1e-7) for a, b in zip(g1, g2))
+
+
+def test_shape_features_come_from_the_base_estimate_not_the_ground_truth(stacks):
+    torch.manual_seed(0)
+    model = build_model({"base": "tiny", "correction": {"width": 8, "context": "unet", "shape_features": True},
+                         "max_correction": MAX_CORRECTION}).eval()
+    left, right = stacks(b=1, h=37, w=53)
+    seen = []
+    original = model.correction.forward
+    model.correction.forward = lambda *a: (seen.append(a[5]), original(*a))[1]
+    with torch.no_grad():
+        out = model(left, right)
+        for value in (1.0, 7.0):
+            model(left, right, gt_disparity=torch.full((1, 1, 37, 53), value), warp_source="gt")
+    assert out["disparity"].shape == (1, 1, 37, 53)
+    assert seen[0].shape == (1, 9, 37, 53) and torch.equal(seen[1], seen[2]) and torch.equal(seen[0], seen[1])

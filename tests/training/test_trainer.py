@@ -267,3 +267,43 @@ def test_a_moved_run_resumes_with_a_symlinked_data_file(tiny_data, tmp_path, qui
     run("A", tmp_path / "again", tiny_data, stop_after=1, **dict(quick, steps=3))
     with pytest.raises(PolstereoError, match="options differ.*--train"):  # a different file is a different run
         run("A", tmp_path / "again", other, resume=True, **dict(quick, steps=3))
+
+
+def test_learn_pol_builds_a_shape_aware_unet_module_and_trains_with_the_shape_loss(stage_a, tiny_data, tmp_path,
+                                                                                    quick):
+    run("B", tmp_path / "b", tiny_data, init=str(stage_a), max_correction=50.0, correction_context="unet",
+        correction_shape=True, shape_weight=2.0, **quick)
+    payload = load_checkpoint(tmp_path / "b" / "last.ckpt")
+    correction = payload["model_config"]["correction"]
+    assert correction["context"] == "unet" and correction["shape_features"] is True
+    assert payload["train_config"]["shape_weight"] == 2.0
+    # finetune keeps the module; asking it for another context is refused, not ignored
+    with pytest.raises(PolstereoError, match="--correction-context dilated: the --init checkpoint already has"):
+        run("C", tmp_path / "c", tiny_data, init=str(tmp_path / "b" / "last.ckpt"), correction_context="dilated",
+            **quick)
+
+
+def test_shape_loss_term_changes_the_loss_only_when_weighted(monkeypatch):
+    from polstereo.training import trainer
+    from polstereo.training.stages import STAGES
+
+    torch.manual_seed(0)
+    batch = {"disparity": torch.full((1, 1, 16, 16), 3.0), "valid": torch.ones(1, 1, 16, 16, dtype=torch.bool),
+             "transparent": torch.zeros(1, 1, 16, 16, dtype=torch.bool),
+             "inside": torch.ones(1, 1, 16, 16, dtype=torch.bool), "left": torch.rand(1, 4, 1, 16, 16)}
+    disparity = (3.0 + 0.1 * torch.randn(1, 1, 16, 16)).requires_grad_()
+    out = {"disparities": [disparity], "disparity": disparity, "correction": None}
+    plain = trainer._loss(out, batch, STAGES["A"], TrainConfig(stage="A", out=None, train=[]), 16)
+    shaped = trainer._loss(out, batch, STAGES["A"], TrainConfig(stage="A", out=None, train=[], shape_weight=3.0), 16)
+    from polstereo.polar.shape import shape_loss
+
+    expected = plain + 3.0 * shape_loss(disparity, batch["left"], min_dolp=0.02)
+    torch.testing.assert_close(shaped, expected)
+    shaped.backward()
+    assert disparity.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("value", [-1.0, float("inf"), float("nan")])
+def test_shape_weight_must_be_finite_and_not_negative(tiny_data, tmp_path, quick, value):
+    with pytest.raises(PolstereoError, match="--shape-weight"):
+        run("A", tmp_path, tiny_data, shape_weight=value, **quick)
