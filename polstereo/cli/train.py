@@ -50,6 +50,10 @@ def _options(func):
                      help="Stage B: the new correction module also takes the one-view shape cues (DoLP, "
                           "AoLP as 4φ and 2φ, zenith, the base's gradient and its consistency with the "
                           "AoLP; docs/models.md)."),
+        click.option("--base-input", type=click.Choice(["intensity", "polarization"]), default=None,
+                     help="Stage A: what the base model matches: the intensity S0/2, or (early fusion) "
+                          "intensity + normalized Stokes in its three input channels "
+                          "[default: the checkpoint's, intensity]."),
         click.option("--shape-weight", type=click.FloatRange(0), default=0.0, show_default=True,
                      help="Weight of the label-free shape-consistency loss: the DoLP-weighted "
                           "sin²(2(AoLP − azimuth of ∇d)) of the output (docs/metrics.md); any stage, "

@@ -9,6 +9,11 @@ from is chosen per call, as the three-stage plan needs:
 - ``warp_source="pred"`` (stage C, inference): the base prediction, detached or not
   (``detach_warp``).
 
+What the base sees is ``base_input``: ``"intensity"`` (the design: S0/2, the image an
+ordinary camera would give) or ``"polarization"`` (early fusion, the obvious alternative
+to a correction: the base's three input channels carry the intensity and the normalized
+Stokes, see :func:`base_image`).
+
 Freezing a part (``freeze_base()`` ...) turns off its gradients *and* keeps its
 normalization layers in eval mode through later ``model.train()`` calls.
 """
@@ -29,6 +34,27 @@ from polstereo.polar.stokes import DEFAULT_ANGLES_DEG
 
 WARP_SOURCES = ("gt", "pred")
 PARTS = ("base", "correction")
+BASE_INPUTS = ("intensity", "polarization")
+FUSION_GAIN = 2.0  # glass DoLP is ~0.05-0.4: spread the Stokes channels over more of [0, 1]
+
+
+def base_image(stack: torch.Tensor, angles_deg: Sequence[float], base_input: str = "intensity") -> torch.Tensor:
+    """The image the base model matches, from an angle stack ``(B, A, C, H, W)`` in [0, 1].
+
+    ``intensity``: S0/2, ``(B, C, H, W)``. ``polarization`` (early fusion): ``(B, 3, H, W)``
+    = (grey S0/2, ½ + ½·g·S1/S0, ½ + ½·g·S2/S0) with g = :data:`FUSION_GAIN`, clipped to
+    [0, 1]; colour is averaged to grey first. Still a 3-channel image in [0, 1], so the
+    same network takes it, and a horizontal flip with the angle images mirrored negates
+    only the S2 channel about ½, as it should.
+    """
+    intensity = intensity_image(stack, angles_deg).clamp(0.0, 1.0)
+    if base_input == "intensity":
+        return intensity
+    pol = pol_features(stack, angles_deg)  # (B, 2C, H, W): S1/S0 of each colour, then S2/S0
+    c = stack.shape[2]
+    s1, s2 = pol[:, :c].mean(dim=1, keepdim=True), pol[:, c:].mean(dim=1, keepdim=True)
+    return torch.cat([intensity.mean(dim=1, keepdim=True), 0.5 + 0.5 * FUSION_GAIN * s1,
+                      0.5 + 0.5 * FUSION_GAIN * s2], dim=1).clamp(0.0, 1.0)
 
 
 class PolStereoModel(nn.Module):
@@ -40,13 +66,18 @@ class PolStereoModel(nn.Module):
         correction: a :class:`CorrectionModule`, or None for a base-only model (stage A).
         max_correction: bound of the correction, pixels.
         angles_deg: polarizer angles of the input stacks (per-call override in ``forward``).
+        base_input: ``"intensity"`` or ``"polarization"`` (early fusion), see :func:`base_image`.
     """
 
     def __init__(self, base: nn.Module, correction: CorrectionModule | None = None,
-                 max_correction: float = 4.0, angles_deg: Sequence[float] = DEFAULT_ANGLES_DEG):
+                 max_correction: float = 4.0, angles_deg: Sequence[float] = DEFAULT_ANGLES_DEG,
+                 base_input: str = "intensity"):
         super().__init__()
         if max_correction <= 0:
             raise PolstereoError(f"max_correction must be positive, got {max_correction}")
+        if base_input not in BASE_INPUTS:
+            raise PolstereoError(f"unknown base_input {base_input!r}; expected one of {', '.join(BASE_INPUTS)}")
+        self.base_input = base_input
         self.base = base
         self.correction = correction
         self.max_correction = float(max_correction)
@@ -96,7 +127,13 @@ class PolStereoModel(nn.Module):
     # ------------------------------------------------------------------ forward
     def forward_intensity(self, left: torch.Tensor, right: torch.Tensor, iters: int | None = None,
                           all_estimates: bool | None = None) -> dict:
-        """Base model alone on ordinary images ``(B, C, H, W)`` in [0, 1] (no polarization)."""
+        """Base model alone on ordinary images ``(B, C, H, W)`` in [0, 1] (no polarization).
+
+        An early-fusion base (``base_input="polarization"``) gets them as unpolarized light:
+        grey intensity and Stokes channels at ½."""
+        if self.base_input == "polarization":
+            grey = [x.mean(dim=1, keepdim=True) for x in (left, right)]
+            left, right = (torch.cat([g, torch.full_like(g, 0.5), torch.full_like(g, 0.5)], dim=1) for g in grey)
         return self.base(left, right, iters=iters, all_estimates=all_estimates)
 
     def forward(self, left: torch.Tensor, right: torch.Tensor, angles_deg: Sequence[float] | None = None,
@@ -126,7 +163,11 @@ class PolStereoModel(nn.Module):
             raise PolstereoError(f"unknown warp_source {warp_source!r}; expected one of {', '.join(WARP_SOURCES)}")
         intensity_left = intensity_image(left, angles).clamp(0.0, 1.0)
         intensity_right = intensity_image(right, angles).clamp(0.0, 1.0)
-        out = dict(self.base(intensity_left, intensity_right, iters=iters, all_estimates=all_estimates))
+        if self.base_input == "intensity":
+            base_left, base_right = intensity_left, intensity_right
+        else:
+            base_left, base_right = base_image(left, angles, self.base_input), base_image(right, angles, self.base_input)
+        out = dict(self.base(base_left, base_right, iters=iters, all_estimates=all_estimates))
         base_disparity = out["disparity"]
         out["base_disparity"] = base_disparity
         if self.correction is None:

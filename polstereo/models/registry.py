@@ -12,7 +12,8 @@ are plain types and tensors, so ``torch.load(weights_only=True)`` reads it and
              | "tiny" | "small" | "base" | "s2m2-S" ...  (shorthand),
      "correction": {...CorrectionConfig fields...} | True (defaults) | None,
      "max_correction": 4.0,
-     "angles_deg": [0.0, 45.0, 90.0, 135.0]}
+     "angles_deg": [0.0, 45.0, 90.0, 135.0],
+     "base_input": "intensity" | "polarization"}  (what the base matches; early fusion)
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ def model_config(model: PolStereoModel) -> dict:
         "correction": None if model.correction is None else model.correction.config.to_dict(),
         "max_correction": model.max_correction,
         "angles_deg": list(model.angles_deg),
+        "base_input": model.base_input,
     }
 
 
@@ -91,7 +93,7 @@ def build_model(config: dict, s2m2_factory: Callable[..., nn.Module] | None = No
     """
     if not isinstance(config, dict):
         raise PolstereoError(f"model_config must be a dict, got {type(config).__name__}")
-    _reject_unknown(config, {"base", "correction", "max_correction", "angles_deg"}, "model")
+    _reject_unknown(config, {"base", "correction", "max_correction", "angles_deg", "base_input"}, "model")
     base = _build_base(config.get("base", "tiny"), s2m2_factory)
     correction_spec = config.get("correction")
     correction = None
@@ -102,7 +104,8 @@ def build_model(config: dict, s2m2_factory: Callable[..., nn.Module] | None = No
     elif correction_spec not in (None, False):
         raise PolstereoError(f"model_config 'correction' must be a dict, true or null, got {correction_spec!r}")
     return PolStereoModel(base, correction, max_correction=float(config.get("max_correction", 4.0)),
-                          angles_deg=config.get("angles_deg", DEFAULT_ANGLES_DEG))
+                          angles_deg=config.get("angles_deg", DEFAULT_ANGLES_DEG),
+                          base_input=config.get("base_input", "intensity"))
 
 
 # ---------------------------------------------------------------------------- files

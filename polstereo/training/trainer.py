@@ -65,6 +65,7 @@ class TrainConfig:
     correction_context_stride: int | None = None  # context resolution of a new correction module (2 or 4)
     correction_context: str | None = None  # "dilated" or "unet" context of a new correction module
     correction_shape: bool | None = None  # a new correction module takes the one-view shape cues
+    base_input: str | None = None  # "polarization": early fusion, the base matches intensity + Stokes (stage A)
     shape_weight: float = 0.0  # weight of the label-free shape-consistency loss (polar/shape.py)
     shape_min_dolp: float = 0.02  # pixels with a lower DoLP do not count in that loss
     dataset_steps: list[int] | None = None
@@ -180,6 +181,11 @@ def _prepare_model(model, cfg: TrainConfig, stage: StageConfig, color_channels: 
                 raise PolstereoError(f"{options[key]} {value}: the --init checkpoint already has a correction "
                                      f"module with {key} {have}; the option only shapes a new one (stage B, "
                                      "or finetune from a checkpoint without one)")
+    if cfg.base_input is not None and cfg.base_input != model.base_input:
+        if stage.name != "A":
+            raise PolstereoError(f"--base-input {cfg.base_input}: the --init checkpoint's base matches "
+                                 f"{model.base_input}; only adapt (stage A) may change what the base sees")
+        model.base_input = cfg.base_input
     if cfg.max_correction is not None:
         if cfg.max_correction <= 0:
             raise PolstereoError(f"--max-correction must be positive, got {cfg.max_correction}")

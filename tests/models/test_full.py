@@ -249,3 +249,31 @@ def test_shape_features_come_from_the_base_estimate_not_the_ground_truth(stacks)
             model(left, right, gt_disparity=torch.full((1, 1, 37, 53), value), warp_source="gt")
     assert out["disparity"].shape == (1, 1, 37, 53)
     assert seen[0].shape == (1, 9, 37, 53) and torch.equal(seen[1], seen[2]) and torch.equal(seen[0], seen[1])
+
+
+def test_early_fusion_base_image_carries_intensity_and_normalized_stokes():
+    from polstereo.models.full import FUSION_GAIN, base_image
+    from polstereo.polar.stokes import DEFAULT_ANGLES_DEG, angles_from_stokes
+
+    stokes = torch.tensor([0.8, 0.08, -0.04]).reshape(1, 3, 1, 1, 1).expand(1, 3, 1, 2, 3)
+    stack = angles_from_stokes(stokes, axis=1)
+    image = base_image(stack, DEFAULT_ANGLES_DEG, "polarization")
+    expected = torch.tensor([0.4, 0.5 + 0.5 * FUSION_GAIN * 0.1, 0.5 - 0.5 * FUSION_GAIN * 0.05])
+    torch.testing.assert_close(image[0, :, 0, 0], expected)
+    torch.testing.assert_close(base_image(stack, DEFAULT_ANGLES_DEG), torch.full((1, 1, 2, 3), 0.4))
+
+
+def test_early_fusion_model_round_trips_and_takes_ordinary_images(stacks, tmp_path):
+    from polstereo.models.registry import load_model, save_model
+
+    torch.manual_seed(0)
+    model = build_model({"base": "tiny", "base_input": "polarization"}).eval()
+    left, right = stacks(b=1, h=37, w=53)
+    with torch.no_grad():
+        out = model(left, right)["disparity"]
+        again, _ = load_model(save_model(tmp_path / "m.ckpt", model))
+        assert again.base_input == "polarization"
+        assert torch.equal(again.eval()(left, right)["disparity"], out)
+        assert model.forward_intensity(left[:, 0], right[:, 0])["disparity"].shape == (1, 1, 37, 53)
+    with pytest.raises(PolstereoError, match="unknown base_input"):
+        build_model({"base": "tiny", "base_input": "stokes"})

@@ -307,3 +307,11 @@ def test_shape_loss_term_changes_the_loss_only_when_weighted(monkeypatch):
 def test_shape_weight_must_be_finite_and_not_negative(tiny_data, tmp_path, quick, value):
     with pytest.raises(PolstereoError, match="--shape-weight"):
         run("A", tmp_path, tiny_data, shape_weight=value, **quick)
+
+
+def test_adapt_with_early_fusion_records_it_and_later_stages_keep_it(stage_a, tiny_data, tmp_path, quick):
+    run("A", tmp_path / "a", tiny_data, init=str(stage_a), base_input="polarization", **quick)
+    assert load_checkpoint(tmp_path / "a" / "last.ckpt")["model_config"]["base_input"] == "polarization"
+    with pytest.raises(PolstereoError, match="only adapt"):
+        run("B", tmp_path / "b", tiny_data, init=str(stage_a), base_input="polarization", max_correction=50.0,
+            **quick)
