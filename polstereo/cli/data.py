@@ -23,7 +23,8 @@ from polstereo.errors import PolstereoError
 @click.option("--seed", default=0, show_default=True, help="Seed for the random crops.")
 @click.option("--evidence", is_flag=True,
               help="Also: do the polarization (and intensity) features pin the true disparity? Share of labeled "
-                   "pixels whose views agree better at the ground truth than at ground truth ± 2/4/8 px.")
+                   "pixels whose views agree better at the ground truth than at ground truth ± 2/4/8 px; and does "
+                   "the AoLP agree with the shape of the ground truth (vs a flat and a perturbed disparity)?")
 @click.option("--max-samples", type=click.IntRange(1), default=None, help="Samples --evidence reads [default: all].")
 @quiet_option
 @json_option
@@ -55,14 +56,17 @@ def inspect_cmd(path: Path, quick: bool, bins: int, stats: bool, crop: tuple[int
             raise PolstereoError(f"{path}: --evidence needs ground-truth disparity; the file has none")
         from polstereo.data.h5format import H5Reader
         from polstereo.evaluation.evidence import dataset_evidence
+        from polstereo.evaluation.shape_evidence import dataset_shape_evidence
 
-        summary["evidence"] = dataset_evidence(H5Reader(path), max_samples=max_samples)
+        reader = H5Reader(path)
+        summary["evidence"] = dataset_evidence(reader, max_samples=max_samples)
+        summary["shape_evidence"] = dataset_shape_evidence(reader, max_samples=max_samples)
     emit_json(summary, json_out)
     if json_out != "-" and not quiet:
         for line in _summary_lines(summary, text_histogram):
             click.echo(line)
         if evidence:
-            for line in _evidence_lines(summary["evidence"]):
+            for line in _evidence_lines(summary["evidence"]) + _shape_evidence_lines(summary["shape_evidence"]):
                 click.echo(line)
 
 
@@ -75,6 +79,12 @@ def _evidence_lines(ev: dict) -> list[str]:
     for delta, regions in ev["offsets"].items():
         lines += [f"    {delta:>6g} {row}" for _, row in table_rows(regions)]
     return lines
+
+
+def _shape_evidence_lines(ev: dict) -> list[str]:
+    from polstereo.evaluation.shape_evidence import summary_lines
+
+    return ["  " + line for line in summary_lines(ev)]
 
 
 def _summary_lines(s: dict, text_histogram) -> list[str]:

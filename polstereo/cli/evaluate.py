@@ -37,6 +37,9 @@ def _load(checkpoint: Path, device: str, use_ema: bool = False):
 def check_feasibility_cmd(checkpoint, data, max_correction, statistic, iters, max_samples, device, quiet, json_out):
     """Is stage B feasible? Compare the base error on transparent pixels with max_correction.
 
+    Also reports the evidence a correction could learn from: do the two views'
+    polarization features agree better at the true disparity than at the base's, and does
+    the AoLP agree better with the true shape than with the base's (docs/metrics.md).
     Exits 0 when feasible and 3 when not, so `set -e` scripts stop before an
     impossible learn-pol.
     """
@@ -50,9 +53,10 @@ def check_feasibility_cmd(checkpoint, data, max_correction, statistic, iters, ma
     reader = H5Reader(data)
     stats = base_error_statistics(model, reader, dev, bound, iters=iters, max_samples=max_samples)
     feasible, value, region = feasibility_verdict(stats, bound, statistic)
+    shape = stats.pop("shape_evidence")
     report = {"checkpoint": str(checkpoint), "data": str(data), "max_correction": bound, "statistic": statistic,
               "region": region, "value": value, "feasible": feasible, "errors": stats,
-              "saturation_fraction": stats["saturation_fraction"],
+              "saturation_fraction": stats["saturation_fraction"], "shape_evidence": shape,
               "lineage": [e.get("stage") for e in payload.get("lineage", [])]}
     emit_json(report, json_out)
     if json_out != "-" and not quiet:
@@ -66,6 +70,7 @@ def check_feasibility_cmd(checkpoint, data, max_correction, statistic, iters, ma
         if stats["saturation_fraction"] is not None:
             click.echo(f"  tanh saturation fraction of the correction: {stats['saturation_fraction']:.4f}")
         _echo_evidence(stats.get("evidence"))
+        _echo_shape_evidence(shape)
         click.echo(f"verdict: {'FEASIBLE' if feasible else 'INFEASIBLE'} — {statistic} error on {region} pixels "
                    f"{value:.3f} px {'<=' if feasible else '>'} max_correction {bound:g} px")
     if not feasible:
@@ -85,6 +90,19 @@ def _echo_evidence(evidence: dict | None) -> None:
     click.echo(f"  {TABLE_HEADER}")
     for name, row in rows:
         click.echo(f"  {row}   polarization: {evidence_line(evidence[name]['polarization'])}")
+
+
+def _echo_shape_evidence(shape: dict) -> None:
+    from polstereo.evaluation.evidence import evidence_line
+    from polstereo.evaluation.shape_evidence import summary_lines
+
+    for line in summary_lines(shape):
+        click.echo(line)
+    for region in ("transparent", "all"):
+        share = shape.get(region, {}).get("gt_better_than", {}).get("base")
+        if share is not None:
+            click.echo(f"  gt<base on {region} pixels: {evidence_line(share)}")
+            return
 
 
 @click.command("eval")

@@ -15,6 +15,7 @@ import torch
 
 from polstereo.data.h5format import H5Reader
 from polstereo.errors import PolstereoError
+from polstereo.evaluation import shape_evidence
 from polstereo.evaluation.evidence import accumulate as accumulate_evidence
 from polstereo.evaluation.evidence import evidence_counts
 from polstereo.evaluation.evidence import summarize as summarize_evidence
@@ -158,10 +159,14 @@ def base_error_statistics(model, reader: H5Reader, device: torch.device | str = 
     bounded by ``max_correction`` can only fix pixels whose base error is within it.
     Also the tanh saturation fraction when the model has a correction module, and whether
     the polarization features point at the true disparity where the base is wrong
-    (:mod:`polstereo.evaluation.evidence`), under ``"evidence"``.
+    (:mod:`polstereo.evaluation.evidence`), under ``"evidence"``, and whether the AoLP
+    agrees with the shape of the true disparity better than with the base's
+    (:mod:`polstereo.evaluation.shape_evidence`), under ``"shape_evidence"``.
     """
     errors: dict[str, list[np.ndarray]] = {"all": [], "transparent": [], "opaque": []}
     evidence_totals: dict[str, dict[str, int]] = {}
+    shape_totals: dict[str, dict] = {}
+    shape_config = shape_evidence.ShapeEvidenceConfig()
     saturation = []
     was_training = model.training
     model.eval()
@@ -176,6 +181,11 @@ def base_error_statistics(model, reader: H5Reader, device: torch.device | str = 
                 saturation.append(float(out["saturation_fraction"]))
             accumulate_evidence(evidence_totals, evidence_counts(
                 batch.left, batch.right, batch.disparity, out["base_disparity"], masks, reader.angles_deg))
+            outputs = {"base": out["base_disparity"]}
+            if getattr(model, "correction", None) is not None:
+                outputs["final"] = out["disparity"]
+            shape_evidence.accumulate(shape_totals, shape_evidence.sample_counts(
+                batch, reader.angles_deg, shape_config, outputs))
     finally:
         model.train(was_training)
     result = {}
@@ -192,6 +202,7 @@ def base_error_statistics(model, reader: H5Reader, device: torch.device | str = 
         raise PolstereoError(f"{reader.path}: no labeled pixels to measure the base error on")
     result["saturation_fraction"] = float(np.mean(saturation)) if saturation else None
     result["evidence"] = summarize_evidence(evidence_totals)
+    result["shape_evidence"] = shape_evidence.summarize(shape_totals, shape_config)
     return result
 
 

@@ -11,11 +11,14 @@ estimate. This module measures exactly that, per pixel, where the base is wrong:
   ground truth. 1.0: the features point at the truth everywhere; 0.5: no signal
   (a coin toss); below 0.5: the features prefer the base's wrong answer.
 
-Reported for the polarization features (normalized Stokes, what pol_diff is made of)
-and for the intensity image S0/2 (what the base matches): on transparent objects the
-intensity is expected below 0.5 (it shows the refracted background) and polarization
-above it. A polarization share near 0.5 on transparent pixels means the data carry
-no signal at the true surface: more training will not make the correction work.
+Reported for the polarization features (normalized Stokes, what pol_diff is made of),
+for the intensity image S0/2 (what the base matches), and for the polarized part of the
+light (unnormalized linear Stokes S1, S2 = DoLP·S0·(cos 2φ, sin 2φ), dominated by
+specular reflection at the surface, without the division by S0 that amplifies noise in
+dark pixels): on transparent objects the intensity is expected below 0.5 (it shows the
+refracted background) and the polarization features above it. A polarization share near
+0.5 on transparent pixels means the data carry no signal at the true surface: more
+training will not make the correction work.
 """
 
 from __future__ import annotations
@@ -27,11 +30,20 @@ import torch.nn.functional as F
 
 from polstereo.models.warp import warp_disagreement
 from polstereo.polar.features import intensity_image, pol_features
+from polstereo.polar.stokes import stokes_from_angles
 
 DEFAULT_WINDOW = 9
 DEFAULT_MIN_ERROR = 1.0
 DEFAULT_OFFSETS = (2.0, 4.0, 8.0)
-FEATURES = ("polarization", "intensity")
+FEATURES = ("polarization", "intensity", "polarized")
+
+
+def polarized_part(stack: torch.Tensor, angles_deg: Sequence[float]) -> torch.Tensor:
+    """Unnormalized linear Stokes (S1, S2), ``(B, A, C, H, W) -> (B, 2C, H, W)``, channels
+    ordered (S1 for each colour, then S2 for each colour); in [−1, 1] for images in [0, 1].
+    Unscaled: the shares compare one feature's disagreements with each other, so a scale
+    would change nothing."""
+    return stokes_from_angles(stack, angles_deg, axis=1)[:, 1:3].flatten(1, 2)
 
 
 def _disagreement(left: torch.Tensor, right: torch.Tensor, disparity: torch.Tensor, window: int
@@ -56,7 +68,8 @@ class _Frame:
             raise ValueError(f"window must be a positive odd number, got {window}")
         self.gt, self.window = gt, window
         self.features = {"polarization": (pol_features(left, angles_deg), pol_features(right, angles_deg)),
-                         "intensity": (intensity_image(left, angles_deg), intensity_image(right, angles_deg))}
+                         "intensity": (intensity_image(left, angles_deg), intensity_image(right, angles_deg)),
+                         "polarized": (polarized_part(left, angles_deg), polarized_part(right, angles_deg))}
         self.at_gt = {name: _disagreement(fl, fr, gt, window) for name, (fl, fr) in self.features.items()}
 
     def counts(self, base: torch.Tensor, masks: dict[str, torch.Tensor], min_error: float) -> dict[str, dict[str, int]]:
@@ -80,7 +93,8 @@ class _Frame:
 def evidence_counts(left: torch.Tensor, right: torch.Tensor, gt: torch.Tensor, base: torch.Tensor,
                     masks: dict[str, torch.Tensor], angles_deg: Sequence[float], window: int = DEFAULT_WINDOW,
                     min_error: float = DEFAULT_MIN_ERROR) -> dict[str, dict[str, int]]:
-    """Counts for one batch: ``{region: {"pixels": n, "polarization": k, "intensity": k}}``.
+    """Counts for one batch: ``{region: {"pixels": n, "polarization": k, "intensity": k,
+    "polarized": k}}``.
 
     ``left``/``right``: angle stacks ``(B, A, C, H, W)`` in [0, 1]; ``gt``: ``(B, 1, H, W)``
     with NaN where unknown; ``base``: the base disparity; ``masks``: region masks
@@ -92,7 +106,8 @@ def evidence_counts(left: torch.Tensor, right: torch.Tensor, gt: torch.Tensor, b
 
 def summarize(totals: dict[str, dict[str, int]], window: int = DEFAULT_WINDOW,
               min_error: float = DEFAULT_MIN_ERROR) -> dict:
-    """Shares from accumulated counts: ``{region: {"pixels", "polarization", "intensity"}}``
+    """Shares from accumulated counts: ``{region: {"pixels", "polarization", "intensity",
+    "polarized"}}``
     (shares in [0, 1], None without pixels), plus the settings used."""
     out: dict = {"window": window, "min_error": min_error}
     for region, c in totals.items():
@@ -116,7 +131,8 @@ def dataset_evidence(reader, offsets=DEFAULT_OFFSETS, window: int = DEFAULT_WIND
     with ``gt ± δ`` in place of a base prediction (both signs pooled), so the share answers
     "do the features pin the true disparity to within δ px?" before any model is trained.
 
-    Returns ``{"window", "offsets": {δ: {region: {"pixels", "polarization", "intensity"}}}}``.
+    Returns ``{"window", "offsets": {δ: {region: {"pixels", "polarization", "intensity",
+    "polarized"}}}}``.
     """
     from polstereo.evaluation.evaluate import iterate_samples
     from polstereo.evaluation.metrics import region_masks
@@ -131,7 +147,7 @@ def dataset_evidence(reader, offsets=DEFAULT_OFFSETS, window: int = DEFAULT_WIND
     return {"window": window, "offsets": {d: summarize(t, window, 0.5 * d) for d, t in totals.items()}}
 
 
-TABLE_HEADER = f"{'region':<12} {'pixels':>9} {'polarization':>13} {'intensity':>10}"
+TABLE_HEADER = f"{'region':<12} {'pixels':>9} {'polarization':>13} {'intensity':>10} {'polarized':>10}"
 
 
 def table_rows(summary: dict) -> list[tuple[str, str]]:
@@ -141,7 +157,8 @@ def table_rows(summary: dict) -> list[tuple[str, str]]:
     for name in ("all", "transparent", "opaque"):
         e = summary.get(name)
         if e and e["pixels"]:
-            rows.append((name, f"{name:<12} {e['pixels']:>9d} {e['polarization']:>13.3f} {e['intensity']:>10.3f}"))
+            rows.append((name, f"{name:<12} {e['pixels']:>9d} {e['polarization']:>13.3f} {e['intensity']:>10.3f}"
+                                f" {e['polarized']:>10.3f}"))
     return rows
 
 
@@ -158,6 +175,7 @@ def evidence_line(share: float | None) -> str:
     return "misleads (prefers the base's answer)"
 
 
-__all__ = ["evidence_counts", "accumulate", "summarize", "dataset_evidence", "table_rows", "TABLE_HEADER",
+__all__ = ["evidence_counts", "polarized_part", "accumulate", "summarize", "dataset_evidence", "table_rows",
+           "TABLE_HEADER",
            "evidence_line", "DEFAULT_WINDOW",
            "DEFAULT_MIN_ERROR", "DEFAULT_OFFSETS", "FEATURES"]

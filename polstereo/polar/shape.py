@@ -46,6 +46,7 @@ DEFAULT_EPSILON = 0.02  # px/px: gradients much smaller than this count as flat 
 DEFAULT_REFRACTIVE_INDEX = 1.5
 ZENITH_MODELS = ("diffuse", "specular")
 _EPS = 1e-4
+_FLAT_SLOPE = 1e-4  # px/px: below this a gradient has no azimuth for the exact cost
 _TINY_SLOPE = 1e-6  # px/px: keeps the unit gradient direction smooth (and 0) at an exactly flat pixel
 
 
@@ -82,7 +83,7 @@ def disparity_gradient(disparity: torch.Tensor, blur_sigma: float = 1.0) -> torc
 
     A Sobel gradient of the disparity after a light Gaussian blur (``blur_sigma`` px, 0 =
     none), the border padded by point reflection, so a plane ``d = a·x + b·y_down`` gives
-    exactly ``(a, −b)`` everywhere, borders included. Non-finite inputs must be filled before (they would spread).
+    ``(a, −b)`` everywhere, borders included (to float rounding). Non-finite inputs must be filled before (they would spread).
     Differentiable.
     """
     if disparity.dim() != 4 or disparity.shape[1] != 1:
@@ -146,9 +147,10 @@ def shape_consistency(gradient: torch.Tensor, cos2: torch.Tensor, sin2: torch.Te
 
 
 def hard_consistency(gradient: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor) -> torch.Tensor:
-    """sin²(2(φ − α)), α = :func:`gradient_azimuth` (0.5 where the gradient is 0, whose
-    azimuth is undefined). For evidence; :func:`shape_consistency` for learning."""
-    return shape_consistency(gradient, cos2, sin2, epsilon=0.0)
+    """sin²(2(φ − α)), α = :func:`gradient_azimuth` (0.5 where ``|g| < 1e-4`` px/px: a flat
+    map's azimuth is undefined, and float rounding leaves it ~1e-7 in random directions). For evidence; :func:`shape_consistency` for learning."""
+    flat = (gradient * gradient).sum(dim=1, keepdim=True) < _FLAT_SLOPE ** 2
+    return torch.where(flat, torch.full_like(gradient[:, :1], 0.5), shape_consistency(gradient, cos2, sin2, epsilon=0.0))
 
 
 # ---------------------------------------------------------------------------- zenith

@@ -178,8 +178,9 @@ def _prepare_model(model, cfg: TrainConfig, stage: StageConfig, color_channels: 
         for key, value in shape.items():
             have = None if model.correction is None else getattr(model.correction.config, key)
             if have != value:
-                raise PolstereoError(f"{options[key]} {value}: the --init checkpoint already has a correction "
-                                     f"module with {key} {have}; the option only shapes a new one (stage B, "
+                show = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
+                raise PolstereoError(f"{options[key]} {show(value)}: the --init checkpoint already has a correction "
+                                     f"module with {key} {show(have)}; the option only shapes a new one (stage B, "
                                      "or finetune from a checkpoint without one)")
     if cfg.base_input is not None and cfg.base_input != model.base_input:
         if stage.name != "A":

@@ -108,3 +108,22 @@ def test_check_feasibility_reports_polarization_evidence(tiny_data, checkpoints)
     # an untrained base is wrong almost everywhere, so there are pixels to judge
     assert ev["all"]["pixels"] > 0 and 0.0 <= ev["all"]["polarization"] <= 1.0
     assert ev["transparent"]["pixels"] + ev["opaque"]["pixels"] == ev["all"]["pixels"]
+    assert 0.0 <= ev["all"]["polarized"] <= 1.0
+
+
+def test_check_feasibility_reports_shape_evidence_for_base_and_final(tmp_path, checkpoints):
+    from polstereo.data.h5format import write_samples
+    from tests.evaluation.test_shape_evidence import sphere_sample
+
+    write_samples(tmp_path / "sphere.h5", [sphere_sample()])
+    result = invoke("check-feasibility", checkpoints / "full.ckpt", "--data", tmp_path / "sphere.h5",
+                    "--max-correction", "1000", "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    assert "shape evidence" in result.output and "gt<base" in result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    shape = report["shape_evidence"]
+    assert "shape_evidence" not in report["errors"] and "evidence" in report["errors"]
+    assert shape["candidates"] == ["gt", "flat", "perturbed", "base", "final"]
+    glass = shape["transparent"]
+    assert glass["cost"]["gt"] < 0.02 and glass["pixels"] > 0
+    assert 0.0 <= glass["gt_better_than"]["base"] <= 1.0 and glass["compared_pixels"]["base"] > 0

@@ -125,8 +125,28 @@ def test_evidence_pins_the_true_disparity_on_known_data(tmp_path):
         assert regions["transparent"]["pixels"] + regions["opaque"]["pixels"] == regions["all"]["pixels"]
     # +8 px lands at 13, next to the intensity match at 12; -8 px is no disparity and not judged
     assert offsets["8.0"]["all"]["intensity"] < 0.25
+    assert all("polarized" in regions["all"] for regions in offsets.values())
     text = CliRunner().invoke(cli, ["inspect", str(path), "--evidence"]).output
-    assert "evidence: share of labeled pixels" in text
+    assert "evidence: share of labeled pixels" in text and "polarized" in text
+
+
+def test_evidence_reports_the_shape_evidence_of_the_ground_truth(tmp_path):
+    from polstereo.data.h5format import write_samples
+    from tests.evaluation.test_shape_evidence import sphere_sample
+
+    path = tmp_path / "sphere.h5"
+    write_samples(path, [sphere_sample(seed) for seed in range(3)])
+    result = CliRunner().invoke(cli, ["inspect", str(path), "--evidence", "--max-samples", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    shape = json.loads(result.output)["shape_evidence"]
+    assert shape["candidates"] == ["gt", "flat", "perturbed"]
+    glass = shape["transparent"]
+    assert glass["cost"]["gt"] < 0.02 and glass["cost"]["flat"] == 0.5 and glass["gt_better_than"]["perturbed"] > 0.9
+    one = json.loads(CliRunner().invoke(cli, ["inspect", str(path), "--evidence", "--max-samples", "1",
+                                              "--json"]).output)["shape_evidence"]
+    assert 2 * one["transparent"]["pixels"] == glass["pixels"]  # same sphere in every sample
+    text = CliRunner().invoke(cli, ["inspect", str(path), "--evidence", "--max-samples", "1"]).output
+    assert "shape evidence (one view, no warp)" in text and "gt<perturbed" in text
 
 
 def test_evidence_needs_ground_truth(tmp_path):

@@ -109,3 +109,21 @@ def test_evidence_lines_read_the_share():
     assert evidence_line(0.68) == "weak signal"
     assert evidence_line(0.5).startswith("little or no signal")
     assert evidence_line(0.3).startswith("misleads")
+
+
+def test_polarized_part_is_reported_beside_the_other_features():
+    # one surface for everything: the unnormalized polarized part matches at 5 px too
+    left, right = scene(d_pol=5, d_int=5)
+    a = run(left, right, gt_value=5, base_value=9)["all"]
+    assert a["polarized"] > 0.97 and a["polarization"] > 0.97
+
+
+def test_polarized_part_is_the_unnormalized_linear_stokes():
+    from polstereo.evaluation.evidence import polarized_part
+
+    left, _ = scene(d_pol=5, d_int=12)
+    part = polarized_part(left, ANGLES)
+    assert part.shape == (1, 2, H, W)
+    # I(0°) − I(90°) = S1 and I(45°) − I(135°) = S2
+    assert torch.allclose(part[:, 0], left[:, 0, 0] - left[:, 2, 0], atol=1e-5)
+    assert torch.allclose(part[:, 1], left[:, 1, 0] - left[:, 3, 0], atol=1e-5)
