@@ -50,6 +50,9 @@ def _options(func):
                      help="Stage B: the new correction module also takes the one-view shape cues (DoLP, "
                           "AoLP as 4φ and 2φ, zenith, the base's gradient and its consistency with the "
                           "AoLP; docs/models.md)."),
+        click.option("--correction-integrate", is_flag=True, default=None,
+                     help="Stage B: the new correction module also predicts a slope field and integrates it "
+                          "into a surface (a screened Poisson solve over ~32 px, learned; docs/models.md)."),
         click.option("--base-input", type=click.Choice(["intensity", "polarization"]), default=None,
                      help="Stage A: what the base model matches: the intensity S0/2, or (early fusion) "
                           "intensity + normalized Stokes in its three input channels "

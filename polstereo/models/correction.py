@@ -28,13 +28,18 @@ residual blocks at 1/``context_stride`` resolution (``context="dilated"``, 1/2 b
 default, 1/4 optional) or an encoder-decoder down to 1/16 (``context="unet"``), whose
 receptive field covers a whole glass object: the remaining glass errors span objects,
 and turning slope into shape needs to see from an object's boundary to its middle.
-``raw`` then gives
+With ``integrate`` the head also predicts a slope field ``h`` (2 channels) that a
+closed-form gradient-integration layer (:mod:`polstereo.models.integrate`, a screened
+Poisson solve with a learned screening scale) turns into a smooth surface added to
+``raw``: slope becomes shape over a whole object in one step rather than through a
+chain of convolutions. ``raw`` then gives
 ``correction = max_correction * tanh(raw)`` (:func:`bounded_correction`), so
 ``|correction| <= max_correction`` whatever the input.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -44,12 +49,15 @@ from torch import nn
 from polstereo.errors import PolstereoError
 from polstereo.models.plain_config import PlainConfig
 from polstereo.models.base.encoder import NORMS, ResidualBlock, make_norm
+from polstereo.models.integrate import integrate_gradient
 from polstereo.models.warp import offset_candidates, warp_disagreement_candidates
 from polstereo.polar.shape import SHAPE_FEATURE_NAMES
 
 DEFAULT_SATURATION_THRESHOLD = 0.99
 CONTEXTS = ("dilated", "unet")
 UNET_LEVELS = 4  # 1/2 ... 1/16
+INTEGRATION_SCALE_PX = 32.0  # initial screening scale of the integration layer: λ = 1 / scale²
+MIN_SCREENING = 1e-4  # λ floor: keeps the solve's constant mode bounded
 
 
 @dataclass(frozen=True)
@@ -66,6 +74,7 @@ class CorrectionConfig(PlainConfig):
     context: ``dilated`` (the blocks above) or ``unet`` (an encoder-decoder from 1/2 down to
         1/16 and back, ``width`` channels at every level; ``dilations`` unused).
     shape_features: also take the 9 one-view shape cue channels (module doc).
+    integrate: add the integral of a predicted slope field to ``raw`` (module doc).
     norm: ``group`` (default, batch-size independent) | ``batch`` | ``instance`` | ``none``.
     saturation_threshold: |tanh(raw)| above this counts as saturated.
     search_radius, search_step: the search cost volume's offsets from the base disparity,
@@ -84,6 +93,7 @@ class CorrectionConfig(PlainConfig):
     context_stride: int = 2
     context: str = "dilated"
     shape_features: bool = False
+    integrate: bool = False
 
     def __post_init__(self):
         if self.color_channels not in (1, 3):
@@ -196,11 +206,17 @@ class CorrectionModule(nn.Module):
             self.context = nn.Sequential(*[ResidualBlock(c, c, config.norm, dilation=d) for d in config.dilations])
         self.fuse = nn.Sequential(nn.Conv2d(c_full + c, c_full, 1), make_norm(config.norm, c_full),
                                   nn.ReLU(inplace=True))
-        self.head = nn.Conv2d(c_full, 1, 3, padding=1)
+        self.head = nn.Conv2d(c_full, 3 if config.integrate else 1, 3, padding=1)
+
         # Small rather than zero: raw starts near 0 (no correction, tanh far from
         # saturation) while every layer still receives gradient from the first step.
         nn.init.normal_(self.head.weight, std=1e-3)
         nn.init.zeros_(self.head.bias)
+        if config.integrate:
+            # the slope channels start at exactly 0: integrated over ~32 px, even small random
+            # slopes would add a ramp; their weights still get gradient from the first step
+            nn.init.zeros_(self.head.weight[1:])
+            self.log_screening = nn.Parameter(torch.tensor(-2.0 * math.log(INTEGRATION_SCALE_PX)))
 
     def forward(self, pol_diff: torch.Tensor, pol_left: torch.Tensor, disparity_norm: torch.Tensor,
                 valid: torch.Tensor, search_cost: torch.Tensor | None = None,
@@ -218,4 +234,8 @@ class CorrectionModule(nn.Module):
         full = self.stem(x)
         context = self.context(self.down(full))
         up = F.interpolate(context, size=full.shape[-2:], mode="bilinear", align_corners=False)
-        return self.head(self.fuse(torch.cat([full, up], dim=1)))
+        out = self.head(self.fuse(torch.cat([full, up], dim=1)))
+        if not self.config.integrate:
+            return out
+        screening = self.log_screening.exp().clamp_min(MIN_SCREENING)
+        return out[:, :1] + integrate_gradient(out[:, 1:], screening)

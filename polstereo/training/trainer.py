@@ -65,6 +65,7 @@ class TrainConfig:
     correction_context_stride: int | None = None  # context resolution of a new correction module (2 or 4)
     correction_context: str | None = None  # "dilated" or "unet" context of a new correction module
     correction_shape: bool | None = None  # a new correction module takes the one-view shape cues
+    correction_integrate: bool | None = None  # a new correction module integrates a predicted slope field
     base_input: str | None = None  # "polarization": early fusion, the base matches intensity + Stokes (stage A)
     shape_weight: float = 0.0  # weight of the label-free shape-consistency loss (polar/shape.py)
     shape_min_dolp: float = 0.02  # pixels with a lower DoLP do not count in that loss
@@ -165,10 +166,12 @@ def _initial_model(cfg: TrainConfig, stage: StageConfig) -> tuple[torch.nn.Modul
 def _prepare_model(model, cfg: TrainConfig, stage: StageConfig, color_channels: int):
     """Add or re-bound the correction module as the stage needs, then freeze per stage."""
     shape = {"search_radius": cfg.correction_search, "context_stride": cfg.correction_context_stride,
-             "context": cfg.correction_context, "shape_features": cfg.correction_shape or None}
+             "context": cfg.correction_context, "shape_features": cfg.correction_shape or None,
+             "integrate": cfg.correction_integrate or None}
     shape = {k: v for k, v in shape.items() if v is not None}
     options = {"search_radius": "--correction-search", "context_stride": "--correction-context-stride",
-               "context": "--correction-context", "shape_features": "--correction-shape"}
+               "context": "--correction-context", "shape_features": "--correction-shape",
+               "integrate": "--correction-integrate"}
     if shape and not stage.with_correction:
         raise PolstereoError(f"{', '.join(options[k] for k in shape)} shape the correction module; "
                              f"stage {stage.name} ({stage.command}) trains none")

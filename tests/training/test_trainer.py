@@ -315,3 +315,10 @@ def test_adapt_with_early_fusion_records_it_and_later_stages_keep_it(stage_a, ti
     with pytest.raises(PolstereoError, match="only adapt"):
         run("B", tmp_path / "b", tiny_data, init=str(stage_a), base_input="polarization", max_correction=50.0,
             **quick)
+
+
+def test_learn_pol_builds_an_integrating_module(stage_a, tiny_data, tmp_path, quick):
+    run("B", tmp_path / "b", tiny_data, init=str(stage_a), max_correction=50.0, correction_integrate=True, **quick)
+    payload = load_checkpoint(tmp_path / "b" / "last.ckpt")
+    assert payload["model_config"]["correction"]["integrate"] is True
+    assert "correction.log_screening" in payload["state_dict"]
