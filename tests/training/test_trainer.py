@@ -322,3 +322,25 @@ def test_learn_pol_builds_an_integrating_module(stage_a, tiny_data, tmp_path, qu
     payload = load_checkpoint(tmp_path / "b" / "last.ckpt")
     assert payload["model_config"]["correction"]["integrate"] is True
     assert "correction.log_screening" in payload["state_dict"]
+
+
+def test_finetune_on_unlabeled_captures_learns_from_the_shape_loss_alone(stage_a, tiny_data, tmp_path, quick):
+    import dataclasses
+
+    import numpy as np
+
+    from polstereo.data.h5format import H5Reader, write_samples
+
+    reader = H5Reader(tiny_data / "train.h5")
+    unlabeled = [dataclasses.replace(reader.read(i), disparity=None, transparent=None) for i in range(len(reader))]
+    write_samples(tmp_path / "captures.h5", unlabeled)
+    run("B", tmp_path / "b", tiny_data, init=str(stage_a), max_correction=50.0, **quick)
+    before = load_checkpoint(tmp_path / "b" / "last.ckpt")["state_dict"]
+    train(TrainConfig(stage="C", out=tmp_path / "c", train=[tmp_path / "captures.h5"], init=str(tmp_path / "b" / "last.ckpt"),
+                      shape_weight=1.0, **quick), log=silent)
+    payload = load_checkpoint(tmp_path / "c" / "last.ckpt")
+    after = payload["state_dict"]
+    assert payload["skipped_steps"] == 0 if "skipped_steps" in payload else True
+    changed = [k for k in after if after[k].is_floating_point() and not torch.equal(before[k], after[k])]
+    assert any(k.startswith("correction.") for k in changed) and any(k.startswith("base.") for k in changed)
+    assert np.isfinite([float(v.float().abs().max()) for v in after.values() if v.is_floating_point()]).all()
