@@ -26,12 +26,12 @@ echo "$MODEL, steps: pretrain $(steps 1500), A $(steps 1000), B $(steps 600), C 
 run_stage "$WORK/pretrain" polstereo adapt --init none --model "$MODEL" --train "$WORK/generic/train.h5" \
     --val "$WORK/generic/val.h5" --steps "$(steps 1500)" --lr 1e-3 --warmup-steps "$(steps 100)" "${COMMON[@]}"
 run_stage "$WORK/A" polstereo adapt --init "$WORK/pretrain/last.ckpt" --train "$WORK/glass/train.h5" \
-    --val "$WORK/glass/val.h5" --steps "$(steps 1000)" --lr 5e-4 "${COMMON[@]}"
+    --val "$WORK/glass/val.h5" --steps "$(steps 1000)" --lr 5e-4 "${COMMON[@]}" ${A_EXTRA[@]+"${A_EXTRA[@]}"}
 polstereo check-feasibility "$WORK/A/last.ckpt" --data "$WORK/glass/val.h5" --max-correction "$MAXCORR" \
     --json "$WORK/feasibility.json"
 run_stage "$WORK/B" polstereo learn-pol --init "$WORK/A/last.ckpt" --train "$WORK/glass/train.h5" \
     --val "$WORK/glass/val.h5" --max-correction "$MAXCORR" --correction-search "$CORR_SEARCH" --steps "$(steps 600)" \
-    "${COMMON[@]}"
+    "${COMMON[@]}" ${B_EXTRA[@]+"${B_EXTRA[@]}"}
 run_stage "$WORK/C" polstereo finetune --init "$WORK/B/last.ckpt" --train "$WORK/glass/train.h5" \
     --val "$WORK/glass/val.h5" --steps "$(steps 600)" "${COMMON[@]}"
 for stage in pretrain A B C; do

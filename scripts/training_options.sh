@@ -2,7 +2,7 @@
 # Environment: MODEL, SCALE (multiplies sample and step counts), STEP_SCALE (multiplies step counts
 # instead of SCALE, may be fractional, e.g. to fit a time budget), SIZE, CROP, BATCH, DEVICE, WORKERS (loader),
 # MAXCORR, GEN_WORKERS (make-synthetic processes), CORR_SEARCH (correction search radius, 0 = off),
-# SYNTH_ARGS (extra make-synthetic options).
+# SYNTH_ARGS (extra make-synthetic options), A_ARGS and B_ARGS (extra stage A / stage B options).
 MODEL=${MODEL:-tiny}
 SCALE=${SCALE:-1}
 SIZE=${SIZE:-"320 256"}
@@ -16,6 +16,11 @@ CORR_SEARCH=${CORR_SEARCH:-10}   # the correction module's search cost volume ra
 # extra make-synthetic options for both data sets, e.g. "--max-disparity 25 --bit-depth 12" for a
 # rig whose baseline is small against the distance (docs/results.md: the evidence depends on it)
 read -r -a SYNTH <<< "${SYNTH_ARGS:-}"
+# extra options of stage A (e.g. "--base-input polarization", early fusion) and of the new
+# correction module in stage B (e.g. "--correction-context unet --correction-shape --shape-weight 1");
+# docs/results.md "Shape-consistent polarization" measured both
+read -r -a A_EXTRA <<< "${A_ARGS:-}"
+read -r -a B_EXTRA <<< "${B_ARGS:-}"
 STEP_SCALE=${STEP_SCALE:-$SCALE}
 [[ $STEP_SCALE =~ ^[0-9]+(\.[0-9]+)?$ ]] || { echo "STEP_SCALE must be a number like 1.5, got '$STEP_SCALE'" >&2; exit 2; }
 n() { echo $(( $1 * SCALE )); }                             # sample counts
