@@ -41,16 +41,13 @@ import torch
 import torch.nn.functional as F
 
 from polstereo.errors import PolstereoError
-from polstereo.polar.shape import disparity_gradient, hard_consistency, polarization_angles
+from polstereo.polar.shape import disparity_gradient, gaussian_kernel, hard_consistency, polarization_angles
 
 REFERENCE_CANDIDATES = ("gt", "flat", "perturbed")
 MODEL_CANDIDATES = ("base", "final")
 CANDIDATES = REFERENCE_CANDIDATES + MODEL_CANDIDATES
 UNPAIRED = ("gt", "flat")  # no pairwise share: gt is the reference, flat's cost is 0.5 everywhere
 GRADIENT_SUPPORT = 7  # pixels read by one gradient: a 5-tap blur (σ = 1 px), then a 3-tap Sobel
-# px/px: float32 rounding in the blur leaves ~1e-7 px/px "gradients" of arbitrary azimuth on a
-# constant map; anything below this slope (0.03 px over 300 px) has no shape and costs 0.5
-NUMERICALLY_FLAT = 1e-4
 
 
 @dataclass(frozen=True)
@@ -93,18 +90,11 @@ def erode(mask: torch.Tensor, size: int) -> torch.Tensor:
     return outside == 0
 
 
-def _gaussian_kernel(sigma: float) -> torch.Tensor:
-    """1-D Gaussian of standard deviation ``sigma`` px, radius ⌈2σ⌉, unit sum (float32)."""
-    radius = max(1, math.ceil(2 * sigma))
-    k = torch.exp(-0.5 * (torch.arange(-radius, radius + 1, dtype=torch.float32) / sigma) ** 2)
-    return k / k.sum()
-
-
 def smooth_offset(shape: Sequence[int], rms_px: float, sigma: float, generator: torch.Generator) -> torch.Tensor:
     """A smooth random offset field ``shape`` = ``(B, 1, H, W)`` (float32, CPU): white noise
     blurred with a Gaussian of ``sigma`` px, scaled to an RMS of ``rms_px`` px. The noise
     extends beyond the image by the kernel's radius, so the border is as smooth as the rest."""
-    k = _gaussian_kernel(sigma)
+    k = gaussian_kernel(sigma)
     r = len(k) // 2
     b, c, h, w = shape
     noise = torch.randn((b, c, h + 2 * r, w + 2 * r), generator=generator)
@@ -129,12 +119,6 @@ def _judged(region: torch.Tensor, labeled: torch.Tensor, dolp: torch.Tensor, slo
     return inside & (dolp > config.min_dolp) & (slope > config.min_slope)
 
 
-def _cost(gradient: torch.Tensor, cos2: torch.Tensor, sin2: torch.Tensor) -> torch.Tensor:
-    """:func:`~polstereo.polar.shape.hard_consistency`, 0.5 where the map is numerically flat."""
-    flat = gradient.norm(dim=1, keepdim=True) < NUMERICALLY_FLAT
-    return torch.where(flat, torch.full_like(cos2, 0.5), hard_consistency(gradient, cos2, sin2))
-
-
 @torch.no_grad()
 def shape_evidence_counts(stack: torch.Tensor, gt: torch.Tensor, regions: dict[str, torch.Tensor],
                           candidates: dict[str, torch.Tensor], angles_deg: Sequence[float],
@@ -147,7 +131,7 @@ def shape_evidence_counts(stack: torch.Tensor, gt: torch.Tensor, regions: dict[s
     labeled pixels count); ``candidates``: disparities ``(B, 1, H, W)`` px other than
     ``gt`` (e.g. :func:`reference_candidates` and a model's ``base``). ``cost`` sums the
     DoLP-weighted :func:`~polstereo.polar.shape.hard_consistency` over the judged pixels
-    (0.5 where a candidate's slope is below :data:`NUMERICALLY_FLAT`),
+    (0.5 where a candidate is numerically flat),
     ``weight`` the DoLP; ``compared`` and ``gt_better`` are the pairwise counts.
     """
     dolp, cos2, sin2 = polarization_angles(stack.float(), angles_deg)
@@ -156,9 +140,9 @@ def shape_evidence_counts(stack: torch.Tensor, gt: torch.Tensor, regions: dict[s
     gt_filled = torch.where(labeled, gt, torch.zeros_like(gt))  # never read by a judged pixel's gradient
     gradient = disparity_gradient(gt_filled)
     slope = gradient.norm(dim=1, keepdim=True)
-    costs = {"gt": _cost(gradient, cos2, sin2)}
+    costs = {"gt": hard_consistency(gradient, cos2, sin2)}
     for name, d in candidates.items():
-        costs[name] = _cost(disparity_gradient(torch.nan_to_num(d.float())), cos2, sin2)
+        costs[name] = hard_consistency(disparity_gradient(torch.nan_to_num(d.float())), cos2, sin2)
     out = {}
     for region, mask in regions.items():
         judged = _judged(mask.bool(), labeled, dolp, slope, config)

@@ -38,16 +38,19 @@ BASE_INPUTS = ("intensity", "polarization")
 FUSION_GAIN = 2.0  # glass DoLP is ~0.05-0.4: spread the Stokes channels over more of [0, 1]
 
 
-def base_image(stack: torch.Tensor, angles_deg: Sequence[float], base_input: str = "intensity") -> torch.Tensor:
+def base_image(stack: torch.Tensor, angles_deg: Sequence[float], base_input: str = "intensity",
+               intensity: torch.Tensor | None = None) -> torch.Tensor:
     """The image the base model matches, from an angle stack ``(B, A, C, H, W)`` in [0, 1].
 
     ``intensity``: S0/2, ``(B, C, H, W)``. ``polarization`` (early fusion): ``(B, 3, H, W)``
     = (grey S0/2, ½ + ½·g·S1/S0, ½ + ½·g·S2/S0) with g = :data:`FUSION_GAIN`, clipped to
     [0, 1]; colour is averaged to grey first. Still a 3-channel image in [0, 1], so the
     same network takes it, and a horizontal flip with the angle images mirrored negates
-    only the S2 channel about ½, as it should.
+    only the S2 channel about ½, as it should. ``intensity``: S0/2 clamped to [0, 1], when
+    the caller has it already.
     """
-    intensity = intensity_image(stack, angles_deg).clamp(0.0, 1.0)
+    if intensity is None:
+        intensity = intensity_image(stack, angles_deg).clamp(0.0, 1.0)
     if base_input == "intensity":
         return intensity
     pol = pol_features(stack, angles_deg)  # (B, 2C, H, W): S1/S0 of each colour, then S2/S0
@@ -166,7 +169,8 @@ class PolStereoModel(nn.Module):
         if self.base_input == "intensity":
             base_left, base_right = intensity_left, intensity_right
         else:
-            base_left, base_right = base_image(left, angles, self.base_input), base_image(right, angles, self.base_input)
+            base_left = base_image(left, angles, self.base_input, intensity_left)
+            base_right = base_image(right, angles, self.base_input, intensity_right)
         out = dict(self.base(base_left, base_right, iters=iters, all_estimates=all_estimates))
         base_disparity = out["disparity"]
         out["base_disparity"] = base_disparity

@@ -68,11 +68,17 @@ def _linear_pad(x: torch.Tensor, r: int) -> torch.Tensor:
                       2 * x[..., -1:, :] - x[..., -r - 1:-1, :].flip(-2)], dim=-2)
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+def gaussian_kernel(sigma: float, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
+    """1-D Gaussian of standard deviation ``sigma`` px, radius ⌈2σ⌉ (at least 1), unit sum."""
     radius = max(1, int(math.ceil(2 * sigma)))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    t = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
+    return k / k.sum()
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    k = gaussian_kernel(sigma, x.dtype, x.device)
+    radius = len(k) // 2
     x = _linear_pad(x, radius)
     x = F.conv2d(x, k.view(1, 1, 1, -1))
     return F.conv2d(x, k.view(1, 1, -1, 1))
