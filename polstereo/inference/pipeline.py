@@ -336,8 +336,9 @@ def _camera_for(pair: StereoPair, calibration: Calibration | None,
         if (width, height) not in rectifiers:
             rectifiers[(width, height)] = calibration.rectifier((width, height))
         rectifier = rectifiers[(width, height)]
-        return pair.with_views(rectifier.rectify(pair.left, "left"), rectifier.rectify(pair.right, "right")), \
-            rectifier.camera, True
+        # With the angles the polarization frame turns with each image (AoLP in rectified axes).
+        return pair.with_views(rectifier.rectify(pair.left, "left", pair.angles_deg),
+                               rectifier.rectify(pair.right, "right", pair.angles_deg)), rectifier.camera, True
     if isinstance(calibration, RectifiedCamera):
         return pair, calibration, False
     if pair.focal_px is not None and pair.baseline is not None:

@@ -16,6 +16,13 @@ OpenCV conventions: ``T`` takes points from the left camera's frame to the right
 
 Depth from disparity on a rectified pair: ``Z = f·B / (d + doffs)``, ``doffs`` the
 x-difference of the principal points (right minus left; 0 after OpenCV rectification).
+
+Rectification keeps the polarization frame: the rectifying rotation (and the undistortion)
+turns each camera's image plane, so after resampling an angle stack its polarizers are no
+longer at 0/45/90/135° of the rectified image. :meth:`Rectifier.rectify` given the stack's
+``angles_deg`` therefore also rotates the Stokes vector of every rectified pixel by twice the
+local in-plane rotation of the image (:func:`rectification_rotation`,
+:func:`rotate_polarization_frame`), so AoLP is measured in the rectified image's axes.
 """
 
 from __future__ import annotations
@@ -25,12 +32,13 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Sequence, Union
 
 import cv2
 import numpy as np
 
 from polstereo.errors import PolstereoError
+from polstereo.polar.stokes import angles_from_stokes, stokes_from_angles
 
 PathLike = Union[str, os.PathLike]
 
@@ -84,20 +92,45 @@ class RectifiedCamera:
 
 @dataclass(frozen=True)
 class Rectifier:
-    """Rectification maps for one image size (float32 ``(H, W)`` source coordinates per view)."""
+    """Rectification maps for one image size (float32 ``(H, W)`` source coordinates per view).
+
+    left_rotation, right_rotation: float32 ``(H, W)``, per rectified pixel the in-plane
+    rotation (radians, counter-clockwise on screen) of the image content from the original
+    to the rectified image (:func:`rectification_rotation`); derived from the maps when not
+    given.
+    """
 
     left_x: np.ndarray
     left_y: np.ndarray
     right_x: np.ndarray
     right_y: np.ndarray
     camera: RectifiedCamera
+    left_rotation: np.ndarray | None = None
+    right_rotation: np.ndarray | None = None
 
-    def rectify(self, stack: np.ndarray, view: str) -> np.ndarray:
-        """Rectify a ``(..., H, W)`` stack of one view (``"left"``/``"right"``), every plane alike."""
-        maps = {"left": (self.left_x, self.left_y), "right": (self.right_x, self.right_y)}
+    def __post_init__(self):
+        for view in ("left", "right"):
+            if getattr(self, f"{view}_rotation") is None:
+                rotation = rectification_rotation(getattr(self, f"{view}_x"), getattr(self, f"{view}_y"))
+                object.__setattr__(self, f"{view}_rotation", rotation)
+
+    def rectify(self, stack: np.ndarray, view: str, angles_deg: Sequence[float] | None = None) -> np.ndarray:
+        """Rectify a ``(..., H, W)`` stack of one view (``"left"``/``"right"``), every plane alike.
+
+        With ``angles_deg`` the stack is a polarizer-angle stack ``(A, ..., H, W)`` (one angle
+        per index of axis 0) and its polarization frame is turned with the image
+        (:func:`rotate_polarization_frame`), so AoLP comes out in the rectified image's axes;
+        without, the planes are only resampled (ordinary images, or anything else).
+        """
+        maps = {"left": (self.left_x, self.left_y, self.left_rotation),
+                "right": (self.right_x, self.right_y, self.right_rotation)}
         if view not in maps:
             raise ValueError(f"view must be 'left' or 'right', got {view!r}")
-        return remap_planes(stack, *maps[view])
+        map_x, map_y, rotation = maps[view]
+        rectified = remap_planes(stack, map_x, map_y)
+        if angles_deg is None:
+            return rectified
+        return rotate_polarization_frame(rectified, rotation, angles_deg)
 
 
 @dataclass(frozen=True)
@@ -141,7 +174,8 @@ class StereoCalibration:
         right = cv2.initUndistortRectifyMap(self.K2, self.D2, r2, p2, (width, height), cv2.CV_32FC1)
         camera = RectifiedCamera(fx=float(p1[0, 0]), fy=float(p1[1, 1]), cx=float(p1[0, 2]), cy=float(p1[1, 2]),
                                  baseline=float(-p2[0, 3] / p2[0, 0]), doffs=float(p2[0, 2] - p1[0, 2]))
-        return Rectifier(left[0], left[1], right[0], right[1], camera)
+        return Rectifier(left[0], left[1], right[0], right[1], camera,
+                         left_rotation=rectification_rotation(*left), right_rotation=rectification_rotation(*right))
 
 
 Calibration = Union[StereoCalibration, RectifiedCamera]
@@ -172,6 +206,68 @@ def remap_planes(stack: np.ndarray, map_x: np.ndarray, map_y: np.ndarray) -> np.
     out = np.stack([cv2.remap(p, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
                     for p in planes])
     return out.reshape(stack.shape[:-2] + map_x.shape)
+
+
+def rectification_rotation(map_x: np.ndarray, map_y: np.ndarray) -> np.ndarray:
+    """Per rectified pixel, the in-plane rotation of the image content that the maps apply.
+
+    Args:
+        map_x, map_y: ``(H, W)`` source (original image) pixel coordinates of each rectified
+            pixel, as for ``cv2.remap``.
+
+    Returns:
+        float32 ``(H, W)`` angle θ in radians, counter-clockwise on screen (the AoLP
+        convention of :mod:`polstereo.polar.stokes`): a direction at angle ψ in the original
+        image is at ψ + θ in the rectified one, so AoLP_rectified = AoLP_original + θ.
+
+    θ is the rotation part of the local Jacobian of the map (its polar decomposition), from
+    central differences of the maps. A pure in-plane rotation (a roll) gives its angle
+    exactly; radial distortion, a symmetric stretch, gives 0; the small perspective shear of
+    a rectifying rotation about another axis is left out (it is not a rotation, and Stokes
+    vectors can only be rotated). With the map's Jacobian (rectified (x', y') -> original
+    (x, y), y down) ``a = ∂x/∂x'``, ``b = ∂x/∂y'``, ``c = ∂y/∂x'``, ``d = ∂y/∂y'``, the map turns
+    by ``-θ`` on screen and the content, going the other way, by ``θ = atan2(c - b, a + d)``.
+    """
+    map_x = np.asarray(map_x, dtype=np.float32)
+    map_y = np.asarray(map_y, dtype=np.float32)
+    if min(map_x.shape) < 2:  # no neighbour to difference with: no measurable rotation
+        return np.zeros(map_x.shape, dtype=np.float32)
+    # Differences of nearby float32 coordinates are (nearly) exact, so float32 loses little;
+    # second-order one-sided differences at the borders, where distortion bends the maps most.
+    edge_order = 2 if min(map_x.shape) >= 3 else 1
+    dx_drow, dx_dcol = np.gradient(map_x, edge_order=edge_order)
+    dy_drow, dy_dcol = np.gradient(map_y, edge_order=edge_order)
+    return np.arctan2(dy_dcol - dx_drow, dx_dcol + dy_drow).astype(np.float32)
+
+
+def rotate_polarization_frame(stack: np.ndarray, rotation: np.ndarray,
+                              angles_deg: Sequence[float]) -> np.ndarray:
+    """Re-express a polarizer-angle stack in image axes turned by ``rotation``, per pixel.
+
+    Args:
+        stack: ``(A, ..., H, W)`` intensities, one image per polarizer angle along axis 0.
+        rotation: ``(H, W)`` radians, counter-clockwise on screen: the rotation of the image
+            content (:func:`rectification_rotation`); AoLP increases by it.
+        angles_deg: the A polarizer angles, degrees (:mod:`polstereo.polar.stokes` convention).
+
+    Returns:
+        float32, the shape of ``stack``: the images polarizers at ``angles_deg`` would have
+        recorded in the turned axes. AoLP + θ means (S1, S2) turned by 2θ:
+        ``S1' = cos 2θ·S1 − sin 2θ·S2``, ``S2' = sin 2θ·S1 + cos 2θ·S2``; S0 and DoLP are
+        kept. Only the change of (S1, S2) is added back to the angle images, so whatever the
+        Stokes model does not explain (noise, more than 3 angles) is kept and θ = 0 returns
+        the stack unchanged.
+    """
+    stack = np.asarray(stack, dtype=np.float32)
+    rotation = np.asarray(rotation, dtype=np.float32)
+    if rotation.shape != stack.shape[-2:]:
+        raise ValueError(f"rotation is {rotation.shape}, images are {stack.shape[-2:]}")
+    stokes = stokes_from_angles(stack, angles_deg, axis=0)
+    cos_minus_one = -2.0 * np.sin(rotation) ** 2  # cos 2θ − 1, without cancellation for small θ
+    sin_2 = np.sin(2.0 * rotation)
+    s1, s2 = stokes[1], stokes[2]
+    change = np.stack([np.zeros_like(s1), cos_minus_one * s1 - sin_2 * s2, sin_2 * s1 + cos_minus_one * s2])
+    return stack + angles_from_stokes(change, angles_deg, axis=0)
 
 
 # ---------------------------------------------------------------------------- reading
@@ -341,5 +437,6 @@ def _read_middlebury(path: Path) -> dict[str, Any]:
 
 __all__ = [
     "RectifiedCamera", "StereoCalibration", "Rectifier", "Calibration", "load_calibration",
-    "calibration_from_dict", "depth_from_disparity", "remap_planes", "KEY_ALIASES",
+    "calibration_from_dict", "depth_from_disparity", "remap_planes", "rectification_rotation",
+    "rotate_polarization_frame", "KEY_ALIASES",
 ]
