@@ -47,6 +47,9 @@ class _SizeCommand(click.Command):
               help="Largest first-surface disparity in pixels [default: 20 % of the width].")
 @click.option("--transparent", nargs=2, type=click.IntRange(0), default=(1, 3), show_default=True,
               metavar="MIN MAX", help="Glass objects per scene; 0 0 makes generic data without glass.")
+@click.option("--glass", default="solid,thin,pane", show_default=True, metavar="KINDS",
+              help="What glass objects are, drawn uniformly per object: comma-separated solid (clear solids), "
+                   "thin (thin-walled cups, jars, bottles, bowls, vases), pane (flat panes).")
 @click.option("--opaque", nargs=2, type=click.IntRange(0), default=(1, 4), show_default=True,
               metavar="MIN MAX", help="Opaque objects per scene.")
 @click.option("--split", nargs=3, type=click.FloatRange(0), default=(0.8, 0.1, 0.1), show_default=True,
@@ -60,13 +63,13 @@ class _SizeCommand(click.Command):
 @quiet_option
 @json_option
 def make_synthetic_cmd(out_dir: Path, num: int, seed: int, size: tuple[int, int], focal: float | None,
-                       baseline: float, max_disparity: float | None, transparent: tuple[int, int],
+                       baseline: float, max_disparity: float | None, transparent: tuple[int, int], glass: str,
                        opaque: tuple[int, int], split: tuple[float, float, float], bit_depth: str, color: str,
                        noise: bool, workers: int, quiet: bool, json_out: str | None) -> None:
     """Render a synthetic polarized stereo dataset into OUT_DIR/{train,val,test}.h5.
 
-    Rectified pinhole pairs of textured walls, opaque objects and glass solids,
-    ray cast per view: glass shows the refracted background plus a polarized Fresnel
+    Rectified pinhole pairs of textured walls, opaque objects and glass (clear solids,
+    thin-walled vessels, panes), ray cast per view: glass shows the refracted background plus a polarized Fresnel
     reflection of a structured environment. Ground truth: first-surface disparity,
     transparency, validity and occlusion masks. See docs/synthetic.md.
     """
@@ -75,6 +78,7 @@ def make_synthetic_cmd(out_dir: Path, num: int, seed: int, size: tuple[int, int]
 
     config = SyntheticConfig(width=size[0], height=size[1], focal_px=focal, baseline_m=baseline,
                              max_disparity=max_disparity, transparent=tuple(transparent), opaque=tuple(opaque),
+                             glass=tuple(kind.strip() for kind in glass.split(",") if kind.strip()),
                              noise=noise, bit_depth=int(bit_depth), color=color, seed=seed).validated()
     summary = generate_dataset(out_dir, config, num, split=split, workers=workers, progress=show_progress(quiet))
     emit_json(summary, json_out)

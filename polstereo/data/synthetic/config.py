@@ -16,6 +16,9 @@ from polstereo.data.h5format import DEFAULT_ANGLES_DEG
 from polstereo.errors import EXIT_USAGE, PolstereoError
 
 BIT_DEPTHS = {8: 255, 12: 4095, 16: 65535}  # bit depth -> white level
+# what a glass object can be: a clear solid (ellipsoid, cylinder, box), a thin-walled vessel
+# (cup, jar, bottle, bowl, vase), or a flat pane
+GLASS_KINDS = ("solid", "thin", "pane")
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,9 @@ class SyntheticConfig:
     Content: ``transparent`` and ``opaque`` are inclusive (min, max) object counts per
     scene (``transparent=(0, 0)`` makes generic data with no glass); a share
     ``glossy_fraction`` of the opaque objects has a polarizing specular coat; glass has a
-    refractive index drawn uniformly from ``ior_range``.
+    refractive index drawn uniformly from ``ior_range``; each glass object's kind is drawn
+    uniformly from ``glass`` (:data:`GLASS_KINDS`: clear solids, thin-walled vessels, flat
+    panes; ``("solid",)`` draws exactly the scenes made before the option existed).
 
     Sensor: shot noise with ``full_well_e`` electrons at white level and Gaussian read
     noise of ``read_noise`` (fraction of white level) when ``noise`` is on; output
@@ -52,6 +57,7 @@ class SyntheticConfig:
     opaque: tuple[int, int] = (1, 4)
     glossy_fraction: float = 0.3
     ior_range: tuple[float, float] = (1.4, 1.6)
+    glass: tuple[str, ...] = GLASS_KINDS
     noise: bool = True
     full_well_e: float = 10000.0
     read_noise: float = 0.002
@@ -104,6 +110,8 @@ class SyntheticConfig:
             raise bad(f"glossy fraction must be in [0, 1], got {self.glossy_fraction}")
         if not 1.0 < self.ior_range[0] <= self.ior_range[1] < 3.0:
             raise bad(f"refractive index range must satisfy 1 < min <= max < 3, got {self.ior_range}")
+        if not self.glass or any(kind not in GLASS_KINDS for kind in self.glass):
+            raise bad(f"glass kinds must be a non-empty list of {', '.join(GLASS_KINDS)}; got {list(self.glass)}")
         if self.bit_depth not in BIT_DEPTHS:
             raise bad(f"bit depth must be one of {sorted(BIT_DEPTHS)}, got {self.bit_depth}")
         if self.color not in COLOR_MODES:
@@ -120,9 +128,11 @@ class SyntheticConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SyntheticConfig":
-        """The inverse of :meth:`to_dict` (unknown keys are an error)."""
+        """The inverse of :meth:`to_dict` (unknown keys are an error). A record without
+        ``glass`` predates the option, whose only kind then was solid glass."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
             raise PolstereoError(f"synthetic config: unknown field(s) {unknown}", EXIT_USAGE)
+        values = {"glass": ["solid"], **values}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

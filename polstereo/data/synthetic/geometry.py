@@ -8,6 +8,10 @@ surface kinds:
 - :class:`Convex`: a unit shape (sphere, cube or cylinder) scaled per axis, rotated and
   placed: ellipsoids, boxes and elliptic cylinders. Convex shapes give the whole
   entry/exit interval of a ray, which is what refraction through a solid needs.
+- :class:`Hollow`: a convex solid with convex holes cut out of it: thin-walled vessels
+  (cups, jars, bowls, vases). A hole inside the solid makes a closed cavity, one that
+  reaches through its surface makes an opening. It gives the glass segment a ray is in
+  or enters next, so the renderer refracts through each wall in turn.
 
 Both give hit distances (``inf`` for a miss), outward unit normals and local
 coordinates (for textures) at points on their surface.
@@ -27,6 +31,7 @@ _TINY = 1e-12
 
 IntervalFn = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 GradientFn = Callable[[np.ndarray], np.ndarray]
+LevelFn = Callable[[np.ndarray], np.ndarray]
 
 
 # ---------------------------------------------------------------------------- unit shapes
@@ -42,6 +47,10 @@ def _sphere_interval(o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 def _sphere_gradient(p: np.ndarray) -> np.ndarray:
     return p
+
+
+def _sphere_level(p: np.ndarray) -> np.ndarray:
+    return np.sqrt(dot(p, p))
 
 
 def _slab(o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -65,6 +74,10 @@ def _cube_gradient(p: np.ndarray) -> np.ndarray:
     cols = np.arange(p.shape[1])
     g[axis, cols] = np.sign(p[axis, cols])
     return g
+
+
+def _cube_level(p: np.ndarray) -> np.ndarray:
+    return np.abs(p).max(axis=0)
 
 
 def _cylinder_interval(o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -94,11 +107,16 @@ def _cylinder_gradient(p: np.ndarray) -> np.ndarray:
                      np.where(cap, np.sign(p[2]), 0.0)]).astype(p.dtype)
 
 
-# unit shape -> (entry/exit interval, outward gradient on the surface); a new primitive is a row.
-UNIT_SHAPES: dict[str, tuple[IntervalFn, GradientFn]] = {
-    "ellipsoid": (_sphere_interval, _sphere_gradient),
-    "box": (_cube_interval, _cube_gradient),
-    "cylinder": (_cylinder_interval, _cylinder_gradient),
+def _cylinder_level(p: np.ndarray) -> np.ndarray:
+    return np.maximum(np.sqrt(p[0] * p[0] + p[1] * p[1]), np.abs(p[2]))
+
+
+# unit shape -> (entry/exit interval, outward gradient on the surface, level: < 1 inside,
+# 1 on the surface); a new primitive is a row.
+UNIT_SHAPES: dict[str, tuple[IntervalFn, GradientFn, LevelFn]] = {
+    "ellipsoid": (_sphere_interval, _sphere_gradient, _sphere_level),
+    "box": (_cube_interval, _cube_gradient, _cube_level),
+    "cylinder": (_cylinder_interval, _cylinder_gradient, _cylinder_level),
 }
 
 
@@ -185,8 +203,82 @@ class Convex:
         grad = UNIT_SHAPES[self.shape][1](unit) / self.size[:, None].astype(p.dtype)
         return normalize(self.rotation.astype(p.dtype) @ grad)
 
+    def surface_offset(self, p: np.ndarray) -> np.ndarray:
+        """``(N,)`` roughly how far (metres) points ``p`` lie from the surface: 0 on it."""
+        unit = self.local_coords(p) / self.size[:, None].astype(p.dtype)
+        return np.abs(UNIT_SHAPES[self.shape][2](unit) - 1.0) * float(np.min(self.size))
 
-Surface = Plane | Convex
+
+@dataclass(frozen=True)
+class Hollow:
+    """The solid ``outer`` with the convex ``holes`` cut out: a thin-walled vessel.
+
+    A hole that lies inside ``outer`` is a closed cavity (a sealed jar); one that reaches
+    through ``outer``'s surface is an opening (a cup's mouth). Rays are traced through
+    every wall: :meth:`interval` gives the glass segment a ray is in, or the next one it
+    enters, and :meth:`normal_at` points out of the glass, into a cavity on its inner
+    surface.
+    """
+
+    outer: Convex
+    holes: tuple[Convex, ...]
+
+    @property
+    def center(self) -> np.ndarray:
+        return self.outer.center
+
+    @property
+    def bounding_radius(self) -> float:
+        return self.outer.bounding_radius  # the glass lies inside the outer solid
+
+    def interval(self, o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(t0, t1)`` of the first glass segment along each ray that ends in front of the
+        origin (t0 < 0 < t1 when the origin is in the glass), ``(inf, -inf)`` for none.
+
+        Glass is [a0, a1] (the outer interval) less the holes' intervals: a segment starts
+        at a0 or where a hole is left and ends at a1 or where the next hole begins.
+        """
+        a0, a1 = self.outer.interval(o, d)
+        holes = [h.interval(o, d) for h in self.holes]
+        start = a0
+        end = a1
+        for _ in range(len(holes) + 1):  # segments behind the origin are skipped, one per pass
+            for _ in range(len(holes)):  # leave every hole that covers the start (they may overlap)
+                for b0, b1 in holes:
+                    start = np.where((b0 <= start) & (start < b1), b1, start)
+            end = a1
+            for b0, b1 in holes:
+                end = np.where(b0 > start, np.minimum(end, b0), end)
+            behind = (end <= EPS_T) & (start < a1)
+            if not behind.any():
+                break
+            start = np.where(behind, end, start)
+        valid = (start < end) & (end > EPS_T) & np.isfinite(start)
+        return (np.where(valid, start, np.inf).astype(d.dtype, copy=False),
+                np.where(valid, end, -np.inf).astype(d.dtype, copy=False))
+
+    def hit_distance(self, o: np.ndarray, d: np.ndarray) -> np.ndarray:
+        """Distance to the first surface crossing in front of the origin (``inf`` if none)."""
+        t0, t1 = self.interval(o, d)
+        return np.where(t0 > EPS_T, t0, np.where(t1 > EPS_T, t1, np.inf)).astype(d.dtype, copy=False)
+
+    def local_coords(self, p: np.ndarray) -> np.ndarray:
+        return self.outer.local_coords(p)
+
+    def normal_at(self, p: np.ndarray) -> np.ndarray:
+        """Unit normals pointing out of the glass at surface points ``p`` ``(3, N)``: the outer
+        solid's outward normal, or a hole's inward one on a hole's surface."""
+        best = self.outer.surface_offset(p)
+        normal = self.outer.normal_at(p)
+        for hole in self.holes:
+            offset = hole.surface_offset(p)
+            closer = offset < best
+            normal = np.where(closer[None], -hole.normal_at(p), normal)
+            best = np.minimum(best, offset)
+        return normal
+
+
+Surface = Plane | Convex | Hollow
 
 
 def bounding_candidates(center: np.ndarray, radius: float, o: np.ndarray, d: np.ndarray,

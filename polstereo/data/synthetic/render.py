@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from polstereo.data.synthetic.geometry import Convex, bounding_candidates
+from polstereo.data.synthetic.geometry import Plane, bounding_candidates
 from polstereo.data.synthetic.optics import (cross, diffuse_dolp, dot, fresnel_reflectance, image_angle_cos_sin,
                                              normalize, reflect, refract)
 from polstereo.data.synthetic.scene import MATERIAL_KINDS, Scene
@@ -84,7 +84,7 @@ def closest_hit(scene: Scene, o: np.ndarray, d: np.ndarray, with_glass: bool = T
         if not with_glass and obj.material.kind == "glass":
             continue
         surf = obj.surface
-        if isinstance(surf, Convex):
+        if not isinstance(surf, Plane):  # bounded: Convex or Hollow
             sel = bounding_candidates(surf.center, surf.bounding_radius, o, d, t_best)
             if sel.size == 0:
                 continue

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from polstereo.data.synthetic.config import SyntheticConfig
-from polstereo.data.synthetic.geometry import Convex, Plane
+from polstereo.data.synthetic.geometry import Convex, Hollow, Plane
 from polstereo.data.synthetic.optics import dot
 from polstereo.data.synthetic.textures import PATTERNS, Texture
 
@@ -69,8 +69,8 @@ class Material:
     transmission with index ``ior``, scaled by ``depolarization`` for rough surfaces).
     ``glossy``: the same plus a mirror reflection of the environment of weight
     ``specular`` with Fresnel reflectance (a clear coat: strongly polarized near Brewster).
-    ``glass``: a clear dielectric solid of index ``ior``; ``tint`` ``(C,)`` scales light
-    transmitted through it.
+    ``glass``: a clear dielectric of index ``ior`` (a solid, a thin-walled vessel or a
+    pane: the surface says which); ``tint`` ``(C,)`` scales light transmitted through it.
     """
 
     kind: str
@@ -83,7 +83,7 @@ class Material:
 
 @dataclass(frozen=True)
 class SceneObject:
-    surface: Plane | Convex
+    surface: Plane | Convex | Hollow
     material: Material
     name: str = ""
 
@@ -248,6 +248,91 @@ def _place_convex(rng: np.random.Generator, rig: StereoRig, shape: str, near_dis
     return Convex(shape, center, random_rotation(rng), size)
 
 
+# ------------------------------------------------------------------ thin-walled glass
+VESSELS = ("cup", "jar", "bottle", "bowl", "vase")
+# local frame of a standing vessel -> camera frame: local z (the vessel's axis) is image-up
+# (-y), local y points away from the camera
+_UPRIGHT = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+
+
+def _rot_x(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+
+
+def _rot_z(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def vessel(kind: str, center: np.ndarray, rotation: np.ndarray, radius: float, height: float,
+           wall: float, opening: float = 0.5) -> Hollow:
+    """A thin-walled glass vessel around local axis z (its up), walls ``wall`` metres thick.
+
+    ``kind`` (:data:`VESSELS`): ``cup`` an open cylinder of half height ``height``;
+    ``jar`` a closed one; ``bottle`` a jar with a round mouth of ``opening`` x ``radius``
+    in its top; ``bowl`` the lower part of an ellipsoid (semi-axes ``radius``, ``radius``,
+    ``height``) cut open a little above its middle; ``vase`` an ellipsoid with a mouth of
+    ``opening`` x ``radius`` on top. Bottoms are twice as thick as the walls.
+    """
+    def part(shape: str, local_center, size) -> Convex:
+        return Convex(shape, center + rotation @ np.asarray(local_center, dtype=np.float64), rotation,
+                      np.asarray(size, dtype=np.float64))
+
+    r, h, w = radius, height, wall
+    if kind in ("cup", "jar", "bottle"):
+        outer = part("cylinder", (0, 0, 0), (r, r, h))
+        if kind == "cup":  # the cavity reaches out through the top
+            bottom, top = -h + 2 * w, h + r
+            holes = (part("cylinder", (0, 0, (bottom + top) / 2), (r - w, r - w, (top - bottom) / 2)),)
+        else:
+            holes = (part("cylinder", (0, 0, w / 2), (r - w, r - w, h - 1.5 * w)),)
+            if kind == "bottle":
+                holes += (part("cylinder", (0, 0, h), (opening * r, opening * r, h)),)
+    elif kind in ("bowl", "vase"):
+        outer = part("ellipsoid", (0, 0, 0), (r, r, h))
+        holes = (part("ellipsoid", (0, 0, 0), (r - w, r - w, h - 2 * w)),)
+        if kind == "bowl":  # everything above a cut plane at 0.2 h is open
+            holes += (part("box", (0, 0, 0.2 * h + 2 * r), (2 * r, 2 * r, 2 * r)),)
+        else:
+            holes += (part("cylinder", (0, 0, h), (opening * r, opening * r, h)),)
+    else:
+        raise ValueError(f"unknown vessel {kind!r}; known: {', '.join(VESSELS)}")
+    return Hollow(outer, holes)
+
+
+def _place_vessel(rng: np.random.Generator, rig: StereoRig, near_disparity: float, radius_px: float) -> Hollow:
+    """A standing thin-walled vessel (tipped -0.2..0.7 rad towards the camera, so some are
+    seen from above) whose nearest point lies at about ``near_disparity``."""
+    kind = str(rng.choice(VESSELS))
+    x = rng.uniform(0.05, 0.95) * (rig.width - 1)
+    y = rng.uniform(0.05, 0.95) * (rig.height - 1)
+    near_depth = rig.depth_for_disparity(near_disparity)
+    radius = radius_px * near_depth / rig.focal_px
+    height = radius * (rng.uniform(0.5, 0.9) if kind == "bowl" else rng.uniform(0.9, 2.2))
+    wall = radius * rng.uniform(0.03, 0.08)
+    rotation = _rot_x(rng.uniform(-0.2, 0.7)) @ _rot_z(rng.uniform(-0.15, 0.15)) @ _UPRIGHT
+    probe = Convex("cylinder" if kind in ("cup", "jar", "bottle") else "ellipsoid", np.zeros(3), np.eye(3),
+                   np.array([radius, radius, height]))
+    center = rig.backproject(x, y, near_depth + probe.bounding_radius)
+    return vessel(kind, center, rotation, radius, height, wall, opening=float(rng.uniform(0.3, 0.6)))
+
+
+def _place_pane(rng: np.random.Generator, rig: StereoRig, near_disparity: float, half_px: float) -> Convex:
+    """A flat pane 1-4 % as thick as it is wide, facing the camera within ±0.9 rad of yaw
+    and ±0.3 rad of pitch, whose nearest corner lies at ``near_disparity``."""
+    x = rng.uniform(0.1, 0.9) * (rig.width - 1)
+    y = rng.uniform(0.1, 0.9) * (rig.height - 1)
+    near_depth = rig.depth_for_disparity(near_disparity)
+    half = half_px * near_depth / rig.focal_px
+    size = np.array([half * rng.uniform(0.01, 0.04), half * rng.uniform(0.6, 1.2), half * rng.uniform(0.6, 1.2)])
+    # local x (the thin axis) faces the camera, local z is image-up
+    facing = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
+    rotation = _yaw_pitch(rng.uniform(-0.9, 0.9), rng.uniform(-0.3, 0.3)) @ facing
+    reach = float(np.abs(rotation[2]) @ size)  # the box's depth extent from its centre
+    return Convex("box", rig.backproject(x, y, near_depth + reach), rotation, size)
+
+
 def random_scene(config: SyntheticConfig, rng: np.random.Generator) -> Scene:
     """Draw one scene: background wall (+ floor), opaque objects, glass objects, lighting."""
     rig = StereoRig(config.width, config.height, config.focal, config.baseline_m)
@@ -297,9 +382,16 @@ def random_scene(config: SyntheticConfig, rng: np.random.Generator) -> Scene:
 
     near_lo = wall_disp + 0.25 * (d_max - wall_disp)
     for i in range(int(rng.integers(config.transparent[0], config.transparent[1] + 1))):
-        shape = str(rng.choice(("ellipsoid", "ellipsoid", "cylinder", "box")))
-        disp = _uniform(rng, near_lo, 0.95 * d_max)
-        solid = _place_convex(rng, rig, shape, disp, rng.uniform(0.07, 0.22) * rig.width, (0.6, 1.4))
+        # one kind draws nothing, so --glass solid makes the scenes made before the option existed
+        kind = config.glass[0] if len(config.glass) == 1 else str(rng.choice(config.glass))
+        if kind == "solid":
+            shape = str(rng.choice(("ellipsoid", "ellipsoid", "cylinder", "box")))
+            disp = _uniform(rng, near_lo, 0.95 * d_max)
+            solid = _place_convex(rng, rig, shape, disp, rng.uniform(0.07, 0.22) * rig.width, (0.6, 1.4))
+        elif kind == "thin":
+            solid = _place_vessel(rng, rig, _uniform(rng, near_lo, 0.95 * d_max), rng.uniform(0.07, 0.2) * rig.width)
+        else:
+            solid = _place_pane(rng, rig, _uniform(rng, near_lo, 0.95 * d_max), rng.uniform(0.15, 0.35) * rig.width)
         tint = np.ones(channels) if rng.random() < 0.7 or channels == 1 else rng.uniform(0.8, 1.0, channels)
         material = Material("glass", ior=float(rng.uniform(*config.ior_range)),
                             tint=(tint * rng.uniform(0.9, 1.0)).astype(np.float32))

@@ -103,7 +103,8 @@ def test_split_must_be_three_fractions_summing_to_one():
 @pytest.mark.parametrize("change, message", [
     ({"bit_depth": 10}, "bit depth"), ({"transparent": (3, 1)}, "transparent"), ({"color": "cmyk"}, "colour"),
     ({"min_disparity": 20.0, "max_disparity": 10.0}, "min disparity"), ({"width": 8}, "too small"),
-    ({"ior_range": (0.9, 1.5)}, "refractive index"),
+    ({"ior_range": (0.9, 1.5)}, "refractive index"), ({"glass": ("solid", "glas")}, "glass kinds"),
+    ({"glass": ()}, "glass kinds"),
 ])
 def test_config_rejects_bad_values_with_a_usage_error(change, message):
     with pytest.raises(PolstereoError, match=message) as err:
@@ -137,3 +138,17 @@ def test_dataset_files_do_not_depend_on_the_number_of_workers(tmp_path):
     generate_dataset(tmp_path / "two", config, 3, split=(1.0, 0.0, 0.0), workers=2, progress=False)
     assert (tmp_path / "one" / "train.h5").read_bytes() == (tmp_path / "two" / "train.h5").read_bytes()
     assert not (tmp_path / "one" / "val.h5").exists()
+
+
+def test_a_provenance_record_from_before_the_glass_option_means_solid_glass():
+    record = dataclasses.replace(TINY, glass=("thin",)).to_dict()
+    assert SyntheticConfig.from_dict(record).glass == ("thin",)
+    del record["glass"]
+    assert SyntheticConfig.from_dict(record).glass == ("solid",)
+
+
+def test_each_glass_kind_makes_transparent_pixels():
+    for kind in ("solid", "thin", "pane"):
+        config = dataclasses.replace(TINY, glass=(kind,), transparent=(3, 3), seed=4)
+        shares = [generate_sample(config, sample_rng(config.seed, i)).transparent.mean() for i in range(3)]
+        assert max(shares) > 0.01, kind

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from polstereo.data.synthetic.geometry import Convex, Plane, bounding_candidates
-from polstereo.data.synthetic.scene import random_rotation
+from polstereo.data.synthetic.geometry import Convex, Hollow, Plane, bounding_candidates
+from polstereo.data.synthetic.scene import VESSELS, random_rotation, vessel
 
 AXIS_RAY = (np.array([[0.0], [0.0], [0.0]]), np.array([[0.0], [0.0], [1.0]]))  # from the origin along +z
 
@@ -82,3 +82,59 @@ def test_bounding_candidates_keep_every_ray_that_hits_the_solid():
     hits = np.flatnonzero(np.isfinite(solid.hit_distance(o, d)))
     candidates = bounding_candidates(solid.center, solid.bounding_radius, o, d, np.full(2000, np.inf))
     assert hits.size > 50 and set(hits) <= set(candidates) and candidates.size < 2000
+
+
+# ---------------------------------------------------------------------------- thin-walled (Hollow)
+def _shell(outer: float = 1.0, inner: float = 0.9, z: float = 5.0) -> Hollow:
+    center = np.array([0.0, 0.0, z])
+    return Hollow(Convex("ellipsoid", center, np.eye(3), np.full(3, outer)),
+                  (Convex("ellipsoid", center, np.eye(3), np.full(3, inner)),))
+
+
+def test_a_closed_shell_is_crossed_wall_by_wall():
+    shell = _shell()
+    t0, t1 = shell.interval(*AXIS_RAY)  # from outside: the front wall
+    assert (t0[0], t1[0]) == pytest.approx((4.0, 4.1))
+    in_cavity = (np.array([[0.0], [0.0], [5.0]]), AXIS_RAY[1])
+    t0, t1 = shell.interval(*in_cavity)  # from the middle: the back wall
+    assert (t0[0], t1[0]) == pytest.approx((0.9, 1.0))
+    assert shell.hit_distance(*in_cavity)[0] == pytest.approx(0.9)
+    in_front_wall = (np.array([[0.0], [0.0], [4.05]]), AXIS_RAY[1])
+    t0, t1 = shell.interval(*in_front_wall)
+    assert t0[0] < 0 < t1[0] == pytest.approx(0.05)
+    past = (np.array([[0.0], [0.0], [6.5]]), AXIS_RAY[1])
+    assert np.isinf(shell.hit_distance(*past)[0])
+
+
+def test_shell_normals_point_out_of_the_glass_into_the_cavity_on_the_inner_wall():
+    shell = _shell()
+    points = np.array([[0.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [4.0, 4.1, 5.9, 6.0]])
+    np.testing.assert_allclose(shell.normal_at(points).T, [[0, 0, -1], [0, 0, 1], [0, 0, -1], [0, 0, 1]],
+                               atol=1e-9)
+
+
+def test_an_open_cup_is_looked_into_through_its_mouth():
+    """A cup (cylinder less a cavity poking out of its top) seen along its axis from above:
+    the ray passes the opening and first meets glass at the inside of the bottom."""
+    axis_to_camera = np.array([[1.0, 0, 0], [0, -1, 0], [0, 0, -1]])  # local z (up) points at the camera
+    cup = vessel("cup", np.array([0.0, 0.0, 5.0]), axis_to_camera, radius=0.5, height=1.0, wall=0.05)
+    t0, t1 = cup.interval(*AXIS_RAY)
+    assert (t0[0], t1[0]) == pytest.approx((5.9, 6.0))  # the bottom, 2 walls thick
+    side = (np.array([[0.475], [0.0], [0.0]]), AXIS_RAY[1])  # along the wall itself: through the rim
+    t0, t1 = cup.interval(*side)
+    assert (t0[0], t1[0]) == pytest.approx((4.0, 6.0))
+
+
+@pytest.mark.parametrize("kind", VESSELS)
+def test_vessels_are_thin_walled_hollow_glass(kind):
+    """From the side, a ray through each vessel's middle crosses two thin walls with air between."""
+    upright = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # local z (the axis) is image-up
+    height = 0.5 if kind == "bowl" else 1.0
+    body = vessel(kind, np.array([0.0, 0.0, 5.0]), upright, radius=0.5, height=height, wall=0.02)
+    below = 0.1 if kind == "bowl" else 0.0  # a bowl is open above 0.2 x its height
+    half_chord = 0.5 * np.sqrt(1 - (below / height) ** 2) if kind in ("bowl", "vase") else 0.5
+    o, d = (np.array([[0.0], [below], [0.0]]), AXIS_RAY[1])
+    t0, t1 = body.interval(o, d)
+    assert t0[0] == pytest.approx(5.0 - half_chord, abs=1e-6) and 0.015 < t1[0] - t0[0] < 0.03
+    back0, back1 = body.interval(o + (t1[0] + 0.01) * d, d)
+    assert t1[0] + 0.01 + back1[0] == pytest.approx(5.0 + half_chord, abs=1e-6) and 0.015 < back1[0] - back0[0] < 0.03

@@ -1,13 +1,17 @@
 """Physics of the ray caster: geometry of the ground truth, Fresnel polarization, stereo consistency."""
 
+import cv2
 import numpy as np
 import pytest
 
 from polstereo.data.synthetic.config import SyntheticConfig
 from polstereo.data.synthetic.generate import sample_rng
+from polstereo.data.synthetic.geometry import Convex, Hollow
 from polstereo.data.synthetic.optics import diffuse_dolp, reflection_dolp
 from polstereo.data.synthetic.render import render_pair, render_view
-from polstereo.data.synthetic.scene import MATERIAL_KINDS, Environment, Material, StereoRig, random_scene
+from polstereo.data.synthetic.scene import (MATERIAL_KINDS, Environment, Material, SceneObject, StereoRig,
+                                            random_scene)
+from polstereo.data.synthetic.textures import Texture
 from polstereo.polar.stokes import aolp, dolp, normalized_stokes
 from tests.data.synthetic.scenes import (away_from_depth_edges, checker_texture, scene_of, sphere, wall,
                                          warp_right_to_left)
@@ -221,3 +225,62 @@ def test_reflection_only_glass_sphere_matches_mitsuba_polarized_path_tracer():
     assert inside.sum() > 500
     difference = np.abs(normalized_stokes(reference) - normalized_stokes(view.stokes[:, 0]))[:, inside]
     assert difference.mean() < 0.03 and difference.max() < 0.2
+
+
+# ---------------------------------------------------------------------------- thin-walled glass
+def _shell_object(rig: StereoRig, near_disparity: float, radius: float, wall_m: float, material: Material):
+    solid = sphere(rig, near_disparity, radius, material)
+    outer = solid.surface
+    inner = Convex("ellipsoid", outer.center, np.eye(3), outer.size - wall_m)
+    return SceneObject(Hollow(outer, (inner,)), material, "shell")
+
+
+def test_head_on_through_a_thin_shell_the_background_loses_the_four_interfaces_fresnel_share():
+    """Dark surroundings (no reflections): the centre pixel sees the wall through four
+    interfaces at normal incidence, each transmitting 1 - ((n-1)/(n+1))² = 0.96 for n = 1.5."""
+    dark = Environment.uniform(np.zeros(1, np.float32))
+    background = scene_of(ODD_RIG, wall(ODD_RIG, 3.0), environment=dark)
+    shelled = scene_of(ODD_RIG, wall(ODD_RIG, 3.0), _shell_object(ODD_RIG, 20.0, 0.15, 0.005, GLASS),
+                       environment=dark)
+    cy, cx = int(ODD_RIG.cy), int(ODD_RIG.cx)
+    seen = render_view(shelled, "left").stokes[:, 0, cy, cx]
+    bare = render_view(background, "left").stokes[0, 0, cy, cx]
+    assert seen[0] / bare == pytest.approx(0.96 ** 4, rel=1e-4)
+    assert np.hypot(seen[1], seen[2]) < 1e-6 * seen[0]  # unpolarized head-on
+
+
+def _block_matching(left: np.ndarray, right: np.ndarray, max_disparity: int = 32) -> np.ndarray:
+    """Integer disparity of least 7x7 mean absolute difference: what plain intensity stereo reads."""
+    costs = [cv2.boxFilter(np.abs(left - warp_right_to_left(right, np.full(left.shape, float(d), np.float32))), -1,
+                           (7, 7)) for d in range(max_disparity)]
+    return np.argmin(costs, axis=0)
+
+
+def test_through_a_thin_wall_intensity_stereo_reads_the_background_not_the_glass():
+    """The failure thin-walled glass causes: block matching inside a 3 mm shell finds the
+    wall behind it (disparity 4; a thin shell is a weak lens, so within a few px) instead of
+    the shell's surface (20-24 px); a solid sphere of the same size bends the background
+    so much that matching finds neither."""
+    depth = RIG.depth_for_disparity(4.0)
+    noise = Texture("noise", feature_m=4 * depth / RIG.focal_px, rotation=np.eye(3), offset=np.zeros(3),
+                    color0=np.array([0.1]), color1=np.array([0.9]), sharpness=3.0, detail=0.3, planar=True)
+    near_background = {}
+    for name, obj in (("thin", _shell_object(RIG, 24.0, 0.12, 0.003, GLASS)), ("solid", sphere(RIG, 24.0, 0.12, GLASS))):
+        pair = render_pair(scene_of(RIG, wall(RIG, 4.0, texture=noise), obj))
+        inside = pair.transparent & ~pair.occlusion & away_from_depth_edges(pair.disparity, margin=4)
+        found = _block_matching(pair.left.stokes[0, 0], pair.right.stokes[0, 0])[inside]
+        assert pair.disparity[inside].min() > 19.0
+        near_background[name] = np.mean(np.abs(found - 4) <= 1)
+        if name == "thin":
+            assert abs(np.median(found) - 4) <= 3
+    assert near_background["thin"] > 0.3 > 0.15 > near_background["solid"]
+
+
+def test_random_scenes_with_each_glass_kind_render_glass_of_that_kind():
+    for kind in ("thin", "pane"):
+        config = SyntheticConfig(width=64, height=48, transparent=(2, 2), opaque=(0, 0), glass=(kind,))
+        scene = random_scene(config, sample_rng(3, 0))
+        glass = [obj.surface for obj in scene.objects if obj.material.kind == "glass"]
+        assert len(glass) == 2
+        assert all(isinstance(s, Hollow) for s in glass) if kind == "thin" else all(
+            isinstance(s, Convex) and s.shape == "box" and s.size.min() < 0.05 * s.size.max() for s in glass)
