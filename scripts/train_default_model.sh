@@ -3,7 +3,9 @@
 # generic pretraining (no glass) -> A (glass data) -> feasibility check -> B -> C -> eval.
 # Usage: scripts/train_default_model.sh WORK_DIR   (env: MODEL, SIZE, SCALE, STEP_SCALE, CROP, BATCH, DEVICE,
 # WORKERS, ...: scripts/training_options.sh; DATA_ONLY=1 generates the data sets and stops)
-# The committed models/polstereo-tiny-cpu.ckpt came from: MODEL=tiny SCALE=1 scripts/train_default_model.sh work
+# The committed models/polstereo-tiny-cpu.ckpt came from (models/README.md): MODEL=tiny SCALE=1
+#   A_ARGS="--base-input polarization" B_ARGS="--correction-context unet --correction-shape --shape-weight 1" \
+#   scripts/train_default_model.sh work
 # (a first attempt with MAXCORR=6 stopped at check-feasibility: transparent mean error 8.49 px after stage A)
 # models/polstereo-small.ckpt came from `scripts/gpu_session.sh lease` on an H100, i.e. MODEL=small SCALE=5
 # STEP_SCALE=1.83 CROP="256 320" BATCH=8 DEVICE=cuda ... (models/README.md). Step counts, warm-up included,
@@ -18,7 +20,7 @@ mkdir -p "$WORK"
 [ -f "$WORK/generic/test.h5" ] || polstereo make-synthetic "$WORK/generic" --num "$(n 400)" --size $SIZE \
     --transparent 0 0 --seed 11 --workers "$GEN_WORKERS" --quiet ${SYNTH[@]+"${SYNTH[@]}"}
 [ -f "$WORK/glass/test.h5" ] || polstereo make-synthetic "$WORK/glass" --num "$(n 600)" --size $SIZE \
-    --seed 12 --workers "$GEN_WORKERS" --quiet ${SYNTH[@]+"${SYNTH[@]}"}
+    --seed 12 --glass "$GLASS" --workers "$GEN_WORKERS" --quiet ${SYNTH[@]+"${SYNTH[@]}"}
 [ "${DATA_ONLY:-0}" = 1 ] && { echo "data ready in $WORK"; exit 0; }
 echo "$MODEL, steps: pretrain $(steps 1500), A $(steps 1000), B $(steps 600), C $(steps 600) (STEP_SCALE=$STEP_SCALE)"
 

@@ -13,8 +13,12 @@ first hit is shaded into linear Stokes parameters (S0, S1, S2):
   refracted in, followed to the exit (total internal reflection bounces included),
   refracted out and traced on into the scene; the transmitted light carries the
   product of the interfaces' Ts, Tp and so is p-polarized, degree (Tp - Ts)/(Ts + Tp).
+- thin-walled glass (vessels, panes; ``Material.thin_wall``): the same, wall by wall
+  (outer surface, inner surface, cavity, far wall), plus the partial reflection off
+  the far side of the first wall (a thin wall reflects about twice what one surface
+  does), and the light coming through the far wall keeps its polarization.
 
-Light reaching a surface is treated as unpolarized and all parts of a pixel share
+Light reaching a surface is otherwise treated as unpolarized and all parts of a pixel share
 the first hit's plane of incidence (exact for spheres, whose refracted paths stay in
 that plane; an approximation for other solids). The plane's perpendicular is
 projected into the image to give the angle of polarization, measured from
@@ -32,7 +36,7 @@ from polstereo.data.synthetic.optics import (cross, diffuse_dolp, dot, fresnel_r
                                              normalize, reflect, refract)
 from polstereo.data.synthetic.scene import MATERIAL_KINDS, Scene
 
-MAX_TRACE_DEPTH = 3        # camera ray + up to two glass objects behind each other
+MAX_TRACE_DEPTH = 3        # camera ray + two pieces of glass (two solids, or a vessel's near and far walls)
 MAX_INTERNAL_BOUNCES = 3   # total internal reflections followed inside one solid
 _NUDGE = 1e-4              # metres: start secondary rays off the surface they leave
 _OCCLUSION_TOL = 1e-3      # relative: the right camera's ray must reach the point within this
@@ -183,7 +187,7 @@ def _shade_glass(scene: Scene, obj, p: np.ndarray, d: np.ndarray, nrm: np.ndarra
     pos = p - _NUDGE * nrm
     live = np.arange(d.shape[1])
     exit_o, exit_d, exit_ts, exit_tp, exit_idx = [], [], [], [], []
-    for _ in range(MAX_INTERNAL_BOUNCES + 1):
+    for bounce in range(MAX_INTERNAL_BOUNCES + 1):
         _, t_out = obj.surface.interval(pos, inner)
         t_out = np.where(np.isfinite(t_out) & (t_out > 0), t_out, 0.0).astype(np.float32)
         q = pos + t_out * inner
@@ -196,6 +200,10 @@ def _shade_glass(scene: Scene, obj, p: np.ndarray, d: np.ndarray, nrm: np.ndarra
         exit_ts.append(ts[leave] * (1.0 - r_s[leave]))
         exit_tp.append(tp[leave] * (1.0 - r_p[leave]))
         exit_idx.append(live[leave])
+        if mat.thin_wall and bounce == 0:  # the partial reflection off the first wall's far side
+            s0_back, s_lin_back = _far_side_reflection(scene, obj, q, inner, n_out, ts, tp, r_s * leave,
+                                                       r_p * leave, ior)
+            s0, s_lin = s0 + s0_back, s_lin + s_lin_back
         if not tir.any():
             break
         # Totally reflected rays bounce on inside the solid (Rs = Rp = 1 there).
@@ -203,13 +211,53 @@ def _shade_glass(scene: Scene, obj, p: np.ndarray, d: np.ndarray, nrm: np.ndarra
         ts, tp = ts[tir], tp[tir]
     idx = np.concatenate(exit_idx)
     if idx.size:
-        behind = radiance(scene, np.concatenate(exit_o, axis=1), np.concatenate(exit_d, axis=1), depth - 1)
+        origins, directions = np.concatenate(exit_o, axis=1), np.concatenate(exit_d, axis=1)
+        t_s, t_p = np.concatenate(exit_ts), np.concatenate(exit_tp)
+        if mat.thin_wall:  # light through the far wall keeps its polarization (the same plane of incidence)
+            behind, behind_lin = _through_own_wall(scene, obj, origins, directions, depth - 1)
+        else:
+            behind, behind_lin = radiance(scene, origins, directions, depth - 1), None
         if mat.tint is not None:
             behind = behind * mat.tint[:, None]
-        t_s, t_p = np.concatenate(exit_ts), np.concatenate(exit_tp)
+            behind_lin = None if behind_lin is None else behind_lin * mat.tint[:, None]
         s0[:, idx] += behind * (0.5 * (t_s + t_p))[None]
         s_lin[:, idx] += behind * (0.5 * (t_s - t_p))[None]
+        if behind_lin is not None:  # a diattenuator along s/p: the Mueller matrix's other column
+            s0[:, idx] += behind_lin * (0.5 * (t_s - t_p))[None]
+            s_lin[:, idx] += behind_lin * (0.5 * (t_s + t_p))[None]
     return s0.astype(np.float32, copy=False), s_lin.astype(np.float32, copy=False)
+
+
+def _far_side_reflection(scene: Scene, obj, q: np.ndarray, inner: np.ndarray, n_out: np.ndarray, ts: np.ndarray,
+                         tp: np.ndarray, r_s: np.ndarray, r_p: np.ndarray, ior: float
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """The environment seen by the partial reflection ``r_s``, ``r_p`` at the far side ``q`` of
+    the wall the rays entered with transmittances ``ts``, ``tp``: reflected back inside,
+    out through the next interface, s and p kept relative to the first hit's plane of
+    incidence (exact when the two sides are parallel, as in a pane or a thin wall)."""
+    back = reflect(inner, n_out)
+    pos = q - _NUDGE * n_out
+    _, t_out = obj.surface.interval(pos, back)
+    t_out = np.where(np.isfinite(t_out) & (t_out > 0), t_out, 0.0).astype(np.float32)
+    q2 = pos + t_out * back
+    n2 = obj.surface.normal_at(q2).astype(np.float32, copy=False)
+    r_s2, r_p2 = fresnel_reflectance(dot(back, n2), ior, 1.0)
+    out_dir, tir = refract(back, -n2, ior)
+    env = scene.environment.radiance(out_dir) * (~tir)[None]
+    a_s = ts * r_s * (1.0 - r_s2)
+    a_p = tp * r_p * (1.0 - r_p2)
+    return env * (0.5 * (a_s + a_p))[None], env * (0.5 * (a_s - a_p))[None]
+
+
+def _through_own_wall(scene: Scene, obj, o: np.ndarray, d: np.ndarray, depth: int
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """Radiance ``(C, N)`` along rays leaving a thin wall, and its signed linear part where
+    they next meet the same object (a vessel's far wall, whose plane of incidence is the
+    near wall's for a round vessel), zero elsewhere (other surfaces' planes differ)."""
+    t, index = closest_hit(scene, o, d, with_glass=depth > 0)
+    s0, s_lin, _ = shade(scene, o, d, t, index, depth)
+    own = np.array([k >= 0 and scene.objects[k] is obj for k in range(-1, len(scene.objects))])[index + 1]
+    return s0, np.where(own[None], s_lin, 0.0)
 
 
 def radiance(scene: Scene, o: np.ndarray, d: np.ndarray, depth: int) -> np.ndarray:

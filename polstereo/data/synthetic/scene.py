@@ -71,6 +71,10 @@ class Material:
     ``specular`` with Fresnel reflectance (a clear coat: strongly polarized near Brewster).
     ``glass``: a clear dielectric of index ``ior`` (a solid, a thin-walled vessel or a
     pane: the surface says which); ``tint`` ``(C,)`` scales light transmitted through it.
+    ``thin_wall``: the glass is thin walls (a vessel, a pane): also follow the partial
+    reflection off the far side of the wall the light first enters, out through its near
+    side to the environment (a thin wall reflects about twice what its first surface
+    does), and keep the polarization of light coming through the object's far wall.
     """
 
     kind: str
@@ -79,6 +83,7 @@ class Material:
     specular: float = 0.0
     depolarization: float = 1.0
     tint: np.ndarray | None = None
+    thin_wall: bool = False
 
 
 @dataclass(frozen=True)
@@ -394,7 +399,7 @@ def random_scene(config: SyntheticConfig, rng: np.random.Generator) -> Scene:
             solid = _place_pane(rng, rig, _uniform(rng, near_lo, 0.95 * d_max), rng.uniform(0.15, 0.35) * rig.width)
         tint = np.ones(channels) if rng.random() < 0.7 or channels == 1 else rng.uniform(0.8, 1.0, channels)
         material = Material("glass", ior=float(rng.uniform(*config.ior_range)),
-                            tint=(tint * rng.uniform(0.9, 1.0)).astype(np.float32))
+                            tint=(tint * rng.uniform(0.9, 1.0)).astype(np.float32), thin_wall=kind != "solid")
         objects.append(SceneObject(solid, material, f"glass{i}"))
 
     env = random_environment(rng, channels)

@@ -6,10 +6,10 @@ import pytest
 
 from polstereo.data.synthetic.config import SyntheticConfig
 from polstereo.data.synthetic.generate import sample_rng
-from polstereo.data.synthetic.geometry import Convex, Hollow
+from polstereo.data.synthetic.geometry import Convex, Hollow, Plane
 from polstereo.data.synthetic.optics import diffuse_dolp, reflection_dolp
 from polstereo.data.synthetic.render import render_pair, render_view
-from polstereo.data.synthetic.scene import (MATERIAL_KINDS, Environment, Material, SceneObject, StereoRig,
+from polstereo.data.synthetic.scene import (MATERIAL_KINDS, Environment, Material, Scene, SceneObject, StereoRig,
                                             random_scene)
 from polstereo.data.synthetic.textures import Texture
 from polstereo.polar.stokes import aolp, dolp, normalized_stokes
@@ -284,3 +284,64 @@ def test_random_scenes_with_each_glass_kind_render_glass_of_that_kind():
         assert len(glass) == 2
         assert all(isinstance(s, Hollow) for s in glass) if kind == "thin" else all(
             isinstance(s, Convex) and s.shape == "box" and s.size.min() < 0.05 * s.size.max() for s in glass)
+
+
+def test_a_pane_reflects_off_both_of_its_sides():
+    """Head-on, a pane under a uniform sky before a black wall reflects R + (1 - R)² R
+    (0.0769 of the sky for n = 1.5), not the first surface's R = 0.04 alone."""
+    black = wall(ODD_RIG, 3.0, texture=checker_texture(ODD_RIG, 1.0, 6.0, dark=0.0, light=0.0))
+    depth = ODD_RIG.depth_for_disparity(20.0)
+    pane = Convex("box", np.array([0.0, 0.0, depth + 0.003]), np.eye(3), np.array([0.5, 0.5, 0.003]))
+    sky = Environment(surround=np.zeros(1, np.float32), sky=np.ones(1, np.float32), sky_elevation=-2.0)  # uniform
+    cy, cx = int(ODD_RIG.cy), int(ODD_RIG.cx)
+    for thin, expected in ((True, 0.04 + 0.96 ** 2 * 0.04), (False, 0.04)):
+        scene = scene_of(ODD_RIG, black, SceneObject(pane, Material("glass", ior=1.5, thin_wall=thin), "pane"),
+                         environment=sky)
+        assert render_view(scene, "left").stokes[0, 0, cy, cx] == pytest.approx(expected, rel=1e-4)
+
+
+def test_thin_glass_shell_matches_mitsuba_polarized_path_tracer():
+    """A 5 %-thick glass shell before a bright wall under a dim uniform sky, in Mitsuba 3
+    (nested dielectrics, full path tracing) and in the generator: DoLP and S0 agree ring by
+    ring where the reflections look back at the sky (the generator's glass reflects the
+    environment only, so the rim, whose reflections would see the wall, is left out)."""
+    mi = pytest.importorskip("mitsuba")
+    mi.set_variant("scalar_spectral_polarized")
+    width, height, fov, inner = 48, 32, 40.0, 0.95
+    t = mi.ScalarTransform4f
+    mts = mi.load_dict({
+        "type": "scene",
+        "integrator": {"type": "stokes", "integrator": {"type": "path", "max_depth": 10}},
+        "sensor": {"type": "perspective", "fov": fov,
+                   "to_world": t().look_at(origin=[0, 0, 4], target=[0, 0, 0], up=[0, 1, 0]),
+                   "film": {"type": "hdrfilm", "width": width, "height": height, "rfilter": {"type": "box"}},
+                   "sampler": {"type": "independent", "sample_count": 256}},
+        "outer": {"type": "sphere", "radius": 1.0, "bsdf": {"type": "dielectric", "int_ior": 1.5, "ext_ior": 1.0}},
+        "inner": {"type": "sphere", "radius": inner, "bsdf": {"type": "dielectric", "int_ior": 1.0, "ext_ior": 1.5}},
+        "wall": {"type": "rectangle", "to_world": t().translate([0, 0, -3]).scale(20),
+                 "emitter": {"type": "area", "radiance": {"type": "rgb", "value": 1.0}}},
+        "sky": {"type": "constant", "radiance": {"type": "rgb", "value": 0.3}},
+    })
+    mi.render(mts, seed=1)
+    channels = dict(mts.sensors()[0].film().bitmap(raw=False).split())
+    reference = np.stack([np.array(channels[name]).mean(axis=-1) for name in ("S0", "S1", "S2")])
+
+    rig = StereoRig(width, height, (width / 2) / np.tan(np.radians(fov) / 2), 0.1)
+    sky = Environment(surround=np.zeros(1, np.float32), sky=np.array([0.3], np.float32), sky_elevation=-2.0)
+    bright_wall = SceneObject(Plane.through([0.0, 0.0, 7.0], [0.0, 0.0, -1.0]), Material("diffuse"), "wall")
+    center = np.array([0.0, 0.0, 4.0])
+    shell = Hollow(Convex("ellipsoid", center, np.eye(3), np.ones(3)),
+                   (Convex("ellipsoid", center, np.eye(3), np.full(3, inner)),))
+    scene = Scene(rig, (bright_wall, SceneObject(shell, Material("glass", ior=1.5, thin_wall=True), "shell")), sky,
+                  np.zeros((0, 3), np.float32), np.zeros((0, 1), np.float32), np.array([2.5], np.float32))
+    ours = render_view(scene, "left").stokes[:, 0]  # the wall: albedo 0.5 x ambient 2.5 x 0.8 = 1.0
+    assert ours[0, 0, 0] == pytest.approx(1.0) and reference[0, 0, 0] == pytest.approx(1.0, abs=0.02)
+    y, x = np.mgrid[0:height, 0:width]
+    r = np.hypot(y - rig.cy, x - rig.cx) / (rig.focal_px / np.sqrt(4.0 ** 2 - 1.0))  # 1 at the silhouette
+    for lo, hi in ((0.2, 0.4), (0.4, 0.65)):
+        ring = (r >= lo) & (r < hi)
+        assert ring.sum() > 50
+        dolp_ref, dolp_ours = (dolp(s)[ring].mean() for s in (reference, ours))
+        assert dolp_ours == pytest.approx(dolp_ref, abs=0.008)
+        assert ours[0][ring].mean() == pytest.approx(reference[0][ring].mean(), rel=0.02)
+    assert dolp(reference)[(r >= 0.4) & (r < 0.65)].mean() > 0.03  # polarized enough to compare
