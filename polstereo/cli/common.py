@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,13 @@ def json_option(func):
 
 def quiet_option(func):
     return click.option("--quiet", "-q", is_flag=True, help="No progress bars or chatter.")(func)
+
+
+def positive_pixels(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    """Click callback: a finite number of pixels > 0 (``inf`` and ``nan`` parse as floats, but mean nothing here)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise click.BadParameter(f"{value} is not a positive, finite number of pixels")
+    return value
 
 
 def emit_json(data: Any, target: str | None) -> None:
@@ -82,14 +90,67 @@ def read_config_file(path: Path, command: click.Command) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise click.BadParameter(f"{path} must hold a mapping of option: value", param_hint="'--config'")
     names = _param_names(command)
+    params = {param.name: param for param in command.params}
     values = {}
     for key, value in data.items():
         name = names.get(str(key).replace("-", "_"))
         if name is None:
             raise click.BadParameter(f"unknown key {key!r} in {path} (not an option of "
                                      f"'polstereo {command.name}')", param_hint="'--config'")
-        values[name] = value
+        values[name] = _config_value(params[name], key, value, path)
     return values
+
+
+def _config_value(param: click.Parameter, key: Any, value: Any, path: Path) -> Any:
+    """``value`` checked against what ``param`` takes, so that click never coerces it silently.
+
+    click would turn ``steps: 2.7`` into 2, ``lr: true`` into 1.0 and ``steps: [1, 2]`` into a
+    traceback; here they are usage errors naming the key. Text is left to click's own strict
+    parsing (PyYAML reads ``1e-4`` as text). A list option may be given one value
+    (``train: x.h5``); null means the option's default.
+    """
+    if value is None:
+        return None
+    many = getattr(param, "multiple", False) or param.nargs != 1
+    if many:
+        if getattr(param, "multiple", False) and param.nargs == 1 and not isinstance(value, (list, tuple)):
+            value = [value]
+        if not isinstance(value, (list, tuple)):
+            raise _bad_config(path, key, f"expects a list of {param.nargs if param.nargs > 1 else 'one or more'} "
+                                         f"{_kind(param.type)}s, got {value!r}")
+        if param.nargs > 1 and not getattr(param, "multiple", False) and len(value) != param.nargs:
+            raise _bad_config(path, key, f"expects {param.nargs} values, got {len(value)}: {value!r}")
+        for item in value:
+            _check_scalar(param, key, item, path)
+        return list(value)
+    _check_scalar(param, key, value, path)
+    return value
+
+
+def _kind(param_type: click.ParamType) -> str:
+    if isinstance(param_type, click.types.BoolParamType):
+        return "boolean"
+    if isinstance(param_type, click.types.IntParamType):
+        return "integer"
+    if isinstance(param_type, click.types.FloatParamType):
+        return "number"
+    return "text value"
+
+
+def _check_scalar(param: click.Parameter, key: Any, value: Any, path: Path) -> None:
+    kind = _kind(param.type)
+    if isinstance(value, (list, tuple, dict)):
+        raise _bad_config(path, key, f"expects one {kind}, got {value!r}")
+    ok = {"boolean": isinstance(value, bool),
+          "integer": isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)),
+          "number": isinstance(value, (str, int, float)) and not isinstance(value, bool),
+          "text value": isinstance(value, (str, int, float)) and not isinstance(value, bool)}[kind]
+    if not ok:
+        raise _bad_config(path, key, f"expects {'an' if kind[0] in 'aeiou' else 'a'} {kind}, got {value!r}")
+
+
+def _bad_config(path: Path, key: Any, problem: str) -> click.BadParameter:
+    return click.BadParameter(f"{path}: key {key!r} {problem}", param_hint="'--config'")
 
 
 def _apply_config(ctx: click.Context, param: click.Parameter, value: str | None) -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from polstereo.cli.common import emit_json, json_option, quiet_option
+from polstereo.cli.common import emit_json, json_option, positive_pixels, quiet_option
 from polstereo.errors import EXIT_INFEASIBLE, PolstereoError
 
 _PATH = click.Path(path_type=Path)
@@ -25,7 +25,7 @@ def _load(checkpoint: Path, device: str, use_ema: bool = False):
 @click.command("check-feasibility")
 @click.argument("checkpoint", type=_PATH)
 @click.option("--data", required=True, type=_PATH, help="Validation HDF5 file with disparity and transparency masks.")
-@click.option("--max-correction", type=float, default=None,
+@click.option("--max-correction", type=float, default=None, callback=positive_pixels, metavar="PX",
               help="Correction bound in pixels [default: the checkpoint's].")
 @click.option("--statistic", type=click.Choice(["mean", "median", "p90"]), default="mean", show_default=True,
               help="Which base error statistic on transparent pixels must not exceed --max-correction.")
@@ -48,8 +48,8 @@ def check_feasibility_cmd(checkpoint, data, max_correction, statistic, iters, ma
 
     model, payload, dev = _load(checkpoint, device)
     bound = float(max_correction if max_correction is not None else model.max_correction)
-    if bound <= 0:
-        raise PolstereoError(f"--max-correction must be positive, got {bound}")
+    if not (math.isfinite(bound) and bound > 0):
+        raise PolstereoError(f"--max-correction must be a positive, finite number of pixels, got {bound}")
     reader = H5Reader(data)
     stats = base_error_statistics(model, reader, dev, bound, iters=iters, max_samples=max_samples)
     feasible, value, region = feasibility_verdict(stats, bound, statistic)

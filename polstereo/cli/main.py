@@ -7,6 +7,7 @@ become a one-line message and the error's exit code, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import sys
 
@@ -57,12 +58,32 @@ class LazyGroup(click.Group):
             raise _UserError(_one_line(str(err)), err.exit_code) from None
         except KeyboardInterrupt:
             raise _UserError("interrupted; no partial output was left under a final name", 130) from None
-        except (FileNotFoundError, PermissionError, IsADirectoryError) as err:
-            raise _UserError(_one_line(f"{err.strerror}: {err.filename}"), EXIT_FAILURE) from None
+        except OSError as err:
+            # a missing file, a full or read-only disk, an --out that is a file: the environment, not a bug
+            raise _UserError(os_error_line(err), EXIT_FAILURE) from None
 
 
 def _one_line(message: str) -> str:
     return " ".join(message.split())
+
+
+# errno -> what to say; strerror alone ("File exists") does not tell a user what to change
+_OS_ERROR_HINTS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "read-only file system",
+    errno.EEXIST: "exists and is not a directory",
+    errno.ENOTDIR: "a part of the path is a file, not a directory",
+}
+
+
+def os_error_line(err: OSError) -> str:
+    """One line for an OSError a user's environment caused, naming the path where known."""
+    reason = _OS_ERROR_HINTS.get(err.errno) or err.strerror or str(err) or type(err).__name__
+    path = err.filename
+    if path is not None and err.filename2 is not None:
+        path = f"{err.filename} -> {err.filename2}"
+    return _one_line(f"{path}: {reason}" if path is not None else reason)[:300]
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

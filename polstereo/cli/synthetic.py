@@ -60,18 +60,23 @@ class _SizeCommand(click.Command):
 @click.option("--noise/--no-noise", default=True, show_default=True, help="Shot and read noise.")
 @click.option("--workers", "-j", default=1, show_default=True, type=click.IntRange(1),
               help="Processes; the data do not depend on it.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the split files of an earlier run in OUT_DIR (as a whole; splits this run leaves "
+                   "empty are removed).")
 @quiet_option
 @json_option
 def make_synthetic_cmd(out_dir: Path, num: int, seed: int, size: tuple[int, int], focal: float | None,
                        baseline: float, max_disparity: float | None, transparent: tuple[int, int], glass: str,
                        opaque: tuple[int, int], split: tuple[float, float, float], bit_depth: str, color: str,
-                       noise: bool, workers: int, quiet: bool, json_out: str | None) -> None:
+                       noise: bool, workers: int, overwrite: bool, quiet: bool, json_out: str | None) -> None:
     """Render a synthetic polarized stereo dataset into OUT_DIR/{train,val,test}.h5.
 
     Rectified pinhole pairs of textured walls, opaque objects and glass (clear solids,
     thin-walled vessels, panes), ray cast per view: glass shows the refracted background plus a polarized Fresnel
     reflection of a structured environment. Ground truth: first-surface disparity,
-    transparency, validity and occlusion masks. See docs/synthetic.md.
+    transparency, validity and occlusion masks. The three files are written as one set:
+    an earlier set in OUT_DIR needs --overwrite, and an interrupted run leaves it as it
+    was. See docs/synthetic.md.
     """
     from polstereo.data.synthetic.config import SyntheticConfig
     from polstereo.data.synthetic.generate import generate_dataset
@@ -80,7 +85,8 @@ def make_synthetic_cmd(out_dir: Path, num: int, seed: int, size: tuple[int, int]
                              max_disparity=max_disparity, transparent=tuple(transparent), opaque=tuple(opaque),
                              glass=tuple(kind.strip() for kind in glass.split(",") if kind.strip()),
                              noise=noise, bit_depth=int(bit_depth), color=color, seed=seed).validated()
-    summary = generate_dataset(out_dir, config, num, split=split, workers=workers, progress=show_progress(quiet))
+    summary = generate_dataset(out_dir, config, num, split=split, workers=workers, progress=show_progress(quiet),
+                               overwrite=overwrite)
     emit_json(summary, json_out)
     if json_out != "-" and not quiet:
         files = ", ".join(f"{name}.h5 ({info['samples']})" for name, info in summary["files"].items())

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from polstereo.cli.common import emit_json, json_option, quiet_option
+from polstereo.cli.common import emit_json, json_option, positive_pixels, quiet_option
 from polstereo.training.schedules import DECAY_METHODS
 from polstereo.training.stages import STAGES, StageConfig
 
@@ -32,7 +32,7 @@ def _options(func):
         click.option("--out", required=True, type=_PATH, help="Run directory: last.ckpt, best.ckpt, metrics.jsonl, config.yaml."),
         click.option("--model", default="tiny", show_default=True,
                      help="Base model size for --init none (tiny, small, base), or s2m2-S|M|L|XL with S2M2 weights."),
-        click.option("--max-correction", type=float, default=None,
+        click.option("--max-correction", type=float, default=None, callback=positive_pixels, metavar="PX",
                      help="Bound of the correction in pixels [default: the checkpoint's, 4]."),
         click.option("--correction-search", type=float, default=None, callback=_search_radius, metavar="PX",
                      help="Stage B: give the new correction module a cost volume of polarization and intensity "

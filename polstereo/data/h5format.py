@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -43,6 +44,7 @@ IMAGE_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 DEFAULT_WHITE_LEVEL = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
 MASK_NAMES = ("transparent", "valid", "occlusion")
 SAMPLE_ATTRS_FLOAT = ("focal_px", "baseline_m")
+DISK_MARGIN = 2**20  # bytes kept free beyond a sample's size for HDF5's metadata and caches
 TILE = 64  # spatial chunk edge: a 256x320 crop touches at most 5x6 tiles per dataset
 
 # name -> (h5py compression, compression_opts, shuffle)
@@ -170,7 +172,12 @@ class H5Writer:
     def __enter__(self) -> "H5Writer":
         self._atomic = atomic_path(self.path)
         tmp = self._atomic.__enter__()
-        self._file = h5py.File(tmp, "w")
+        try:
+            self._file = h5py.File(tmp, "w")
+        except OSError as err:
+            self._atomic.__exit__(type(err), err, None)
+            self._atomic = None
+            raise _write_error(self.path, err) from None
         f = self._file
         f.attrs["format"] = FORMAT_NAME
         f.attrs["format_version"] = FORMAT_VERSION
@@ -184,9 +191,16 @@ class H5Writer:
     def __exit__(self, exc_type, exc, tb) -> bool:
         assert self._file is not None and self._atomic is not None
         try:
-            if exc_type is None:
-                self._file.attrs["num_samples"] = self.count
-            self._file.close()
+            try:
+                if exc_type is None:
+                    self._file.attrs["num_samples"] = self.count
+                self._file.close()
+            except OSError as err:
+                if exc_type is not None:
+                    return False  # the file is discarded anyway; the first error is the one to report
+                # a full disk often fails only here, when HDF5 flushes its buffers
+                exc_type, exc, tb = PolstereoError, _write_error(self.path, err), None
+                raise exc from None
         finally:
             self._file = None
             atomic, self._atomic = self._atomic, None
@@ -198,6 +212,28 @@ class H5Writer:
         if self._file is None:
             raise RuntimeError("H5Writer.append outside its 'with' block")
         _check_sample(sample, len(self.angles_deg), COLOR_CHANNELS[self.color])
+        self._ensure_space(sample)
+        try:
+            self._append(sample)
+        except OSError as err:
+            raise _write_error(self.path, err) from None
+        self.count += 1
+        return self.count - 1
+
+    def _ensure_space(self, sample: Sample) -> None:
+        """Stop before the disk is full: libhdf5 handles a failed write badly (errors while
+        freeing its objects, at worst a segfault), so a full disk must never reach it."""
+        arrays = [sample.left, sample.right, sample.disparity, *(getattr(sample, n) for n in MASK_NAMES)]
+        need = 2 * sum(np.asarray(a).nbytes for a in arrays if a is not None) + DISK_MARGIN
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError:
+            return
+        if free < need:
+            raise PolstereoError(f"{self.path}: no space left on device ({free / 2**20:.1f} MiB free, the next "
+                                 f"sample needs about {need / 2**20:.1f} MiB); nothing was left under that name")
+
+    def _append(self, sample: Sample) -> None:
         group = self._file[SAMPLES_GROUP].create_group(sample_key(self.count))
         group.attrs["name"] = sample.name or sample_key(self.count)
         group.attrs["scene_id"] = sample.scene_id
@@ -221,8 +257,20 @@ class H5Writer:
             if mask is not None:
                 group.create_dataset(name, data=np.asarray(mask).astype(bool).astype(np.uint8),
                                      chunks=tile, **opts)
-        self.count += 1
-        return self.count - 1
+
+
+def _write_error(path: Path, err: OSError) -> PolstereoError:
+    """One line for a failed HDF5 write; h5py's OSError rarely carries an errno or the file name."""
+    text = str(err)
+    if err.errno is not None:
+        reason = os.strerror(err.errno)
+    elif "No space left" in text or "errno = 28" in text:
+        reason = "No space left on device"
+    elif "Read-only file system" in text or "errno = 30" in text:
+        reason = "Read-only file system"
+    else:
+        reason = " ".join(text.split())[:160]
+    return PolstereoError(f"{path}: cannot write ({reason}); nothing was left under that name")
 
 
 def write_samples(path: str | os.PathLike, samples: Sequence[Sample] | Iterator[Sample], **writer_args) -> int:
@@ -249,30 +297,115 @@ def _open(path: Path) -> h5py.File:
         raise PolstereoError(f"{path}: not a readable HDF5 file ({reason}); it may be truncated or corrupt") from None
 
 
+# What a corrupt or hand-made file makes h5py and numpy raise while reading it: a damaged
+# B-tree (KeyError, RuntimeError), a failed checksum (OSError), an attribute of the wrong
+# type (ValueError, TypeError), ... All of them mean "this file is broken", never a bug here.
+CORRUPT_FILE_ERRORS = (KeyError, RuntimeError, OSError, ValueError, TypeError, IndexError, OverflowError,
+                       AttributeError)
+
+
+def _reason(err: BaseException) -> str:
+    """A short one-line reason from an h5py/numpy exception."""
+    text = " ".join(str(err).split())[:160]
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
 def _attr_str(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
 
 
-def _read_file_attrs(f: h5py.File, path: Path) -> dict[str, Any]:
-    """The root attributes, or PolstereoError for a file that is not polstereo format."""
-    if _attr_str(f.attrs.get("format", "")) != FORMAT_NAME:
+def _attr_text(f: h5py.File, name: str, default: str) -> str | None:
+    """A text attribute, or None when it is present with another type (a number, an array)."""
+    value = f.attrs.get(name, default)
+    if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "SUO":
+        value = value[()]
+    return _attr_str(value) if isinstance(value, (str, bytes)) else None
+
+
+def _attr_int(value: Any) -> int | None:
+    """An integer attribute (a scalar of an integer type, or a float that is a whole number), else None."""
+    arr = np.asarray(value)
+    if arr.shape not in ((), (1,)) or arr.dtype.kind not in "iuf":
+        return None
+    number = arr.reshape(())[()]
+    if arr.dtype.kind == "f" and not (np.isfinite(number) and float(number).is_integer()):
+        return None
+    return int(number)
+
+
+def _attr_positive(value: Any) -> float | None:
+    """A positive finite number (scalar attribute), else None."""
+    arr = np.asarray(value)
+    if arr.shape not in ((), (1,)) or arr.dtype.kind not in "iuf":
+        return None
+    number = float(arr.reshape(())[()])
+    return number if np.isfinite(number) and number > 0 else None
+
+
+def _parse_angles(value: Any) -> tuple[tuple[float, ...] | None, str | None]:
+    """``(angles, None)`` for a valid ``angles_deg`` attribute, else ``(None, problem)``."""
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf" or arr.ndim != 1:
+        shown = " ".join(repr(value).split())[:60]
+        return None, f"/: angles_deg must be a 1-D array of numbers (degrees), got {shown}"
+    angles = tuple(float(a) for a in arr)
+    if not np.isfinite(arr).all():
+        return None, f"/: angles_deg {list(angles)} holds NaN or infinite values"
+    if len(angles) < 3 or len(set(np.mod(angles, 180.0))) != len(angles):
+        return None, f"/: angles_deg {list(angles)} must hold at least 3 distinct angles (mod 180)"
+    return angles, None
+
+
+def _file_attrs_and_problems(f: h5py.File, path: Path) -> tuple[dict[str, Any], list[str]]:
+    """The root attributes and their schema violations.
+
+    Raises PolstereoError for a file that is not polstereo format or has an unsupported
+    version (nothing else in it can be trusted then).
+    """
+    if _attr_text(f, "format", "") != FORMAT_NAME:
         raise PolstereoError(f"{path}: not a polstereo dataset (root attribute format != 'polstereo')")
-    version = int(f.attrs.get("format_version", -1))
+    raw_version = f.attrs.get("format_version", -1)
+    version = _attr_int(raw_version)
+    if version is None:
+        shown = " ".join(repr(raw_version).split())[:60]
+        raise PolstereoError(f"{path}: format_version must be an integer, got {shown}")
     if not 1 <= version <= FORMAT_VERSION:
         raise PolstereoError(f"{path}: format_version {version} is not supported "
                              f"(this polstereo reads 1..{FORMAT_VERSION}); upgrade polstereo")
+    problems = []
+    angles, problem = _parse_angles(f.attrs.get("angles_deg", DEFAULT_ANGLES_DEG))
+    if problem:
+        problems.append(problem)
+    color = _attr_text(f, "color", "mono")
+    if color not in COLOR_CHANNELS:
+        problems.append(f"/: color {color if color is not None else f.attrs.get('color')!r} "
+                        f"is not one of {sorted(COLOR_CHANNELS)}")
+    provenance_text = _attr_text(f, "provenance", "{}")
     try:
-        provenance = json.loads(_attr_str(f.attrs.get("provenance", "{}")))
+        provenance = json.loads(provenance_text) if provenance_text is not None else {}
     except json.JSONDecodeError:
-        provenance = {"text": _attr_str(f.attrs.get("provenance"))}
-    return {
+        provenance = {"text": provenance_text}
+    if not isinstance(provenance, dict):
+        provenance = {"text": provenance_text}
+    attrs = {
         "format": FORMAT_NAME,
         "format_version": version,
-        "angles_deg": tuple(float(a) for a in np.atleast_1d(f.attrs.get("angles_deg", DEFAULT_ANGLES_DEG))),
-        "color": _attr_str(f.attrs.get("color", "mono")),
+        "angles_deg": angles,
+        "color": color,
         "provenance": provenance,
-        "created_by": _attr_str(f.attrs.get("created_by", "")),
+        "created_by": _attr_text(f, "created_by", "") or "",
     }
+    return attrs, problems
+
+
+def _read_file_attrs(f: h5py.File, path: Path) -> dict[str, Any]:
+    """The root attributes, or PolstereoError for a file that is not (valid) polstereo format."""
+    attrs, problems = _file_attrs_and_problems(f, path)
+    if problems:
+        raise PolstereoError(f"{path}: {problems[0]}; run 'polstereo inspect' for details")
+    return attrs
 
 
 class H5Reader:
@@ -287,7 +420,7 @@ class H5Reader:
         f = _open(self.path)
         try:
             self.attrs = _read_file_attrs(f, self.path)
-            if SAMPLES_GROUP not in f:
+            if SAMPLES_GROUP not in f or not isinstance(f[SAMPLES_GROUP], h5py.Group):
                 raise PolstereoError(f"{self.path}: no '/{SAMPLES_GROUP}' group")
             self.keys = sorted(f[SAMPLES_GROUP].keys())
             self.shapes = []
@@ -295,9 +428,13 @@ class H5Reader:
                 group = f[SAMPLES_GROUP][k]
                 if "right" not in group:
                     raise KeyError(f"sample {k} has no 'right' dataset")
-                self.shapes.append(tuple(group["left"].shape[-2:]))
-        except KeyError as err:
-            raise PolstereoError(f"{self.path}: malformed sample ({err}); run 'polstereo inspect' for details") from None
+                shape = tuple(group["left"].shape[-2:])
+                if len(shape) != 2 or min(shape) < 1:
+                    raise ValueError(f"sample {k}: image size {shape}")
+                self.shapes.append(shape)
+        except CORRUPT_FILE_ERRORS as err:
+            raise PolstereoError(f"{self.path}: malformed sample ({_reason(err)}); "
+                                 "run 'polstereo inspect' for details") from None
         finally:
             f.close()
         self._file: h5py.File | None = None
@@ -349,7 +486,11 @@ class H5Reader:
         ``white_level``); otherwise in their stored dtype. ``fields`` limits which
         optional datasets are read (default all present).
         """
-        g = self.group(index)
+        try:
+            g = self.group(index)
+        except (KeyError, RuntimeError, OSError, ValueError, TypeError) as err:  # a damaged group index
+            raise PolstereoError(f"{self.path}: sample {self.keys[index]} cannot be read ({_reason(err)}); "
+                                 "the file is corrupt") from None
         h, w = self.shapes[index]
         if crop is None:
             ys, xs = slice(0, h), slice(0, w)
@@ -360,7 +501,10 @@ class H5Reader:
             ys, xs = slice(y0, y0 + ch), slice(x0, x0 + cw)
         try:
             images = {}
-            white = float(g["left"].attrs.get("white_level", DEFAULT_WHITE_LEVEL.get(g["left"].dtype, 1.0)))
+            raw_white = g["left"].attrs.get("white_level", DEFAULT_WHITE_LEVEL.get(g["left"].dtype, 1.0))
+            white = _attr_positive(raw_white)
+            if white is None:
+                raise ValueError(f"white_level {raw_white!r} is not a positive number")
             for view in ("left", "right"):
                 img = g[view][:, :, ys, xs]
                 images[view] = (img.astype(np.float32) / np.float32(white)) if normalize else img
@@ -369,15 +513,24 @@ class H5Reader:
                 if name in g and (fields is None or name in fields):
                     arr = g[name][ys, xs]
                     optional[name] = arr.astype(np.float32) if name == "disparity" else arr.astype(bool)
+            attrs = g.attrs
+            floats = {}
+            for name in SAMPLE_ATTRS_FLOAT:
+                if name in attrs:
+                    floats[name] = _attr_positive(attrs[name])
+                    if floats[name] is None:
+                        raise ValueError(f"attribute {name}={attrs[name]!r} is not a positive number")
+            label = {"name": _attr_str(attrs.get("name", self.keys[index])),
+                     "scene_id": _attr_str(attrs.get("scene_id", ""))}
         except OSError as err:
-            raise PolstereoError(f"{self.path}: sample {self.keys[index]} cannot be read ({err}); "
+            raise PolstereoError(f"{self.path}: sample {self.keys[index]} cannot be read ({_reason(err)}); "
                                  "the file is corrupt (checksum or truncated data)") from None
-        attrs = g.attrs
+        except CORRUPT_FILE_ERRORS as err:
+            raise PolstereoError(f"{self.path}: sample {self.keys[index]} cannot be read ({_reason(err)}); "
+                                 "run 'polstereo inspect' for details") from None
         return Sample(
-            left=images["left"], right=images["right"], **optional,
-            name=_attr_str(attrs.get("name", self.keys[index])), scene_id=_attr_str(attrs.get("scene_id", "")),
-            focal_px=float(attrs["focal_px"]) if "focal_px" in attrs else None,
-            baseline_m=float(attrs["baseline_m"]) if "baseline_m" in attrs else None,
+            left=images["left"], right=images["right"], **optional, **label,
+            focal_px=floats.get("focal_px"), baseline_m=floats.get("baseline_m"),
             white_level=1.0 if normalize else white,
         )
 
@@ -399,32 +552,47 @@ def validate(path: str | os.PathLike, deep: bool = True) -> list[str]:
     """
     path = Path(path)
     f = _open(path)
-    problems: list[str] = []
     try:
-        attrs = _read_file_attrs(f, path)
-        problems += [f"/: missing root attribute '{name}'" for name in ("angles_deg", "color") if name not in f.attrs]
-        angles = attrs["angles_deg"]
-        if len(angles) < 3 or len(set(np.mod(angles, 180.0))) != len(angles):
-            problems.append(f"/: angles_deg {list(angles)} must hold at least 3 distinct angles (mod 180)")
-        if attrs["color"] not in COLOR_CHANNELS:
-            problems.append(f"/: color {attrs['color']!r} is not one of {sorted(COLOR_CHANNELS)}")
-        channels = COLOR_CHANNELS.get(attrs["color"])
-        if SAMPLES_GROUP not in f or not isinstance(f[SAMPLES_GROUP], h5py.Group):
-            return problems + [f"/: missing group '/{SAMPLES_GROUP}'"]
-        keys = sorted(f[SAMPLES_GROUP].keys())
-        expected_keys = [sample_key(i) for i in range(len(keys))]
-        if keys != expected_keys:
-            problems.append(f"/{SAMPLES_GROUP}: sample groups must be named 000000, 000001, ... consecutively")
-        if "num_samples" in f.attrs and int(f.attrs["num_samples"]) != len(keys):
-            problems.append(f"/: num_samples={int(f.attrs['num_samples'])} but {len(keys)} sample groups")
-        for key in keys:
-            problems += _validate_sample(f[SAMPLES_GROUP][key], f"/{SAMPLES_GROUP}/{key}", len(angles), channels, deep)
+        return _validate_file(f, path, deep)
+    except PolstereoError:
+        raise
+    except CORRUPT_FILE_ERRORS as err:
+        # the HDF5 structure itself is damaged (a B-tree, a header): nothing more can be listed
+        raise PolstereoError(f"{path}: corrupt HDF5 structure ({_reason(err)}); the file is damaged") from None
     finally:
         f.close()
+
+
+def _validate_file(f: h5py.File, path: Path, deep: bool) -> list[str]:
+    attrs, problems = _file_attrs_and_problems(f, path)
+    problems = [f"/: missing root attribute '{name}'" for name in ("angles_deg", "color")
+                if name not in f.attrs] + problems
+    angles = attrs["angles_deg"]
+    channels = COLOR_CHANNELS.get(attrs["color"])
+    if SAMPLES_GROUP not in f or not isinstance(f[SAMPLES_GROUP], h5py.Group):
+        return problems + [f"/: missing group '/{SAMPLES_GROUP}'"]
+    keys = sorted(f[SAMPLES_GROUP].keys())
+    expected_keys = [sample_key(i) for i in range(len(keys))]
+    if keys != expected_keys:
+        problems.append(f"/{SAMPLES_GROUP}: sample groups must be named 000000, 000001, ... consecutively")
+    if "num_samples" in f.attrs:
+        num_samples = _attr_int(f.attrs["num_samples"])
+        if num_samples is None:
+            shown = " ".join(repr(f.attrs["num_samples"]).split())[:60]
+            problems.append(f"/: num_samples must be an integer, got {shown}")
+        elif num_samples != len(keys):
+            problems.append(f"/: num_samples={num_samples} but {len(keys)} sample groups")
+    num_angles = len(angles) if angles is not None else None
+    for key in keys:
+        where = f"/{SAMPLES_GROUP}/{key}"
+        try:
+            problems += _validate_sample(f[SAMPLES_GROUP][key], where, num_angles, channels, deep)
+        except CORRUPT_FILE_ERRORS as err:
+            problems.append(f"{where}: cannot be read ({_reason(err)})")
     return problems
 
 
-def _validate_sample(g: Any, where: str, num_angles: int, channels: int | None, deep: bool) -> list[str]:
+def _validate_sample(g: Any, where: str, num_angles: int | None, channels: int | None, deep: bool) -> list[str]:
     if not isinstance(g, h5py.Group):
         return [f"{where}: is not a group"]
     problems = []
@@ -434,16 +602,20 @@ def _validate_sample(g: Any, where: str, num_angles: int, channels: int | None, 
     if problems:
         return problems
     left, right = g["left"], g["right"]
-    if left.ndim != 4 or left.shape[0] != num_angles or (channels is not None and left.shape[1] != channels):
+    if left.ndim != 4 or (num_angles is not None and left.shape[0] != num_angles) \
+            or (channels is not None and left.shape[1] != channels):
         problems.append(f"{where}/left: shape {left.shape}, expected ({num_angles}, {channels}, H, W)")
+    elif 0 in left.shape:
+        problems.append(f"{where}/left: shape {left.shape} is empty (every dimension must be at least 1)")
     if left.shape != right.shape or left.dtype != right.dtype:
         problems.append(f"{where}: left {left.shape} {left.dtype} and right {right.shape} {right.dtype} differ")
-    for ds in (left, right):
+    for view, ds in (("left", left), ("right", right)):
         if ds.dtype not in IMAGE_DTYPES:
-            problems.append(f"{where}/{ds.name.rsplit('/', 1)[-1]}: dtype {ds.dtype} is not uint8, uint16 or float32")
+            problems.append(f"{where}/{view}: dtype {ds.dtype} is not uint8, uint16 or float32")
         white = ds.attrs.get("white_level")
-        if white is not None and not (np.isfinite(white) and white > 0):
-            problems.append(f"{where}/{ds.name.rsplit('/', 1)[-1]}: white_level {white} must be positive")
+        if white is not None and _attr_positive(white) is None:
+            shown = " ".join(repr(white).split())[:60]
+            problems.append(f"{where}/{view}: white_level {shown} must be a positive number")
     hw = left.shape[-2:]
     for name in ("disparity", *MASK_NAMES):
         if name not in g:
@@ -457,8 +629,9 @@ def _validate_sample(g: Any, where: str, num_angles: int, channels: int | None, 
         if name != "disparity" and ds.dtype not in (np.dtype(np.uint8), np.dtype(bool)):
             problems.append(f"{where}/{name}: dtype {ds.dtype}, expected uint8 0/1")
     for name in SAMPLE_ATTRS_FLOAT:
-        if name in g.attrs and not (np.isfinite(g.attrs[name]) and g.attrs[name] > 0):
-            problems.append(f"{where}: attribute {name}={g.attrs[name]} must be positive")
+        if name in g.attrs and _attr_positive(g.attrs[name]) is None:
+            shown = " ".join(repr(g.attrs[name]).split())[:60]
+            problems.append(f"{where}: attribute {name}={shown} must be a positive number")
     if deep and not problems:
         problems += _validate_values(g, where)
     return problems
@@ -472,6 +645,11 @@ def _validate_values(g: h5py.Group, where: str) -> list[str]:
         except OSError as err:
             problems.append(f"{where}/{name}: cannot be read, checksum or data corrupt ({str(err).split(';')[0]})")
             continue
+        except CORRUPT_FILE_ERRORS as err:
+            problems.append(f"{where}/{name}: cannot be read ({_reason(err)})")
+            continue
+        if not isinstance(data, np.ndarray) or data.dtype.kind not in "biuf":
+            continue  # not one of the format's datasets; the schema checks above named the known ones
         if name in ("left", "right") and data.dtype.kind == "f" and not np.isfinite(data).all():
             problems.append(f"{where}/{name}: contains NaN or infinite values")
         if name == "disparity" and (data[np.isfinite(data)] < 0).any():
@@ -479,6 +657,60 @@ def _validate_values(g: h5py.Group, where: str) -> list[str]:
         if name in MASK_NAMES and data.size and data.max() > 1:
             problems.append(f"{where}/{name}: values other than 0 and 1")
     return problems
+
+
+def validate_isolated(path: str | os.PathLike, deep: bool = True) -> list[str]:
+    """:func:`validate` in a forked child process, so that a file that crashes the HDF5 C
+    library (some corrupt headers make it segfault) is reported instead of killing us.
+
+    Same result and errors as :func:`validate`; where ``os.fork`` is missing it is
+    :func:`validate` itself. Meant for files nothing is known about (``polstereo inspect``).
+    """
+    import faulthandler
+    import pickle
+    import signal as signal_module
+    import warnings
+
+    if not hasattr(os, "fork"):
+        return validate(path, deep)
+    read_end, write_end = os.pipe()
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns about fork() beside threads (torch's); the child only reads an HDF5 file
+        warnings.simplefilter("ignore", DeprecationWarning)
+        pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child; coverage cannot follow it
+        code = 0
+        try:
+            os.close(read_end)
+            faulthandler.disable()  # a crash here is the expected, reported outcome: no dump on stderr
+            try:
+                result: Any = ("ok", validate(path, deep))
+            except PolstereoError as err:
+                result = ("error", str(err), err.exit_code)
+            except BaseException as err:  # noqa: BLE001 - a bug: let the parent re-raise it as such
+                result = ("bug", f"{type(err).__name__}: {err}")
+            with os.fdopen(write_end, "wb") as fh:
+                pickle.dump(result, fh)
+        except BaseException:  # noqa: BLE001
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as fh:
+        data = fh.read()
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status) or not data:
+        sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        name = signal_module.Signals(sig).name if sig else f"exit {os.WEXITSTATUS(status)}"
+        if sig == signal_module.SIGINT:
+            raise KeyboardInterrupt
+        raise PolstereoError(f"{path}: the HDF5 library crashed reading it ({name}); the file is corrupt")
+    result = pickle.loads(data)  # our own child's plain list/tuple, never the file's content
+    if result[0] == "ok":
+        return result[1]
+    if result[0] == "error":
+        raise PolstereoError(result[1], result[2])
+    raise RuntimeError(f"validating {path} failed: {result[1]}")
 
 
 def require_valid(path: str | os.PathLike) -> None:
@@ -491,5 +723,5 @@ def require_valid(path: str | os.PathLike) -> None:
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "DEFAULT_ANGLES_DEG", "Sample", "H5Writer", "H5Reader",
-    "write_samples", "validate", "require_valid", "sample_key",
+    "write_samples", "validate", "validate_isolated", "require_valid", "sample_key",
 ]

@@ -129,6 +129,10 @@ class StereoCropDataset(Dataset):
         s = self.reader.read(index, crop=(y0, x0, region_h, region_w), normalize=False,
                              fields=("disparity", "transparent", "valid"))
         left, right = s.left, s.right
+        if left.dtype.kind == "f" and not (np.isfinite(left).all() and np.isfinite(right).all()):
+            raise PolstereoError(f"{self.reader.path}: sample {index} ({s.name}) has NaN or infinite values in its "
+                                 "images; the data is broken, not the model ('polstereo inspect' lists every such "
+                                 "sample)")
         disp = s.disparity if s.disparity is not None else np.full((region_h, region_w), np.nan, np.float32)
         valid = s.valid_mask() if s.disparity is not None else np.zeros((region_h, region_w), bool)
         transparent = s.transparent if s.transparent is not None else np.zeros((region_h, region_w), bool)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from polstereo.data.h5format import H5Reader, ground_truth_mask, validate
+from polstereo.data.h5format import CORRUPT_FILE_ERRORS, H5Reader, ground_truth_mask, validate_isolated
 from polstereo.errors import PolstereoError
 
 PERCENTILES = (1, 5, 50, 95, 99)
@@ -81,10 +81,21 @@ def _disparity_upper(reader: H5Reader) -> float:
 def summarize(path: str | os.PathLike, deep: bool = True, bins: int = 16, seed: int = 0) -> dict[str, Any]:
     """A JSON-ready summary of a polstereo file, including its schema violations."""
     path = Path(path)
-    problems = validate(path, deep=deep)
+    # in a child process: a corrupt file can crash the HDF5 library itself
+    problems = validate_isolated(path, deep=deep)
     if problems:
         # statistics of a broken file would mislead; the violations are the summary
         return {"path": str(path), "valid": False, "problems": problems}
+    try:
+        return _valid_file_summary(path, bins, seed)
+    except CORRUPT_FILE_ERRORS as err:
+        # a damage the validator could not see (it reads every byte only with deep=True)
+        raise PolstereoError(f"{path}: cannot be read ({type(err).__name__}: {' '.join(str(err).split())[:160]}); "
+                             "the file is corrupt") from None
+
+
+def _valid_file_summary(path: Path, bins: int, seed: int) -> dict[str, Any]:
+    problems: list[str] = []
     reader = H5Reader(path)
     rng = np.random.default_rng(seed)
     with reader:

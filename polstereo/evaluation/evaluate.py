@@ -97,7 +97,7 @@ def evaluate_model(model, reader, device: torch.device | str = "cpu", iters: int
     model.eval()
     final, base = MetricAccumulator(), MetricAccumulator()
     saturation, saturated_samples, count = 0.0, 0, 0
-    names, bad_names = [], []
+    names, bad_names, bad_data = [], [], []
     device = torch.device(device)
     try:
         batches = (reader.batches(device, max_samples, shard) if hasattr(reader, "batches")
@@ -115,6 +115,8 @@ def evaluate_model(model, reader, device: torch.device | str = "cpu", iters: int
             if not torch.isfinite(pred).all():
                 # counted, not raised here: under DDP every rank must reach the reduction below
                 bad_names.append(batch.name)
+                if not (torch.isfinite(batch.left).all() and torch.isfinite(batch.right).all()):
+                    bad_data.append(batch.name)  # NaN in, NaN out: the data's fault, not the model's
                 continue
             final.update(pred, batch.disparity, batch.valid, batch.transparent)
             base.update(base_pred, batch.disparity, batch.valid, batch.transparent)
@@ -135,6 +137,10 @@ def evaluate_model(model, reader, device: torch.device | str = "cpu", iters: int
         bad_count = int(totals[3])
     else:
         bad_count = len(bad_names)
+    if bad_data:
+        raise PolstereoError(f"{reader.path}: sample {bad_data[0]!r}"
+                             f"{f' and {len(bad_data) - 1} more' if len(bad_data) > 1 else ''} has NaN or infinite "
+                             "values in its images; the data is broken, not the model ('polstereo inspect' lists them)")
     if bad_count:
         example = f" (e.g. {bad_names[0]!r})" if bad_names else ""
         raise PolstereoError(f"the model produced non-finite disparities on {bad_count} sample(s){example}")

@@ -2,15 +2,23 @@
 
 An interrupted write (exception, Ctrl-C) never leaves a file under the final name, and
 an existing file under that name stays intact until the new one replaces it.
+:func:`atomic_file_set` does the same for a set of files that belong together (the
+train/val/test splits of a dataset).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
+import signal
+import threading
 import tempfile
 from pathlib import Path
 from typing import Iterator
+
+from polstereo.errors import PolstereoError
 
 
 @contextlib.contextmanager
@@ -21,10 +29,15 @@ def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Ite
     ``suffix`` defaults to the final file's suffix (some writers pick the format by it).
     """
     final = Path(final_path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    # The real suffix stays last: writers such as cv2.imwrite pick the format by it.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.partial-",
-                                    suffix=final.suffix if suffix is None else suffix, dir=final.parent)
+    if final.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "Is a directory", str(final))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        # The real suffix stays last: writers such as cv2.imwrite pick the format by it.
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.partial-",
+                                        suffix=final.suffix if suffix is None else suffix, dir=final.parent)
+    except OSError as err:
+        raise _naming(err, final) from None
     os.close(fd)
     tmp = Path(tmp_name)
     # mkstemp creates 0600; give the file the permissions a plain open() would (0666 & ~umask)
@@ -34,7 +47,78 @@ def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Ite
     try:
         yield tmp
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+            tmp.unlink()  # also what keeps a full disk from staying full
+        if isinstance(err, OSError):
+            raise _naming(err, final) from None
         raise
+
+
+def _naming(err: OSError, final: Path) -> OSError:
+    """The same OSError naming ``final`` where it named nothing or the temporary file (users know ``final``)."""
+    named = None if err.filename is None else Path(str(err.filename))
+    if err.errno is None or (named is not None and not named.name.startswith(f".{final.stem}.partial-")):
+        return err
+    return OSError(err.errno, err.strerror or os.strerror(err.errno), str(final))
+
+
+@contextlib.contextmanager
+def atomic_file_set(directory: str | os.PathLike, names: tuple[str, ...] | list[str]) -> Iterator[Path]:
+    """Yield a staging directory; on success the files named ``names`` in ``directory`` become
+    exactly the ones written there, as a whole.
+
+    Files are written into a hidden ``.partial-*`` directory inside ``directory`` (same file
+    system, so every move is a rename). On success each staged file replaces its namesake
+    and a name in ``names`` that was not staged is removed (a stale split of an earlier
+    run); Ctrl-C is held back during those few renames, so an interruption leaves either
+    the old set or the new one, never a mix. On failure the staging directory goes and the
+    old set stays untouched. (A power cut during the renames can still mix them.)
+    """
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=directory))
+    except OSError as err:
+        raise _naming(err, directory / names[0]) from None
+    try:
+        try:
+            yield staging
+        except PolstereoError as err:
+            if str(staging) not in str(err):
+                raise
+            # users know the final names, not the staging directory
+            message = str(err).replace(f"{staging}{os.sep}", f"{directory}{os.sep}")
+            raise PolstereoError(message, err.exit_code) from None
+        except OSError as err:
+            if err.filename is None or str(staging) not in str(err.filename):
+                raise
+            raise OSError(err.errno, err.strerror, str(err.filename).replace(str(staging), str(directory))) from None
+        with _sigint_held():
+            for name in names:
+                if (staging / name).exists():
+                    os.replace(staging / name, directory / name)
+                elif (directory / name).exists():
+                    (directory / name).unlink()
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _sigint_held() -> Iterator[None]:
+    """Hold Ctrl-C back until the block is done, then raise it (main thread only; elsewhere a no-op).
+
+    A Python-level handler that only takes note, not a blocked signal mask: in a process
+    with other threads (torch's, BLAS's) the kernel would hand a blocked SIGINT to one of them.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt

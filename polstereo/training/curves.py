@@ -19,14 +19,20 @@ COLORS = {"loss": (40, 110, 180), "all": (40, 40, 40), "transparent": (30, 30, 2
           "saturation": (160, 60, 160)}  # BGR
 
 
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
 def _series(records: list[dict]) -> dict[str, list[tuple[float, float]]]:
     series: dict[str, list[tuple[float, float]]] = {"loss": [], "saturation": []}
     for r in records:
-        if r.get("type") == "train" and np.isfinite(r.get("loss", np.nan)):
+        # null stands for a non-finite value (JSON has no NaN): a gap in the curve
+        if r.get("type") == "train" and _finite(r.get("loss")):
             series["loss"].append((r["step"], r["loss"]))
         elif r.get("type") == "val":
             for region, m in (r.get("final") or {}).items():
-                series.setdefault(region, []).append((r["step"], m["epe"]))
+                if _finite((m or {}).get("epe")):
+                    series.setdefault(region, []).append((r["step"], m["epe"]))
             if r.get("saturation_fraction") is not None:
                 series["saturation"].append((r["step"], r["saturation_fraction"]))
     return series

@@ -29,12 +29,12 @@ from polstereo.data.h5format import H5Reader
 from polstereo.devices import resolve_amp, resolve_device
 from polstereo.data.loader import (AugmentConfig, MixtureDataset, MixturePlan, PlanSampler, StereoCropDataset,
                                    to_device)
-from polstereo.errors import InfeasibleError, PolstereoError
+from polstereo.errors import EXIT_USAGE, InfeasibleError, PolstereoError
 from polstereo.evaluation.evaluate import base_error_statistics, evaluate_model, feasibility_verdict
 from polstereo.io.atomic import atomic_path
 from polstereo.models.correction import CorrectionConfig, CorrectionModule
-from polstereo.models.registry import build_model, load_model
-from polstereo.training.checkpoint import (lineage_stages, restore_rng, rng_state,
+from polstereo.models.registry import build_model
+from polstereo.training.checkpoint import (lineage_stages, load_model_checked, restore_rng, rng_state,
                                            save_checkpoint)
 from polstereo.training.curves import write_train_curves
 from polstereo.training.distributed import (all_reduce_sum, barrier, cleanup, init_distributed,
@@ -153,7 +153,7 @@ def _initial_model(cfg: TrainConfig, stage: StageConfig) -> tuple[torch.nn.Modul
         model = build_model({"base": {"kind": "s2m2", "size": cfg.model.split("-")[-1].upper(),
                                       "weights": str(init)}})
         return model, [], f"s2m2:{init}"
-    model, payload = load_model(init)
+    model, payload = load_model_checked(init)
     lineage = [dict(entry) for entry in payload.get("lineage", [])]
     if stage.requires and stage.requires not in lineage_stages(payload) and not cfg.force:
         have = ", ".join(lineage_stages(payload)) or "no stage"
@@ -191,8 +191,9 @@ def _prepare_model(model, cfg: TrainConfig, stage: StageConfig, color_channels: 
                                  f"{model.base_input}; only adapt (stage A) may change what the base sees")
         model.base_input = cfg.base_input
     if cfg.max_correction is not None:
-        if cfg.max_correction <= 0:
-            raise PolstereoError(f"--max-correction must be positive, got {cfg.max_correction}")
+        if not (math.isfinite(cfg.max_correction) and cfg.max_correction > 0):
+            raise PolstereoError(f"--max-correction must be a positive number of pixels, got {cfg.max_correction}",
+                                 EXIT_USAGE)
         model.max_correction = float(cfg.max_correction)
     for part in ("base", "correction"):
         if getattr(model, part) is not None:
@@ -240,6 +241,24 @@ def _check_options(cfg: TrainConfig) -> None:
         raise PolstereoError(f"--shape-min-dolp must be in [0, 1), got {cfg.shape_min_dolp}")
     if cfg.min_lr < 0 or (cfg.clip_grad_norm is not None and cfg.clip_grad_norm < 0):
         raise PolstereoError("--min-lr and --clip-grad-norm must not be negative")
+    if cfg.max_correction is not None and not (math.isfinite(cfg.max_correction) and cfg.max_correction > 0):
+        raise PolstereoError(f"--max-correction must be a positive number of pixels, got {cfg.max_correction}",
+                             EXIT_USAGE)
+
+
+def _check_crop_fits(datasets, paths: list[Path], crop_size, scale_range) -> None:
+    """A crop larger than the images would be padded with invalid pixels: refuse it up front."""
+    crop_h, crop_w = crop_size
+    low = float(scale_range[0])
+    for dataset, path in zip(datasets, paths):
+        h = min(shape[0] for shape in dataset.reader.shapes)
+        w = min(shape[1] for shape in dataset.reader.shapes)
+        fit_h, fit_w = math.floor(h * low), math.floor(w * low)
+        if crop_h > fit_h or crop_w > fit_w:
+            at_scale = f" at the smallest --scale-range {low:g}" if low != 1 else ""
+            raise PolstereoError(f"--crop-size {crop_h} {crop_w} (height width) is larger than the smallest images "
+                                 f"of {path} ({h} {w}){at_scale}; crops would be padded with invalid pixels. "
+                                 f"Use --crop-size {fit_h} {fit_w} or smaller", EXIT_USAGE)
 
 
 # options that may change between an interrupted run and its --resume (a run directory may
@@ -313,6 +332,8 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
             raise PolstereoError(f"--warp-source: stage {stage.name} ({stage.command}) has no correction module")
         stage = dataclasses.replace(stage, warp_source=cfg.warp_source)
     out_dir = Path(cfg.out)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PolstereoError(f"{out_dir}: exists and is not a directory; --out names a run directory")
     last_path, best_path = out_dir / "last.ckpt", out_dir / "best.ckpt"
     device = resolve_device(cfg.device)
     dist_info, device = init_distributed(device)
@@ -331,6 +352,8 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
     if not cfg.photometric:
         augment = dataclasses.replace(augment, gain_range=(1.0, 1.0), offset_range=(0.0, 0.0), asymmetric_prob=0.0)
     datasets = [StereoCropDataset(p, augment, seed=cfg.seed) for p in train_files]
+    if augment.crop_size is not None:
+        _check_crop_fits(datasets, train_files, augment.crop_size, augment.scale_range)
     mixture = MixtureDataset(datasets)
     val_reader = H5Reader(cfg.val) if cfg.val else None
 
@@ -338,7 +361,7 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
     if cfg.resume:
         if not last_path.exists():
             raise PolstereoError(f"--resume: no {last_path} to resume from")
-        model, resume_payload = load_model(last_path)
+        model, resume_payload = load_model_checked(last_path)
         if resume_payload.get("stage") != stage.name:
             raise PolstereoError(f"--resume: {last_path} is a stage {resume_payload.get('stage')} run, "
                                  f"not stage {stage.name} ({stage.command})")
@@ -437,9 +460,16 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
              "train": [str(p) for p in train_files], "dataset_steps": list(steps_per),
              "val": str(cfg.val) if cfg.val else None, "steps": plan.total_steps}
 
+    config_written = []
+
     def save(path: Path, step: int, complete: bool) -> None:
         if not dist_info.is_main:
             return
+        if not config_written:
+            # with the first checkpoint, not before: a run that fails at its start leaves no config.yaml
+            _write_config_file(out_dir / "config.yaml",
+                               {k: v for k, v in cfg.plain().items() if k not in TrainConfig.INVOCATION_ONLY})
+            config_written.append(True)
         if path == last_path:
             write_train_curves(out_dir / "metrics.jsonl", out_dir / "train_curves.png")
         record = dict(entry, steps_done=step, complete=complete, metrics=_brief(val_metrics),
@@ -493,9 +523,6 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
             save(best_path, step, complete=False)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    if dist_info.is_main:
-        _write_config_file(out_dir / "config.yaml",
-                          {k: v for k, v in cfg.plain().items() if k not in TrainConfig.INVOCATION_ONLY})
     board = _tensorboard(out_dir) if cfg.tensorboard and dist_info.is_main else None
     sampler = PlanSampler(plan, start_step=start_step, rank=dist_info.rank, world_size=dist_info.world_size)
     loader = DataLoader(mixture, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
@@ -618,6 +645,9 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
                 save(last_path, step, complete=False)
             if stop["requested"] and step < end_step:
                 raise KeyboardInterrupt
+    except PolstereoError as err:
+        bar.close()
+        raise PolstereoError(_worker_message(str(err)), err.exit_code) from None
     except KeyboardInterrupt:
         bar.close()
         if in_update:
@@ -687,7 +717,30 @@ def _truncate_log(path: Path, last_step: int) -> None:
 
 def _append_jsonl(path: Path, record: dict) -> None:
     with open(path, "a") as fh:
-        fh.write(json.dumps(record) + "\n")
+        fh.write(json.dumps(_finite_or_null(record), allow_nan=False) + "\n")
+
+
+def _finite_or_null(value):
+    """``value`` with NaN and ±inf floats replaced by None: JSON has no NaN (null is what it has)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_or_null(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite_or_null(v) for v in value]
+    return value
+
+
+def _worker_message(message: str) -> str:
+    """The original one-line message of a PolstereoError that a DataLoader worker re-raised here.
+
+    torch wraps it as "Caught PolstereoError in DataLoader worker process 0. Original Traceback ...";
+    the user needs the last line, not the worker's traceback.
+    """
+    if not message.startswith("Caught "):
+        return message
+    last = message.rstrip().splitlines()[-1]
+    return last.split("PolstereoError: ", 1)[-1]
 
 
 def _tensorboard(out_dir: Path):

@@ -71,3 +71,43 @@ def test_output_path_that_is_a_file_is_a_usage_error(tmp_path):
 def test_malformed_options_are_rejected_by_the_parser(tmp_path, args):
     result = run(tmp_path / "out", *args)
     assert result.exit_code == 2
+
+
+def run_group(*args):
+    from polstereo.cli.main import cli
+
+    return CliRunner().invoke(cli, ["make-synthetic", *map(str, args)])
+
+
+def test_an_earlier_set_is_refused_without_overwrite_and_left_intact(tmp_path):
+    assert run(tmp_path / "out", "--num", 3, *TINY).exit_code == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    result = run_group(tmp_path / "out", "--num", 3, "--seed", 1, *TINY)
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'out' / 'train.h5'} exists (output of an earlier run); pass --overwrite" in result.output
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
+
+
+def test_overwrite_replaces_the_set_and_removes_stale_splits(tmp_path):
+    assert run(tmp_path / "out", "--num", 3, *TINY).exit_code == 0
+    result = run(tmp_path / "out", "--num", 2, "--split", 1, 0, 0, "--seed", 5, "--overwrite", *TINY)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["train.h5"]
+    assert H5Reader(tmp_path / "out" / "train.h5").attrs["provenance"]["seed"] == 5
+
+
+def test_an_interrupted_overwrite_leaves_the_old_set_whole(tmp_path, monkeypatch):
+    from polstereo.data.synthetic import generate
+
+    assert run(tmp_path / "out", "--num", 3, *TINY).exit_code == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    real = generate._sample_at
+
+    def ctrl_c_in_the_last_split(config, index):
+        if index == 2:  # train.h5 and val.h5 of the new set are complete by now
+            raise KeyboardInterrupt
+        return real(config, index)
+    monkeypatch.setattr(generate, "_sample_at", ctrl_c_in_the_last_split)
+    result = run_group(tmp_path / "out", "--num", 3, "--seed", 8, "--overwrite", *TINY)
+    assert result.exit_code == 130 and "interrupted" in result.output
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before  # no staging dir either

@@ -238,3 +238,87 @@ def test_validator_reports_missing_required_root_attributes(h5_file):
         del f.attrs["color"]
     problems = validate(h5_file)
     assert "/: missing root attribute 'angles_deg'" in problems and "/: missing root attribute 'color'" in problems
+
+
+def _one_sample_file(tmp_path, rng, change):
+    path = tmp_path / "edited.h5"
+    write_samples(path, [make_sample(rng, h=8, w=8)])
+    with h5py.File(path, "a") as f:
+        change(f)
+    return path
+
+
+@pytest.mark.parametrize("change, problem", [
+    (lambda f: f.attrs.__setitem__("angles_deg", "0,45"), "angles_deg must be a 1-D array of numbers"),
+    (lambda f: f.attrs.__setitem__("angles_deg", np.zeros((2, 4))), "angles_deg must be a 1-D array of numbers"),
+    (lambda f: f.attrs.__setitem__("angles_deg", [0.0, 45.0, np.nan, 135.0]), "holds NaN or infinite values"),
+    (lambda f: f.attrs.__setitem__("num_samples", "x"), "num_samples must be an integer, got 'x'"),
+    (lambda f: f.attrs.__setitem__("color", 3), "is not one of ['mono', 'rgb']"),
+    (lambda f: f["samples/000000/left"].attrs.__setitem__("white_level", "x"),
+     "/samples/000000/left: white_level 'x' must be a positive number"),
+    (lambda f: f["samples/000000"].attrs.__setitem__("focal_px", "x"),
+     "/samples/000000: attribute focal_px='x' must be a positive number"),
+])
+def test_wrong_typed_attributes_are_violations_not_tracebacks(tmp_path, rng, change, problem):
+    path = _one_sample_file(tmp_path, rng, change)
+    problems = validate(path)
+    assert len(problems) == 1 and problem in problems[0]
+
+
+@pytest.mark.parametrize("change", [
+    lambda f: f.attrs.__setitem__("angles_deg", [0.0, 45.0, np.nan, 135.0]),
+    lambda f: f["samples/000000/left"].attrs.__setitem__("white_level", "x"),
+    lambda f: f["samples/000000"].attrs.__setitem__("baseline_m", np.array([1.0, 2.0])),
+])
+def test_reader_refuses_wrong_typed_attributes_with_one_line(tmp_path, rng, change):
+    path = _one_sample_file(tmp_path, rng, change)
+    with pytest.raises(PolstereoError) as err:
+        H5Reader(path).read(0)
+    assert str(path) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_non_integer_format_version_is_a_one_line_error(tmp_path, rng):
+    path = _one_sample_file(tmp_path, rng, lambda f: f.attrs.__setitem__("format_version", "one"))
+    for call in (validate, H5Reader):
+        with pytest.raises(PolstereoError, match="format_version must be an integer, got 'one'"):
+            call(path)
+
+
+def test_zero_size_images_are_a_violation(tmp_path, rng):
+    def empty(f):
+        g = f["samples/000000"]
+        for name in list(g):
+            del g[name]
+        g["left"] = g["right"] = np.zeros((4, 1, 0, 8), np.uint8)
+    path = _one_sample_file(tmp_path, rng, empty)
+    assert validate(path) == ["/samples/000000/left: shape (4, 1, 0, 8) is empty (every dimension must be at least 1)"]
+    with pytest.raises(PolstereoError, match="image size"):
+        H5Reader(path)
+
+
+def test_a_full_disk_while_writing_is_one_line_and_leaves_no_file(tmp_path, rng, monkeypatch):
+    import errno
+
+    write_samples(tmp_path / "old.h5", [make_sample(rng, name="old")])
+    before = (tmp_path / "old.h5").read_bytes()
+
+    def no_space(self, sample):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(H5Writer, "_append", no_space)
+    with pytest.raises(PolstereoError, match="old.h5: cannot write \\(No space left on device\\)"):
+        write_samples(tmp_path / "old.h5", [make_sample(rng)])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.h5"]  # no .partial file keeps the disk full
+    assert (tmp_path / "old.h5").read_bytes() == before
+
+
+def test_a_flush_failure_on_close_is_one_line_and_leaves_no_file(tmp_path, rng, monkeypatch):
+    real_close = h5py.File.close
+
+    def failing_close(self):
+        real_close(self)
+        raise OSError("Can't write data (file write failed: errno = 28, error message = 'No space left on device')")
+    monkeypatch.setattr(h5py.File, "close", failing_close)
+    with pytest.raises(PolstereoError, match="cannot write \\(No space left on device\\)"):
+        write_samples(tmp_path / "new.h5", [make_sample(rng)])
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []

@@ -129,7 +129,7 @@ def generated_glass(tmp_path_factory):
     from polstereo.data.synthetic.config import SyntheticConfig
     from polstereo.data.synthetic.generate import generate_sample, sample_rng
 
-    config = SyntheticConfig(width=96, height=64, transparent=(2, 3), seed=5)
+    config = SyntheticConfig(width=96, height=64, transparent=(2, 3), glass=("solid",), seed=5)  # curved glass
     path = tmp_path_factory.mktemp("glass") / "glass.h5"
     write_samples(path, [generate_sample(config, sample_rng(5, i), name=f"g{i}") for i in range(3)])
     return path

@@ -2,10 +2,13 @@
 
 Samples are assigned to splits before anything is read (seeded ratios or a split
 file), loaded in worker processes, and appended in sorted-name order by the main
-process, the only writer. Every output file is written atomically and all of them are
-renamed into place only when the whole conversion succeeds: an interrupted or failed
-run leaves no file that looks complete. Samples that cannot be converted are skipped
-and listed, with the reason, in the returned :class:`ConvertReport`.
+process, the only writer. The split files are written as one set
+(:func:`~polstereo.io.atomic.atomic_file_set`) and replace the earlier ones only when the
+whole conversion succeeds: an interrupted or failed run leaves the old outputs as they
+were and no file that looks complete. Ctrl-C is taken between two samples (a handler
+notes it; the loop stops there), so it can never be lost inside a finalizer or a worker
+pool's bookkeeping. Samples that cannot be converted are skipped and listed, with the
+reason, in the returned :class:`ConvertReport`.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import signal
+import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -26,6 +30,7 @@ from polstereo.data.converters.base import BAD_VALUES, SkipSample, SourceOptions
 from polstereo.data.converters.registry import CONVERTERS
 from polstereo.data.h5format import COMPRESSION, H5Writer, Sample
 from polstereo.errors import EXIT_USAGE, PolstereoError
+from polstereo.io.atomic import atomic_file_set
 
 SPLITS = ("train", "val", "test")
 NOT_IN_SPLIT_FILE = "not in split file"
@@ -244,6 +249,27 @@ def _split_paths(out: Path) -> dict[str, Path]:
     return {split: out / f"{split}.h5" for split in SPLITS}
 
 
+@contextlib.contextmanager
+def _ctrl_c_between_samples() -> Iterator[dict[str, bool]]:
+    """While converting, the first Ctrl-C only asks to stop (``stop["requested"]``); the
+    loop raises KeyboardInterrupt at the next sample. A second Ctrl-C interrupts at once."""
+    stop = {"requested": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def request_stop(signum, frame):
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+
+    previous = signal.signal(signal.SIGINT, request_stop)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def convert_dataset(config: ConvertConfig) -> ConvertReport:
     """Convert ``config.src`` into ``config.out/{train,val,test}.h5`` (empty splits get no file).
 
@@ -251,7 +277,13 @@ def convert_dataset(config: ConvertConfig) -> ConvertReport:
         PolstereoError: bad configuration, missing source, outputs that exist without
             ``overwrite``; :class:`ConversionFailed` (with the report) when every sample
             was skipped.
+        KeyboardInterrupt: Ctrl-C; the earlier outputs are left as they were.
     """
+    with _ctrl_c_between_samples() as stop:
+        return _convert(config, stop)
+
+
+def _convert(config: ConvertConfig, stop: dict[str, bool]) -> ConvertReport:
     started = time.perf_counter()
     _check_config(config)
     converter = CONVERTERS[config.layout](config.source)
@@ -275,15 +307,19 @@ def convert_dataset(config: ConvertConfig) -> ConvertReport:
     todo = sorted(assignment)
     with contextlib.ExitStack() as outputs:
         writers: dict[str, H5Writer] = {}
+        # entered first, left last: the writers and the worker pool are closed before the new set is committed
+        staged = outputs.enter_context(atomic_file_set(config.out, [path.name for path in paths.values()]))
         bar = outputs.enter_context(tqdm(total=len(todo), unit="sample", desc="convert", disable=not config.progress))
         results = outputs.enter_context(_loaded_samples(converter, config.src, color, todo, config.workers))
         for name, sample, skip in results:
+            if stop["requested"]:
+                raise KeyboardInterrupt
             bar.update(1)
             split = assignment[name]
             if sample is not None:
                 if split not in writers:
                     writers[split] = outputs.enter_context(H5Writer(
-                        paths[split], angles_deg=report.angles_deg, color=color,
+                        staged / paths[split].name, angles_deg=report.angles_deg, color=color,
                         provenance={**provenance, "split": split}, compression=config.compression))
                 try:
                     writers[split].append(sample)
@@ -291,15 +327,18 @@ def convert_dataset(config: ConvertConfig) -> ConvertReport:
                 except PolstereoError as err:  # malformed for the format: skip, not abort
                     skip = (BAD_VALUES, str(err))
             report.skipped.append({"name": name, "split": split, "kind": skip[0], "detail": skip[1]})
+        if stop["requested"]:
+            raise KeyboardInterrupt
         if not writers:
             raise ConversionFailed(report)
-        # Leaving the stack closes the writers: every split file appears only now, together.
+        # stale outputs of an earlier run (only reachable with overwrite) go with the commit
+        report.removed = [str(paths[split]) for split in SPLITS if split not in writers and paths[split].exists()]
+        # Leaving the stack closes the writers and commits the set: the split files appear only now, together.
+    if stop["requested"]:
+        raise KeyboardInterrupt  # came during the commit; the new set is complete
     for split in SPLITS:
         if split in writers:
             report.written[split] = writers[split].count
             report.files[split] = str(paths[split])
-        elif paths[split].exists():
-            paths[split].unlink()  # stale output of an earlier run (only reachable with overwrite)
-            report.removed.append(str(paths[split]))
     report.seconds = time.perf_counter() - started
     return report

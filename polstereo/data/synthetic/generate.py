@@ -21,6 +21,7 @@ from polstereo.data.synthetic.config import SyntheticConfig
 from polstereo.data.synthetic.render import render_pair
 from polstereo.data.synthetic.scene import random_scene
 from polstereo.errors import EXIT_USAGE, PolstereoError
+from polstereo.io.atomic import atomic_file_set
 
 SPLITS = ("train", "val", "test")
 GENERATOR_NAME = "polstereo procedural generator (make-synthetic)"
@@ -131,14 +132,16 @@ def _samples(config: SyntheticConfig, num: int, workers: int):
 
 
 def generate_dataset(out_dir: str | os.PathLike, config: SyntheticConfig, num: int,
-                     split: Sequence[float] = (0.8, 0.1, 0.1), workers: int = 1, progress: bool = True
-                     ) -> dict[str, Any]:
+                     split: Sequence[float] = (0.8, 0.1, 0.1), workers: int = 1, progress: bool = True,
+                     overwrite: bool = False) -> dict[str, Any]:
     """Write ``num`` samples into ``out_dir``/train.h5, val.h5 and test.h5.
 
     Splits take consecutive sample indices (train first); a split with no samples gets
-    no file. Each file is written atomically and records the config, seed and its index
-    range as provenance; existing files of the same names are replaced. Same config
-    (seed included) -> identical data, whatever ``workers``.
+    no file. Each file records the config, seed and its index range as provenance. The
+    split files are written as one set (:func:`~polstereo.io.atomic.atomic_file_set`):
+    an earlier set in ``out_dir`` is refused unless ``overwrite``, and then replaced as a
+    whole (a split this run leaves empty loses its old file); an interrupted run leaves
+    the old set. Same config (seed included) -> identical data, whatever ``workers``.
 
     Returns a summary: files with their sample counts, time taken, transparent share.
     """
@@ -151,34 +154,40 @@ def generate_dataset(out_dir: str | os.PathLike, config: SyntheticConfig, num: i
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise PolstereoError(f"{out}: exists and is not a directory; give a folder for train/val/test.h5")
-    out.mkdir(parents=True, exist_ok=True)
+    earlier = [out / f"{name}.h5" for name in SPLITS if (out / f"{name}.h5").exists()]
+    if earlier and not overwrite:
+        raise PolstereoError(f"{earlier[0]} exists (output of an earlier run); pass --overwrite to replace the "
+                             f"split files in {out} as a whole")
     start = time.perf_counter()
     files: dict[str, Any] = {}
     transparent = total = 0
     samples = _samples(config, num, min(workers, num))
-    bar = tqdm(total=num, disable=not progress, unit="sample", desc="make-synthetic")
-    try:
-        first = 0
-        for name, count in zip(SPLITS, counts):
-            if count == 0:
-                continue
-            provenance = {"source": GENERATOR_NAME, "generator": "polstereo.data.synthetic",
-                          "config": config.to_dict(), "seed": config.seed, "split": name,
-                          "sample_indices": [first, first + count], "num_total": num,
-                          "split_fractions": [float(s) for s in split]}
-            path = out / f"{name}.h5"
-            with H5Writer(path, angles_deg=config.angles_deg, color=config.color, provenance=provenance) as writer:
-                for _ in range(count):
-                    sample = next(samples)
-                    writer.append(sample)
-                    transparent += int(sample.transparent.sum())
-                    total += sample.transparent.size
-                    bar.update(1)
-            files[name] = {"path": str(path), "samples": count, "first_index": first}
-            first += count
-    finally:
-        bar.close()
-        samples.close()
+    # the splits are staged and replace the earlier set together when the block ends
+    with atomic_file_set(out, [f"{name}.h5" for name in SPLITS]) as staged:
+        bar = tqdm(total=num, disable=not progress, unit="sample", desc="make-synthetic")
+        try:
+            first = 0
+            for name, count in zip(SPLITS, counts):
+                if count == 0:
+                    continue
+                provenance = {"source": GENERATOR_NAME, "generator": "polstereo.data.synthetic",
+                              "config": config.to_dict(), "seed": config.seed, "split": name,
+                              "sample_indices": [first, first + count], "num_total": num,
+                              "split_fractions": [float(s) for s in split]}
+                path = out / f"{name}.h5"
+                with H5Writer(staged / path.name, angles_deg=config.angles_deg, color=config.color,
+                              provenance=provenance) as writer:
+                    for _ in range(count):
+                        sample = next(samples)
+                        writer.append(sample)
+                        transparent += int(sample.transparent.sum())
+                        total += sample.transparent.size
+                        bar.update(1)
+                files[name] = {"path": str(path), "samples": count, "first_index": first}
+                first += count
+        finally:
+            bar.close()
+            samples.close()  # the worker processes end before the set is committed
     seconds = time.perf_counter() - start
     return {"out_dir": str(out), "num": num, "seed": config.seed, "workers": workers, "files": files,
             "size": [config.width, config.height], "bit_depth": config.bit_depth, "color": config.color,

@@ -146,3 +146,31 @@ def test_report_lines_list_splits_and_skips(tmp_path, rng):
     assert "skipped 1 samples (1 missing file):\n  s01: missing file: left (left_0.*)" in text
     assert report.to_dict()["skip_counts"] == {"missing file": 1}
     assert pipeline.SPLITS == ("train", "val", "test")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_real_ctrl_c_stops_the_conversion_and_keeps_the_old_outputs(tmp_path, rng, monkeypatch, workers):
+    import os
+    import signal
+
+    from polstereo.data.h5format import H5Writer
+
+    write_folder_dataset(tmp_path / "src", rng, 6)
+    out = tmp_path / "out"
+    convert_dataset(ConvertConfig(src=tmp_path / "src", out=out, split_ratios=(0.5, 0.5, 0)))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real_append = H5Writer.append
+    appended = []
+
+    def append_then_ctrl_c(self, sample):
+        appended.append(sample.name)
+        if len(appended) == 2:
+            os.kill(os.getpid(), signal.SIGINT)  # a real signal, as from the terminal, mid-conversion
+        return real_append(self, sample)
+    monkeypatch.setattr(H5Writer, "append", append_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        convert_dataset(ConvertConfig(src=tmp_path / "src", out=out, split_ratios=(1, 0, 0), overwrite=True,
+                                      workers=workers))
+    assert len(appended) == 2  # stopped at the next sample, not at the end
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # old set whole, no staging left
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
