@@ -80,14 +80,19 @@ def test_a_file_without_digest_loads_with_a_one_line_note(tmp_path, tiny_model, 
 
 
 @pytest.mark.parametrize("name", ["polstereo-small.ckpt", "polstereo-tiny-cpu.ckpt"])
-def test_the_shipped_models_without_digest_still_load_unchanged(name, capsys):
+def test_the_shipped_models_carry_a_digest_and_a_copy_without_one_still_loads_unchanged(name, tmp_path, capsys):
     from polstereo.models.registry import load_model
 
     path = ROOT / "models" / name
-    plain, _ = load_model(path)
     checked, payload = load_for_inference(path)
-    assert DIGEST_KEY not in payload and "no integrity digest" in capsys.readouterr().err
-    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), checked.state_dict().values()))
+    assert payload[DIGEST_KEY].startswith("sha256:") and "digest" not in capsys.readouterr().err
+    legacy = tmp_path / name  # as written before digests existed
+    torch.save({k: v for k, v in torch.load(path, weights_only=True).items() if k != DIGEST_KEY}, legacy)
+    plain, _ = load_model(legacy)
+    old, old_payload = load_for_inference(legacy)
+    assert DIGEST_KEY not in old_payload and "no integrity digest" in capsys.readouterr().err
+    for model in (plain, old):
+        assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), checked.state_dict().values()))
 
 
 @pytest.mark.parametrize("lineage", ["A,B", [1, 2], [{"steps": 3}], [{"stage": 7}]])
