@@ -14,8 +14,6 @@ import dataclasses
 import gc
 import json
 import math
-import signal
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -31,6 +29,7 @@ from polstereo.data.loader import (AugmentConfig, MixtureDataset, MixturePlan, P
                                    to_device)
 from polstereo.errors import EXIT_USAGE, InfeasibleError, PolstereoError
 from polstereo.evaluation.evaluate import base_error_statistics, evaluate_model, feasibility_verdict
+from polstereo.interrupts import ctrl_c_requests_stop
 from polstereo.io.atomic import atomic_path
 from polstereo.models.correction import CorrectionConfig, CorrectionModule
 from polstereo.models.registry import build_model
@@ -299,26 +298,16 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     interrupts at once. Global torch settings changed for the run are restored.
     """
     deterministic_before = torch.are_deterministic_algorithms_enabled()
-    stop = {"requested": False}
-    previous_handler = None
-    if threading.current_thread() is threading.main_thread():
-        def request_stop(signum, frame):
-            if stop["requested"]:
-                raise KeyboardInterrupt
-            stop["requested"] = True
-
-        previous_handler = signal.signal(signal.SIGINT, request_stop)
-    try:
-        if cfg.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=True)
-        return _train(cfg, log, stop)
-    except BaseException as err:
-        release_after_error(err)
-        raise
-    finally:
-        torch.use_deterministic_algorithms(deterministic_before)
-        if previous_handler is not None:
-            signal.signal(signal.SIGINT, previous_handler)
+    with ctrl_c_requests_stop() as stop:
+        try:
+            if cfg.deterministic:
+                torch.use_deterministic_algorithms(True, warn_only=True)
+            return _train(cfg, log, stop)
+        except BaseException as err:
+            release_after_error(err)
+            raise
+        finally:
+            torch.use_deterministic_algorithms(deterministic_before)
 
 
 def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainResult:

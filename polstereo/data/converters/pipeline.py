@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import signal
-import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ from polstereo.data.converters.base import BAD_VALUES, SkipSample, SourceOptions
 from polstereo.data.converters.registry import CONVERTERS
 from polstereo.data.h5format import COMPRESSION, H5Writer, Sample
 from polstereo.errors import EXIT_USAGE, PolstereoError
+from polstereo.interrupts import ctrl_c_requests_stop
 from polstereo.io.atomic import atomic_file_set
 
 SPLITS = ("train", "val", "test")
@@ -249,27 +249,6 @@ def _split_paths(out: Path) -> dict[str, Path]:
     return {split: out / f"{split}.h5" for split in SPLITS}
 
 
-@contextlib.contextmanager
-def _ctrl_c_between_samples() -> Iterator[dict[str, bool]]:
-    """While converting, the first Ctrl-C only asks to stop (``stop["requested"]``); the
-    loop raises KeyboardInterrupt at the next sample. A second Ctrl-C interrupts at once."""
-    stop = {"requested": False}
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def request_stop(signum, frame):
-        if stop["requested"]:
-            raise KeyboardInterrupt
-        stop["requested"] = True
-
-    previous = signal.signal(signal.SIGINT, request_stop)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def convert_dataset(config: ConvertConfig) -> ConvertReport:
     """Convert ``config.src`` into ``config.out/{train,val,test}.h5`` (empty splits get no file).
 
@@ -279,7 +258,7 @@ def convert_dataset(config: ConvertConfig) -> ConvertReport:
             was skipped.
         KeyboardInterrupt: Ctrl-C; the earlier outputs are left as they were.
     """
-    with _ctrl_c_between_samples() as stop:
+    with ctrl_c_requests_stop() as stop:  # the loop stops at the next sample
         return _convert(config, stop)
 
 
