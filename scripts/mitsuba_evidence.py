@@ -1,6 +1,6 @@
 """Polarization evidence of glass rendered by Mitsuba 3's polarized path tracer.
 
-    python scripts/mitsuba_evidence.py OUT_DIR [--scenes 4] [--spp 256] [--size 160 120]
+    python scripts/mitsuba_evidence.py OUT_DIR [--scenes 4] [--spp 256] [--size 160 120] [--thin 0.05]
 
 Independent of polstereo's own generator: renders glass spheres in front of a textured
 (checkerboard) wall, lit by a constant sky and bright area lamps, from the two cameras
@@ -9,6 +9,9 @@ writes them in the ``mitsuba`` layout (Stokes EXR per view, a 1-spp range-depth 
 the ground truth, the spheres' silhouette as the transparency mask), converts them with
 ``polstereo convert-dataset --layout mitsuba`` and prints ``polstereo inspect --evidence``:
 do the polarization features pin the true (first-surface) disparity of the glass?
+With ``--thin F`` each sphere is a thin glass shell instead, walls F x its radius thick (an
+inner sphere of air: nested dielectrics); the data set then serves ``polstereo eval`` as
+a thin-walled test set the models never trained on.
 
 Needs the ``mitsuba`` package (``pip install mitsuba``). A research diagnostic for
 docs/results.md, not a test.
@@ -45,6 +48,9 @@ def scene_dict(mi, camera_x: float, params: dict, width: int, height: int, integ
     for i, (center, radius) in enumerate(params["spheres"]):
         scene[f"glass{i}"] = {"type": "sphere", "center": center, "radius": radius,
                               "bsdf": {"type": "dielectric", "int_ior": params["ior"]}}
+        if params.get("wall", 0) > 0:  # a cavity of air inside the glass
+            scene[f"cavity{i}"] = {"type": "sphere", "center": center, "radius": radius * (1 - params["wall"]),
+                                   "bsdf": {"type": "dielectric", "int_ior": 1.0, "ext_ior": params["ior"]}}
     if glass_only:
         return scene
     checker = {"type": "checkerboard", "color0": {"type": "rgb", "value": 0.08},
@@ -98,6 +104,8 @@ def main() -> int:
     parser.add_argument("--spp", type=int, default=256)
     parser.add_argument("--size", type=int, nargs=2, default=(160, 120), metavar=("W", "H"))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--thin", type=float, default=0.0, metavar="F",
+                        help="render thin glass shells, walls F x the radius thick (0: solid spheres)")
     parser.add_argument("--baseline", type=float, default=DEFAULT_BASELINE_M,
                         help="stereo baseline in scene units; the cameras are 4 units from the glass")
     args = parser.parse_args()
@@ -110,7 +118,8 @@ def main() -> int:
     rng = np.random.default_rng(args.seed)
     src = args.out / "src"
     for i in range(args.scenes):
-        render_sample(mi, src / f"scene{i:02d}", random_params(rng), *args.size, args.spp, args.baseline)
+        params = {**random_params(rng), "wall": args.thin}
+        render_sample(mi, src / f"scene{i:02d}", params, *args.size, args.spp, args.baseline)
     polstereo = [sys.executable, "-m", "polstereo.cli.main"]
     subprocess.run([*polstereo, "convert-dataset", str(src), str(args.out / "h5"), "--layout", "mitsuba",
                     "--split", "1", "0", "0", "--quiet"], check=True)

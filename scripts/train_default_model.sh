@@ -19,9 +19,9 @@ mkdir -p "$WORK"
 # the split set is written as a whole: test.h5 there means the set is; --overwrite replaces a set
 # an interrupted run of an older polstereo left without test.h5
 [ -f "$WORK/generic/test.h5" ] || polstereo make-synthetic "$WORK/generic" --num "$(n 400)" --size $SIZE \
-    --transparent 0 0 --seed 11 --workers "$GEN_WORKERS" --quiet --overwrite ${SYNTH[@]+"${SYNTH[@]}"}
+    --transparent 0 0 --seed 11 --textures "$TEXTURES" --workers "$GEN_WORKERS" --quiet --overwrite ${SYNTH[@]+"${SYNTH[@]}"}
 [ -f "$WORK/glass/test.h5" ] || polstereo make-synthetic "$WORK/glass" --num "$(n 600)" --size $SIZE \
-    --seed 12 --glass "$GLASS" --workers "$GEN_WORKERS" --quiet --overwrite ${SYNTH[@]+"${SYNTH[@]}"}
+    --seed 12 --glass "$GLASS" --textures "$TEXTURES" --workers "$GEN_WORKERS" --quiet --overwrite ${SYNTH[@]+"${SYNTH[@]}"}
 [ "${DATA_ONLY:-0}" = 1 ] && { echo "data ready in $WORK"; exit 0; }
 echo "$MODEL, steps: pretrain $(steps 1500), A $(steps 1000), B $(steps 600), C $(steps 600) (STEP_SCALE=$STEP_SCALE)"
 

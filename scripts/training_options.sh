@@ -1,7 +1,7 @@
 # Shared settings of scripts/train_default_model.sh and scripts/ablations.sh (sourced, not run).
 # Environment: MODEL, SCALE (multiplies sample and step counts), STEP_SCALE (multiplies step counts
 # instead of SCALE, may be fractional, e.g. to fit a time budget), SIZE, CROP, BATCH, DEVICE, WORKERS (loader),
-# MAXCORR, GEN_WORKERS (make-synthetic processes), CORR_SEARCH (correction search radius, 0 = off), GLASS,
+# MAXCORR, GEN_WORKERS (make-synthetic processes), CORR_SEARCH (correction search radius, 0 = off), GLASS, TEXTURES,
 # SYNTH_ARGS (extra make-synthetic options), A_ARGS and B_ARGS (extra stage A / stage B options).
 MODEL=${MODEL:-tiny}
 SCALE=${SCALE:-1}
@@ -16,9 +16,11 @@ CORR_SEARCH=${CORR_SEARCH:-10}   # the correction module's search cost volume ra
 # extra make-synthetic options for both data sets, e.g. "--max-disparity 25 --bit-depth 12" for a
 # rig whose baseline is small against the distance (docs/results.md: the evidence depends on it)
 read -r -a SYNTH <<< "${SYNTH_ARGS:-}"
-# the glass data's kinds (make-synthetic --glass): the shipped models were trained on solid glass,
-# make-synthetic's own default is the mix solid,thin,pane (docs/synthetic.md)
+# the glass data's kinds and both sets' textures (make-synthetic --glass, --textures): the shipped
+# models were trained on solid glass and procedural textures; make-synthetic's own defaults are
+# the mixes solid,thin,pane and mix (photographs and patterns, docs/synthetic.md)
 GLASS=${GLASS:-solid}
+TEXTURES=${TEXTURES:-procedural}
 # extra options of stage A (e.g. "--base-input polarization", early fusion) and of the new
 # correction module in stage B (e.g. "--correction-context unet --correction-shape --shape-weight 1");
 # docs/results.md "Shape-consistent polarization" measured both

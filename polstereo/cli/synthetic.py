@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 from pathlib import Path
 
 import click
 
 from polstereo.cli.common import emit_json, json_option, quiet_option, show_progress
+from polstereo.data.synthetic.rigs import RIG_PRESETS
 
 _SIZE = re.compile(r"^(\d+)[xX,](\d+)$")
 
@@ -39,23 +42,35 @@ class _SizeCommand(click.Command):
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Same seed, same data.")
 @click.option("--size", nargs=2, type=click.IntRange(16), default=(320, 256), show_default=True, metavar="W H",
               help="Image width and height in pixels (also WxH).")
+@click.option("--rig", type=click.Choice(list(RIG_PRESETS)), default=None,
+              help="A real polarization stereo rig, scaled to --size: sets the focal length, baseline, disparity "
+                   "range (from its working distances), 12-bit sensor noise and polarizer extinction ratio; "
+                   "options given explicitly win. See docs/synthetic.md.")
 @click.option("--focal", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Focal length in pixels [default: the image width].")
-@click.option("--baseline", default=0.1, show_default=True, type=click.FloatRange(min=0, min_open=True),
-              help="Stereo baseline in metres.")
+              help="Focal length in pixels [default: the image width, or the rig's].")
+@click.option("--baseline", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Stereo baseline in metres [default: 0.1, or the rig's].")
 @click.option("--max-disparity", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Largest first-surface disparity in pixels [default: 20 % of the width].")
+              help="Largest first-surface disparity in pixels [default: 20 % of the width, or the rig's].")
 @click.option("--transparent", nargs=2, type=click.IntRange(0), default=(1, 3), show_default=True,
               metavar="MIN MAX", help="Glass objects per scene; 0 0 makes generic data without glass.")
 @click.option("--glass", default="solid,thin,pane", show_default=True, metavar="KINDS",
               help="What glass objects are, drawn uniformly per object: comma-separated solid (clear solids), "
                    "thin (thin-walled cups, jars, bottles, bowls, vases), pane (flat panes).")
+@click.option("--textures", type=click.Choice(["procedural", "photo", "mix"]), default="mix", show_default=True,
+              help="Textures of walls, floors and opaque objects: procedural patterns, photographs (scikit-image's "
+                   "bundled ones plus --texture-dir), or either drawn per surface.")
+@click.option("--texture-dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
+              help="A folder of your own PNG/JPEG photos, added to the photo textures.")
 @click.option("--opaque", nargs=2, type=click.IntRange(0), default=(1, 4), show_default=True,
               metavar="MIN MAX", help="Opaque objects per scene.")
 @click.option("--split", nargs=3, type=click.FloatRange(0), default=(0.8, 0.1, 0.1), show_default=True,
               metavar="TRAIN VAL TEST", help="Fractions of samples for train.h5, val.h5, test.h5.")
-@click.option("--bit-depth", type=click.Choice(["8", "12", "16"]), default="8", show_default=True,
-              help="Quantisation; 12-bit is stored as uint16 with white level 4095.")
+@click.option("--bit-depth", type=click.Choice(["8", "12", "16"]), default=None,
+              help="Quantisation; 12-bit is stored as uint16 with white level 4095 [default: 8, or the rig's].")
+@click.option("--extinction-ratio", type=click.FloatRange(min=1, min_open=True), default=None, metavar="ER",
+              help="Polarizer extinction ratio (e.g. 200): the camera sees DoLP scaled by (ER-1)/(ER+1); "
+                   "'inf' = ideal [default: ideal, or the rig's].")
 @click.option("--color", type=click.Choice(["mono", "rgb"]), default="mono", show_default=True, help="Colour mode.")
 @click.option("--noise/--no-noise", default=True, show_default=True, help="Shot and read noise.")
 @click.option("--workers", "-j", default=1, show_default=True, type=click.IntRange(1),
@@ -65,10 +80,12 @@ class _SizeCommand(click.Command):
                    "empty are removed).")
 @quiet_option
 @json_option
-def make_synthetic_cmd(out_dir: Path, num: int, seed: int, size: tuple[int, int], focal: float | None,
-                       baseline: float, max_disparity: float | None, transparent: tuple[int, int], glass: str,
-                       opaque: tuple[int, int], split: tuple[float, float, float], bit_depth: str, color: str,
-                       noise: bool, workers: int, overwrite: bool, quiet: bool, json_out: str | None) -> None:
+def make_synthetic_cmd(out_dir: Path, num: int, seed: int, size: tuple[int, int], rig: str | None,
+                       focal: float | None, baseline: float | None, max_disparity: float | None,
+                       transparent: tuple[int, int], glass: str, textures: str, texture_dir: Path | None,
+                       opaque: tuple[int, int], split: tuple[float, float, float], bit_depth: str | None,
+                       extinction_ratio: float | None, color: str, noise: bool, workers: int, overwrite: bool,
+                       quiet: bool, json_out: str | None) -> None:
     """Render a synthetic polarized stereo dataset into OUT_DIR/{train,val,test}.h5.
 
     Rectified pinhole pairs of textured walls, opaque objects and glass (clear solids,
@@ -81,10 +98,20 @@ def make_synthetic_cmd(out_dir: Path, num: int, seed: int, size: tuple[int, int]
     from polstereo.data.synthetic.config import SyntheticConfig
     from polstereo.data.synthetic.generate import generate_dataset
 
-    config = SyntheticConfig(width=size[0], height=size[1], focal_px=focal, baseline_m=baseline,
-                             max_disparity=max_disparity, transparent=tuple(transparent), opaque=tuple(opaque),
-                             glass=tuple(kind.strip() for kind in glass.split(",") if kind.strip()),
-                             noise=noise, bit_depth=int(bit_depth), color=color, seed=seed).validated()
+    ideal_polarizer = extinction_ratio is not None and math.isinf(extinction_ratio)
+    values = dict(width=size[0], height=size[1], focal_px=focal, baseline_m=baseline, max_disparity=max_disparity,
+                  transparent=tuple(transparent), opaque=tuple(opaque),
+                  glass=tuple(kind.strip() for kind in glass.split(",") if kind.strip()), textures=textures,
+                  texture_dir=None if texture_dir is None else str(texture_dir.absolute()), noise=noise,
+                  bit_depth=None if bit_depth is None else int(bit_depth),
+                  extinction_ratio=None if ideal_polarizer else extinction_ratio, color=color, seed=seed)
+    if rig is not None:
+        config = SyntheticConfig.with_rig(rig, **values)
+    else:
+        config = SyntheticConfig(**{k: v for k, v in values.items() if v is not None})
+    if ideal_polarizer:
+        config = dataclasses.replace(config, extinction_ratio=None)
+    config = config.validated()
     summary = generate_dataset(out_dir, config, num, split=split, workers=workers, progress=show_progress(quiet),
                                overwrite=overwrite)
     emit_json(summary, json_out)

@@ -111,3 +111,46 @@ def test_an_interrupted_overwrite_leaves_the_old_set_whole(tmp_path, monkeypatch
     result = run_group(tmp_path / "out", "--num", 3, "--seed", 8, "--overwrite", *TINY)
     assert result.exit_code == 130 and "interrupted" in result.output
     assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before  # no staging dir either
+
+
+def test_rig_preset_reaches_the_data_and_explicit_options_win(tmp_path):
+    result = run(tmp_path / "out", "--num", 1, "--split", 1, 0, 0, "--rig", "tabletop-12mm-b6", "--size", 64, 48,
+                 "--bit-depth", 16, "--no-noise", "--quiet")
+    assert result.exit_code == 0, result.output
+    reader = H5Reader(tmp_path / "out" / "train.h5")
+    config = reader.attrs["provenance"]["config"]
+    assert config["rig"] == "tabletop-12mm-b6" and config["extinction_ratio"] == 200.0
+    assert config["bit_depth"] == 16 and config["baseline_m"] == 0.06
+    assert reader.read(0, normalize=False).focal_px == pytest.approx(12 / 3.45e-3 * 64 / 2448)
+
+
+def test_extinction_ratio_inf_makes_a_rig_preset_ideal(tmp_path):
+    result = run(tmp_path / "out", "--num", 1, "--split", 1, 0, 0, "--rig", "bin-picking-8mm-b5",
+                 "--extinction-ratio", "inf", *TINY)
+    assert result.exit_code == 0, result.output
+    assert H5Reader(tmp_path / "out" / "train.h5").attrs["provenance"]["config"]["extinction_ratio"] is None
+
+
+def test_texture_options_reach_the_provenance(tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    import cv2
+
+    cv2.imwrite(str(folder / "mine.png"), np.random.default_rng(0).integers(0, 256, (40, 40), dtype=np.uint8))
+    result = run(tmp_path / "out", "--num", 1, "--split", 1, 0, 0, "--textures", "photo", "--texture-dir", folder,
+                 *TINY)
+    assert result.exit_code == 0, result.output
+    config = H5Reader(tmp_path / "out" / "train.h5").attrs["provenance"]["config"]
+    assert (config["textures"], config["texture_dir"]) == ("photo", str(folder))
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--texture-dir", "nowhere"], "no such folder"),
+    (["--textures", "procedural", "--texture-dir", "."], "texture folder needs photo textures"),
+    (["--extinction-ratio", "1"], "--extinction-ratio"),
+    (["--rig", "tabletop"], "--rig"),
+])
+def test_bad_texture_and_sensor_options_are_one_line_usage_errors(tmp_path, args, message):
+    result = run_group(tmp_path / "out", "--num", 1, *TINY, *args)
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "out").exists()

@@ -1,8 +1,9 @@
 """Procedural polarized stereo scenes with transparent objects (``polstereo make-synthetic``).
 
 Vectorised numpy ray casting, no renderer dependency: ``config`` (what to make),
-``scene`` (rig, surfaces, materials, lighting, the random sampler), ``geometry``
-(intersections), ``textures``, ``optics`` (Fresnel, Snell, polarization in the image),
+``rigs`` (presets of real polarization stereo rigs), ``scene`` (rig, surfaces,
+materials, lighting, the random sampler), ``geometry`` (intersections), ``textures``
+(procedural and photo), ``photos`` (the photographs, decoded once per process), ``optics`` (Fresnel, Snell, polarization in the image),
 ``render`` (both views and the ground truth) and ``generate`` (sensor, samples,
 datasets). docs/synthetic.md describes the model.
 """

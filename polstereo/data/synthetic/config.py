@@ -8,17 +8,21 @@ was made.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from polstereo.data.h5format import COLOR_CHANNELS as COLOR_MODES
 from polstereo.data.h5format import DEFAULT_ANGLES_DEG
+from polstereo.data.synthetic.rigs import RIG_PRESETS
 from polstereo.errors import EXIT_USAGE, PolstereoError
 
 BIT_DEPTHS = {8: 255, 12: 4095, 16: 65535}  # bit depth -> white level
 # what a glass object can be: a clear solid (ellipsoid, cylinder, box), a thin-walled vessel
 # (cup, jar, bottle, bowl, vase), or a flat pane
 GLASS_KINDS = ("solid", "thin", "pane")
+# how opaque surfaces are textured: procedural patterns only, photographs only, or half and half
+TEXTURE_MODES = ("procedural", "photo", "mix")
 
 
 @dataclass(frozen=True)
@@ -38,11 +42,22 @@ class SyntheticConfig:
     refractive index drawn uniformly from ``ior_range``; each glass object's kind is drawn
     uniformly from ``glass`` (:data:`GLASS_KINDS`: clear solids, thin-walled vessels, flat
     panes; ``("solid",)`` draws exactly the scenes made before the option existed).
+    ``textures`` (:data:`TEXTURE_MODES`) says how walls, floors and opaque objects are
+    textured: procedural patterns (``"procedural"``, exactly the scenes made before the
+    option existed), photographs (``"photo"``: the images bundled with scikit-image plus
+    the PNG/JPEG files in ``texture_dir``, if given) or either, drawn per surface
+    (``"mix"``).
 
     Sensor: shot noise with ``full_well_e`` electrons at white level and Gaussian read
     noise of ``read_noise`` (fraction of white level) when ``noise`` is on; output
     quantised to ``bit_depth`` bits (12-bit stored as uint16 with white level 4095);
-    ``color`` "mono" or "rgb"; polarizer angles ``angles_deg``.
+    ``color`` "mono" or "rgb"; polarizer angles ``angles_deg``; micro-polarizers with a
+    finite ``extinction_ratio`` (parallel / crossed transmission; ``None`` = ideal) see
+    the linear polarization scaled by (ER - 1)/(ER + 1).
+
+    ``rig`` names the preset (:data:`~polstereo.data.synthetic.rigs.RIG_PRESETS`) the
+    camera and sensor values came from (:meth:`with_rig`); it is a record only, the
+    values themselves are in the other fields.
 
     ``seed`` fixes everything: sample i depends only on (seed, i).
     """
@@ -58,12 +73,16 @@ class SyntheticConfig:
     glossy_fraction: float = 0.3
     ior_range: tuple[float, float] = (1.4, 1.6)
     glass: tuple[str, ...] = GLASS_KINDS
+    textures: str = "mix"
+    texture_dir: str | None = None
     noise: bool = True
     full_well_e: float = 10000.0
     read_noise: float = 0.002
+    extinction_ratio: float | None = None
     bit_depth: int = 8
     color: str = "mono"
     angles_deg: tuple[float, ...] = field(default=DEFAULT_ANGLES_DEG)
+    rig: str | None = None
     seed: int = 0
 
     # ------------------------------------------------------------------ derived values
@@ -112,15 +131,36 @@ class SyntheticConfig:
             raise bad(f"refractive index range must satisfy 1 < min <= max < 3, got {self.ior_range}")
         if not self.glass or any(kind not in GLASS_KINDS for kind in self.glass):
             raise bad(f"glass kinds must be a non-empty list of {', '.join(GLASS_KINDS)}; got {list(self.glass)}")
+        if self.textures not in TEXTURE_MODES:
+            raise bad(f"textures must be one of {', '.join(TEXTURE_MODES)}, got {self.textures!r}")
+        if self.texture_dir is not None and self.textures == "procedural":
+            raise bad("a texture folder needs photo textures (textures 'photo' or 'mix', not 'procedural')")
         if self.bit_depth not in BIT_DEPTHS:
             raise bad(f"bit depth must be one of {sorted(BIT_DEPTHS)}, got {self.bit_depth}")
         if self.color not in COLOR_MODES:
             raise bad(f"colour mode must be one of {sorted(COLOR_MODES)}, got {self.color!r}")
         if not self.full_well_e > 0 or not self.read_noise >= 0:
             raise bad("noise parameters must be full_well_e > 0 and read_noise >= 0")
+        if self.extinction_ratio is not None and not 1.0 < self.extinction_ratio < math.inf:
+            raise bad(f"polarizer extinction ratio must be finite and > 1 (None for an ideal polarizer), "
+                      f"got {self.extinction_ratio}")
         if len(self.angles_deg) < 3:
             raise bad(f"need at least 3 polarizer angles, got {list(self.angles_deg)}")
+        if self.rig is not None and self.rig not in RIG_PRESETS:
+            raise bad(f"unknown rig preset {self.rig!r}; known: {', '.join(RIG_PRESETS)}")
         return self
+
+    @classmethod
+    def with_rig(cls, rig: str, **values: Any) -> "SyntheticConfig":
+        """A config whose focal length, baseline, disparity range, bit depth, noise and
+        extinction ratio come from the preset ``rig`` scaled to the config's width; fields in
+        ``values`` win over the preset's (``None`` values are ignored)."""
+        if rig not in RIG_PRESETS:
+            raise PolstereoError(f"synthetic config: unknown rig preset {rig!r}; known: {', '.join(RIG_PRESETS)}",
+                                 EXIT_USAGE)
+        given = {k: v for k, v in values.items() if v is not None}
+        width = int(given.get("width", cls.width))
+        return cls(**{**RIG_PRESETS[rig].config_values(width), **given, "rig": rig})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (tuples become lists) for provenance records."""
@@ -129,10 +169,12 @@ class SyntheticConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SyntheticConfig":
         """The inverse of :meth:`to_dict` (unknown keys are an error). A record without
-        ``glass`` predates the option, whose only kind then was solid glass."""
+        ``glass`` predates the option, whose only kind then was solid glass; one without
+        ``textures`` predates photo textures (procedural only); the later fields' defaults
+        (no texture folder, ideal polarizer, no rig) are the old behaviour."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
             raise PolstereoError(f"synthetic config: unknown field(s) {unknown}", EXIT_USAGE)
-        values = {"glass": ["solid"], **values}
+        values = {"glass": ["solid"], "textures": "procedural", **values}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

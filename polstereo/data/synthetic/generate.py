@@ -33,18 +33,34 @@ def sample_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence(entropy=seed, spawn_key=(index,)))
 
 
+def polarizer_images(stokes: np.ndarray, angles_deg: Sequence[float],
+                     extinction_ratio: float | None = None) -> np.ndarray:
+    """Intensities behind linear polarizers at ``angles_deg``: ``(3, ...)`` Stokes -> ``(A, ...)``.
+
+    I(θ) = ½(S0 + k·(S1 cos 2θ + S2 sin 2θ)) with k = (ER - 1)/(ER + 1): a polarizer that
+    passes a fraction 1/ER of the crossed polarization (transmissions normalised to sum 1)
+    sees the degree of linear polarization scaled by k and S0 unchanged; ``None`` is an
+    ideal polarizer (k = 1).
+    """
+    from polstereo.polar.stokes import angles_from_stokes
+
+    if extinction_ratio is not None:
+        k = np.float32((extinction_ratio - 1.0) / (extinction_ratio + 1.0))
+        stokes = np.concatenate([stokes[:1], stokes[1:] * k])
+    return angles_from_stokes(stokes, angles_deg, axis=0)
+
+
 def sensor_images(stokes: np.ndarray, config: SyntheticConfig, exposure: float,
                   rng: np.random.Generator) -> np.ndarray:
     """Polarizer-angle images as the camera stores them.
 
     ``stokes`` ``(3, C, H, W)`` radiometric -> ``(A, C, H, W)`` uint8/uint16 with
-    I(θ) = ½(S0 + S1 cos 2θ + S2 sin 2θ)·exposure, then (if ``config.noise``) shot noise
-    (variance I / full_well_e, I in white-level units) and read noise, clipping at white
-    and rounding to ``config.bit_depth`` bits.
+    I(θ) = ½(S0 + k·(S1 cos 2θ + S2 sin 2θ))·exposure (:func:`polarizer_images`, k from
+    ``config.extinction_ratio``), then (if ``config.noise``) shot noise (variance
+    I / full_well_e, I in white-level units) and read noise, clipping at white and
+    rounding to ``config.bit_depth`` bits.
     """
-    from polstereo.polar.stokes import angles_from_stokes
-
-    images = angles_from_stokes(stokes * np.float32(exposure), config.angles_deg, axis=0)
+    images = polarizer_images(stokes * np.float32(exposure), config.angles_deg, config.extinction_ratio)
     if config.noise:
         sigma = np.sqrt(np.maximum(images, 0.0) / config.full_well_e + config.read_noise ** 2)
         images = images + sigma * rng.standard_normal(images.shape, dtype=np.float32)
@@ -148,6 +164,9 @@ def generate_dataset(out_dir: str | os.PathLike, config: SyntheticConfig, num: i
     from tqdm import tqdm
 
     config.validated()
+    if config.textures != "procedural":  # a bad texture folder is refused before any file is touched
+        from polstereo.data.synthetic.photos import photo_library
+        photo_library(config.texture_dir, config.channels)
     counts = split_counts(num, split)
     if workers < 1:
         raise PolstereoError(f"workers must be at least 1, got {workers}", EXIT_USAGE)
@@ -191,5 +210,6 @@ def generate_dataset(out_dir: str | os.PathLike, config: SyntheticConfig, num: i
     seconds = time.perf_counter() - start
     return {"out_dir": str(out), "num": num, "seed": config.seed, "workers": workers, "files": files,
             "size": [config.width, config.height], "bit_depth": config.bit_depth, "color": config.color,
+            "textures": config.textures, "rig": config.rig,
             "transparent_share": transparent / max(total, 1), "seconds": seconds,
             "samples_per_second": num / max(seconds, 1e-9)}

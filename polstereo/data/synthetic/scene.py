@@ -19,9 +19,10 @@ import numpy as np
 from polstereo.data.synthetic.config import SyntheticConfig
 from polstereo.data.synthetic.geometry import Convex, Hollow, Plane
 from polstereo.data.synthetic.optics import dot
-from polstereo.data.synthetic.textures import PATTERNS, Texture
+from polstereo.data.synthetic.textures import PATTERNS, PhotoTexture, Texture
 
 MATERIAL_KINDS = ("diffuse", "glossy", "glass")
+PHOTO_SHARE_IN_MIX = 0.5  # textures="mix": the chance that a surface gets a photo rather than a pattern
 
 
 @dataclass(frozen=True)
@@ -78,7 +79,7 @@ class Material:
     """
 
     kind: str
-    texture: Texture | None = None
+    texture: Texture | PhotoTexture | None = None
     ior: float = 1.5
     specular: float = 0.0
     depolarization: float = 1.0
@@ -208,6 +209,45 @@ def random_texture(rng: np.random.Generator, depth_m: float, rig: StereoRig, cha
         sharpness=float(rng.uniform(1.0, 3.5)),
         detail=float(rng.uniform(0.15, 0.45)),
         planar=planar,
+    )
+
+
+def random_photo_texture(rng: np.random.Generator, photos, depth_m: float, rig: StereoRig, channels: int,
+                         extent: np.ndarray | None = None) -> PhotoTexture:
+    """A random square crop of one of ``photos`` (:class:`~polstereo.data.synthetic.photos.Photo`),
+    rotated, spanning 60-400 pixels at ``depth_m`` (its coarsest structures, about an
+    eighth of it, span 8-50 px like the procedural features), its 2nd-98th percentiles
+    stretched to [0, 1] (at most 4x; a dull crop is centred on 0.5), as albedo between a
+    dark level of 0.05-0.4 and a light one at least 0.25 above it; in RGB mode a colour
+    photo keeps its colours, a grey one is tinted. ``extent``: a solid's semi-axes
+    (triplanar mapping), None for a plane."""
+    photo = photos[int(rng.integers(len(photos)))]
+    width, height = photo.size
+    side = float(rng.uniform(0.35, 1.0)) * (min(width, height) - 1)
+    x0 = float(rng.uniform(0.0, width - 1 - side))
+    y0 = float(rng.uniform(0.0, height - 1 - side))
+    span_px = float(np.exp(rng.uniform(np.log(60.0), np.log(400.0))))
+    # the crop's contrast, measured on the first mip level where it is at most 32 px wide
+    level = min(max(int(np.ceil(np.log2(side / 32.0))), 0), len(photo.levels) - 1)
+    f = 0.5 ** level
+    window = photo.levels[level][int(y0 * f):int(np.ceil((y0 + side) * f)) + 1,
+                                 int(x0 * f):int(np.ceil((x0 + side) * f)) + 1]
+    low, high = np.percentile(window, [2.0, 98.0])
+    dark = rng.uniform(0.05, 0.4)
+    light = rng.uniform(dark + 0.25, 0.95)
+    if channels == 1 or photo.levels[0].shape[2] == 3:
+        color0, color1 = np.full(channels, dark), np.full(channels, light)
+    else:
+        tint0, tint1 = rng.uniform(0.6, 1.0, 3), rng.uniform(0.6, 1.0, 3)
+        color0, color1 = dark * tint0 / tint0.max(), light * tint1 / tint1.max()
+    return PhotoTexture(
+        levels=photo.levels, name=photo.name, crop=(x0, y0, side, side),
+        texel_m=span_px * depth_m / rig.focal_px / side,
+        angle=float(rng.uniform(0.0, 2.0 * np.pi)),
+        offset=rng.uniform(0.0, 2.0 * side, 2),
+        stretch=(float(min(low, 0.5 * (low + high) - 0.125)), float(max(high - low, 0.25))),
+        color0=color0, color1=color1,
+        extent=None if extent is None else np.asarray(extent, dtype=np.float64),
     )
 
 
@@ -344,6 +384,16 @@ def random_scene(config: SyntheticConfig, rng: np.random.Generator) -> Scene:
     channels = config.channels
     d_min, d_max = config.disparity_range
     objects: list[SceneObject] = []
+    photos = None
+    if config.textures != "procedural":
+        from polstereo.data.synthetic.photos import photo_library
+        photos = photo_library(config.texture_dir, channels)
+
+    def texture(depth_m: float, planar: bool, extent: np.ndarray | None = None) -> Texture | PhotoTexture:
+        # procedural textures alone draw nothing more, so they make the scenes made before photos existed
+        if photos is not None and (config.textures == "photo" or rng.random() < PHOTO_SHARE_IN_MIX):
+            return random_photo_texture(rng, photos, depth_m, rig, channels, None if planar else extent)
+        return random_texture(rng, depth_m, rig, channels, planar)
 
     # Background wall: fronto-parallel or slanted, far (small disparity).
     fronto = np.array([0.0, 0.0, -1.0])
@@ -360,7 +410,7 @@ def random_scene(config: SyntheticConfig, rng: np.random.Generator) -> Scene:
     wall_near_disp = wall_disp * ratios.max()
     wall_depth = rig.depth_for_disparity(wall_disp)
     objects.append(SceneObject(Plane.through([0.0, 0.0, wall_depth], normal),
-                               _diffuse(rng, random_texture(rng, wall_depth, rig, channels, True)), "wall"))
+                               _diffuse(rng, texture(wall_depth, True)), "wall"))
     # Floor: its nearest visible row (the bottom one) at a drawn disparity below d_max.
     if rng.random() < 0.5:
         bottom_slope = (rig.height - 1 - rig.cy) / rig.focal_px
@@ -369,7 +419,7 @@ def random_scene(config: SyntheticConfig, rng: np.random.Generator) -> Scene:
         normal = _yaw_pitch(0.0, rng.uniform(-0.08, 0.08)) @ np.array([0.0, -1.0, 0.0])
         floor_depth = rig.depth_for_disparity(floor_disp)
         objects.append(SceneObject(Plane.through([0.0, height, 0.0], normal),
-                                   _diffuse(rng, random_texture(rng, floor_depth, rig, channels, True)), "floor"))
+                                   _diffuse(rng, texture(floor_depth, True)), "floor"))
 
     near_lo = wall_disp + 0.15 * (d_max - wall_disp)
     for i in range(int(rng.integers(config.opaque[0], config.opaque[1] + 1))):
@@ -377,12 +427,12 @@ def random_scene(config: SyntheticConfig, rng: np.random.Generator) -> Scene:
         disp = _uniform(rng, near_lo, 0.92 * d_max)
         solid = _place_convex(rng, rig, shape, disp, rng.uniform(0.04, 0.16) * rig.width, (0.5, 1.3))
         depth = float(solid.center[2])
-        texture = random_texture(rng, depth, rig, channels, False)
+        surface_texture = texture(depth, False, solid.size)
         if rng.random() < config.glossy_fraction:
-            material = Material("glossy", texture, ior=float(rng.uniform(1.4, 1.7)),
+            material = Material("glossy", surface_texture, ior=float(rng.uniform(1.4, 1.7)),
                                 specular=float(rng.uniform(0.5, 1.0)), depolarization=float(rng.uniform(0.3, 1.0)))
         else:
-            material = _diffuse(rng, texture)
+            material = _diffuse(rng, surface_texture)
         objects.append(SceneObject(solid, material, f"opaque{i}"))
 
     near_lo = wall_disp + 0.25 * (d_max - wall_disp)
@@ -419,5 +469,5 @@ def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
     return float(rng.uniform(min(low, high), high))
 
 
-def _diffuse(rng: np.random.Generator, texture: Texture) -> Material:
+def _diffuse(rng: np.random.Generator, texture: Texture | PhotoTexture) -> Material:
     return Material("diffuse", texture, ior=float(rng.uniform(1.4, 1.7)), depolarization=float(rng.uniform(0.3, 1.0)))

@@ -1,13 +1,15 @@
 import dataclasses
+import hashlib
 
 import numpy as np
 import pytest
 
 from polstereo.data.h5format import H5Reader, validate
 from polstereo.data.synthetic.config import SyntheticConfig
-from polstereo.data.synthetic.generate import generate_dataset, generate_sample, sample_rng, split_counts
+from polstereo.data.synthetic.generate import (generate_dataset, generate_sample, polarizer_images, sample_rng,
+                                               split_counts)
 from polstereo.errors import EXIT_USAGE, PolstereoError
-from polstereo.polar.stokes import stokes_from_angles
+from polstereo.polar.stokes import angles_from_stokes, dolp, stokes_from_angles
 
 TINY = SyntheticConfig(width=64, height=48, noise=False)
 FIELDS = ("left", "right", "disparity", "transparent", "valid", "occlusion")
@@ -104,7 +106,10 @@ def test_split_must_be_three_fractions_summing_to_one():
     ({"bit_depth": 10}, "bit depth"), ({"transparent": (3, 1)}, "transparent"), ({"color": "cmyk"}, "colour"),
     ({"min_disparity": 20.0, "max_disparity": 10.0}, "min disparity"), ({"width": 8}, "too small"),
     ({"ior_range": (0.9, 1.5)}, "refractive index"), ({"glass": ("solid", "glas")}, "glass kinds"),
-    ({"glass": ()}, "glass kinds"),
+    ({"glass": ()}, "glass kinds"), ({"textures": "photos"}, "textures must be one of"),
+    ({"textures": "procedural", "texture_dir": "/tmp"}, "texture folder needs photo textures"),
+    ({"extinction_ratio": 1.0}, "extinction ratio"), ({"extinction_ratio": 0.5}, "extinction ratio"),
+    ({"extinction_ratio": float("inf")}, "extinction ratio"), ({"rig": "tabletop"}, "unknown rig preset"),
 ])
 def test_config_rejects_bad_values_with_a_usage_error(change, message):
     with pytest.raises(PolstereoError, match=message) as err:
@@ -152,3 +157,64 @@ def test_each_glass_kind_makes_transparent_pixels():
         config = dataclasses.replace(TINY, glass=(kind,), transparent=(3, 3), seed=4)
         shares = [generate_sample(config, sample_rng(config.seed, i)).transparent.mean() for i in range(3)]
         assert max(shares) > 0.01, kind
+
+
+# sha256 over (left, right, disparity, transparent, valid, occlusion) of samples 0-2, computed by
+# the loop of the test below run on a pristine `git worktree` of commit 4097f37 (before photo
+# textures, rig presets and the extinction ratio; there without the `textures` field): --glass
+# solid, procedural textures, no rig and an ideal polarizer must still make these bytes.
+EARLIER_SCENES = {
+    "mono8": (dict(width=64, height=48, glass=("solid",), opaque=(2, 3), transparent=(1, 2), seed=5),
+              "f3beecdcd5dbbfc90b3bfca63e55bacefa16347ec301c1ff4f2cd38c3ada0629"),
+    "rgb12": (dict(width=64, height=48, glass=("solid",), opaque=(2, 3), transparent=(1, 2), seed=7, color="rgb",
+                   bit_depth=12), "da3ee364d753ac337db56a333e37bde0ac516a517eb6a7ec18faea126748e972"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EARLIER_SCENES))
+def test_solid_glass_with_procedural_textures_makes_the_earlier_scenes_bit_for_bit(case):
+    values, digest = EARLIER_SCENES[case]
+    config = SyntheticConfig(**values, textures="procedural")
+    h = hashlib.sha256()
+    for index in (0, 1, 2):
+        sample = generate_sample(config, sample_rng(config.seed, index))
+        for array in (sample.left, sample.right, sample.disparity, sample.transparent, sample.valid,
+                      sample.occlusion):
+            h.update(np.ascontiguousarray(array).tobytes())
+    assert h.hexdigest() == digest
+
+
+def test_a_provenance_record_from_before_photo_textures_means_the_old_generator():
+    record = dataclasses.replace(TINY, textures="photo", extinction_ratio=150.0).to_dict()
+    assert SyntheticConfig.from_dict(record).textures == "photo"
+    for key in ("textures", "texture_dir", "extinction_ratio", "rig"):
+        del record[key]
+    old = SyntheticConfig.from_dict(record)
+    assert (old.textures, old.texture_dir, old.extinction_ratio, old.rig) == ("procedural", None, None, None)
+
+
+@pytest.mark.parametrize("ratio", [2.0, 100.0, 300.0])
+def test_extinction_ratio_scales_dolp_by_er_minus_one_over_er_plus_one_and_keeps_s0(ratio):
+    rng = np.random.default_rng(0)
+    s0 = rng.uniform(0.2, 1.0, (1, 6, 7))
+    angle, degree = rng.uniform(0, np.pi, s0.shape), rng.uniform(0.05, 1.0, s0.shape)
+    stokes = np.stack([s0, s0 * degree * np.cos(2 * angle), s0 * degree * np.sin(2 * angle)]).astype(np.float32)
+    measured = stokes_from_angles(polarizer_images(stokes, (0, 45, 90, 135), ratio), (0, 45, 90, 135))
+    np.testing.assert_allclose(measured[0], stokes[0], rtol=1e-6)
+    np.testing.assert_allclose(dolp(measured) / dolp(stokes), (ratio - 1) / (ratio + 1), rtol=1e-5)
+
+
+def test_an_ideal_polarizer_forms_the_angle_images_as_before():
+    stokes = np.random.default_rng(1).uniform(-0.3, 1.0, (3, 1, 4, 5)).astype(np.float32)
+    assert np.array_equal(polarizer_images(stokes, (0, 45, 90, 135), None),
+                          angles_from_stokes(stokes, (0, 45, 90, 135), axis=0))
+
+
+def test_a_finite_extinction_ratio_lowers_the_dolp_of_generated_samples():
+    ideal = dataclasses.replace(TINY, seed=2, bit_depth=16)
+    leaky = dataclasses.replace(ideal, extinction_ratio=3.0)  # k = 0.5
+    a, b = (generate_sample(c, sample_rng(2, 0)) for c in (ideal, leaky))
+    da = dolp(stokes_from_angles(a.left.astype(np.float64), (0, 45, 90, 135)))
+    db = dolp(stokes_from_angles(b.left.astype(np.float64), (0, 45, 90, 135)))
+    bright = a.left.mean(axis=0) > 2000
+    assert np.median(db[bright] / np.maximum(da[bright], 1e-9)) == pytest.approx(0.5, abs=0.02)
