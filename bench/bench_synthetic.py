@@ -39,12 +39,27 @@ def stage_times(config: SyntheticConfig, num: int) -> dict[str, float]:
     return {k: 1000 * v / num for k, v in totals.items()}
 
 
-def end_to_end(config: SyntheticConfig, num: int, workers: int) -> float:
-    """Samples per second of ``generate_dataset`` (HDF5 writing and pool start-up included)."""
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (the pool's workers, once joined)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+def end_to_end(config: SyntheticConfig, num: int, workers: int) -> tuple[float, float | None, float]:
+    """Samples per second of ``generate_dataset`` (HDF5 writing and pool start-up included),
+    CPU ms per sample (all processes; None with workers, which are the fork server's
+    children and invisible to os.times here) and CPU ms per sample of the main (writing) process.
+
+    On a machine shared with other jobs the wall-clock rate says little about scaling; CPU
+    time per sample that stays flat as workers are added means the work itself scales.
+    """
     with tempfile.TemporaryDirectory() as tmp:
+        cpu0, main0 = _cpu_seconds(), time.process_time()
         start = time.perf_counter()
         generate_dataset(tmp, config, num, split=(1.0, 0.0, 0.0), workers=workers, progress=False)
-        return num / (time.perf_counter() - start)
+        wall = time.perf_counter() - start
+        cpu_ms = 1000 * (_cpu_seconds() - cpu0) / num if workers == 1 else None
+        return num / wall, cpu_ms, 1000 * (time.process_time() - main0) / num
 
 
 def main() -> None:
@@ -59,18 +74,19 @@ def main() -> None:
     sensor_images(np.zeros((3, 1, 4, 4), np.float32), SyntheticConfig(), 1.0, np.random.default_rng(0))
     end_to_end(SyntheticConfig(width=32, height=24), 2, max(args.workers))
     print(f"polstereo make-synthetic throughput ({os.cpu_count()} CPU cores, default scene mix)")
-    print(f"{'size':>9} | {'workers':>7} | {'samples':>7} | {'samples/s':>9} | "
-          "per sample (1 process): scene / render / sensor ms")
-    print("-" * 96)
+    print(f"{'size':>9} | {'workers':>7} | {'samples':>7} | {'samples/s':>9} | {'CPU ms/sample':>13} | "
+          f"{'main ms/sample':>14} | per sample (1 process): scene / render / sensor ms")
+    print("-" * 128)
     for size in args.sizes:
         width, height = (int(v) for v in size.lower().split("x"))
         config = SyntheticConfig(width=width, height=height)
         num = max(8, round(args.num * 320 * 256 / (width * height)))
         stages = " / ".join(f"{ms:.0f}" for ms in stage_times(config, min(num, 8)).values())
         for workers in args.workers:
-            rate = end_to_end(config, num, workers)
+            rate, cpu_ms, main_ms = end_to_end(config, num, workers)
             detail = stages if workers == args.workers[0] else ""
-            print(f"{size:>9} | {workers:>7} | {num:>7} | {rate:>9.2f} | {detail}")
+            print(f"{size:>9} | {workers:>7} | {num:>7} | {rate:>9.2f} | {'n/a' if cpu_ms is None else f'{cpu_ms:.0f}':>13} | {main_ms:>14.1f} | "
+                  f"{detail}")
 
 
 if __name__ == "__main__":

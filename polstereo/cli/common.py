@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,68 @@ def positive_pixels(ctx: click.Context, param: click.Parameter, value: float | N
     if value is not None and not (math.isfinite(value) and value > 0):
         raise click.BadParameter(f"{value} is not a positive, finite number of pixels")
     return value
+
+
+# ------------------------------------------------------------------------------ sizes: W H, H W or WxH
+_WXH = re.compile(r"^(\d+)[xX,](\d+)$")
+
+
+class SizeOption(click.Option):
+    """A two-number size option (``nargs=2``) that also takes one ``WxH`` token, width first.
+
+    ``size_order`` ("WH" or "HW") is the order of the two-number form and of the value the
+    command receives; ``WxH`` always means width x height, as in ``make-synthetic --size``.
+    Only commands of class :class:`SizeCommand` expand the one-token form.
+    """
+
+    def __init__(self, *args: Any, size_order: str = "WH", **kwargs: Any):
+        if size_order not in ("WH", "HW"):
+            raise ValueError(f"size_order must be 'WH' or 'HW', got {size_order!r}")
+        self.size_order = size_order
+        super().__init__(*args, nargs=2, **kwargs)
+
+    def from_wxh(self, text: str) -> list[str] | None:
+        """``"160x128"`` -> the two numbers in this option's order, or None when ``text`` is not WxH."""
+        match = _WXH.match(text.strip())
+        if match is None:
+            return None
+        width, height = match.groups()
+        return [width, height] if self.size_order == "WH" else [height, width]
+
+
+def size_option(*param_decls: str, order: str, minimum: int, default: tuple[int, int], help: str):
+    """A :class:`SizeOption`: two numbers in ``order`` ("WH" or "HW") or ``WxH``; the help states both."""
+    two = "width height" if order == "WH" else "height width"
+    return click.option(*param_decls, cls=SizeOption, size_order=order, type=click.IntRange(minimum),
+                        default=default, show_default=True, metavar=f"{' '.join(order)}|WxH",
+                        help=f"{help} Two numbers in the order {two}, or one WxH token (width first, "
+                             f"e.g. 320x256).")
+
+
+class SizeCommand(click.Command):
+    """A command whose :class:`SizeOption` options also take ``WxH`` (one token, split before parsing)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        sizes = {opt: param for param in self.params if isinstance(param, SizeOption) for opt in param.opts}
+        expanded: list[str] = []
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            if arg == "--":
+                expanded += args[i:]
+                break
+            name, eq, value = arg.partition("=")
+            param = sizes.get(name)
+            if param is not None and eq:
+                numbers = param.from_wxh(value)
+                expanded += [name, *numbers] if numbers else [arg]
+            elif param is not None and i + 1 < len(args) and param.from_wxh(args[i + 1]):
+                expanded += [arg, *param.from_wxh(args[i + 1])]
+                i += 1
+            else:
+                expanded.append(arg)
+            i += 1
+        return super().parse_args(ctx, expanded)
 
 
 def emit_json(data: Any, target: str | None) -> None:
@@ -111,6 +174,12 @@ def _config_value(param: click.Parameter, key: Any, value: Any, path: Path) -> A
     """
     if value is None:
         return None
+    if isinstance(param, SizeOption) and isinstance(value, str):
+        numbers = param.from_wxh(value)
+        if numbers is None:
+            raise _bad_config(path, key, f"expects two integers ({' '.join(param.size_order)}) or WxH, "
+                                         f"got {value!r}")
+        return numbers
     many = getattr(param, "multiple", False) or param.nargs != 1
     if many:
         if getattr(param, "multiple", False) and param.nargs == 1 and not isinstance(value, (list, tuple)):

@@ -6,20 +6,20 @@ from pathlib import Path
 
 import click
 
-from polstereo.cli.common import emit_json, json_option, quiet_option
+from polstereo.cli.common import SizeCommand, emit_json, json_option, quiet_option, size_option
 from polstereo.errors import PolstereoError
 
 
-@click.command("inspect")
+@click.command("inspect", cls=SizeCommand)
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--quick", is_flag=True, help="Check the schema only; skip reading every dataset (checksums, NaNs).")
 @click.option("--bins", default=16, show_default=True, type=click.IntRange(1, 512), help="Histogram bins.")
 @click.option("--stats", is_flag=True, help="Also the disparity distribution over random training-size crops.")
-@click.option("--crop", nargs=2, type=click.IntRange(1), default=(256, 320), show_default=True,
-              metavar="H W", help="Crop size (height width) for --stats.")
+@size_option("--crop", order="HW", minimum=1, default=(256, 320), help="Crop size for --stats, pixels.")
 @click.option("--num-crops", default=200, show_default=True, type=click.IntRange(1), help="Random crops for --stats.")
-@click.option("--png", "png_path", type=click.Path(path_type=Path), default=None,
-              help="Where --stats writes its histogram picture [default: <file stem>_crop_disparity.png].")
+@click.option("--stats-png", "--png", "png_path", type=click.Path(path_type=Path), default=None,
+              help="Where --stats writes its histogram picture [default: <file stem>_crop_disparity.png beside "
+                   "the input file].")
 @click.option("--seed", default=0, show_default=True, help="Seed for the random crops.")
 @click.option("--evidence", is_flag=True,
               help="Also: do the polarization (and intensity) features pin the true disparity? Share of labeled "
@@ -47,9 +47,9 @@ def inspect_cmd(path: Path, quick: bool, bins: int, stats: bool, crop: tuple[int
         raise PolstereoError(f"{path}: {len(summary['problems'])} schema violation(s); first: {summary['problems'][0]}")
     if stats:
         summary["crop_stats"] = crop_stats(path, tuple(crop), num_crops=num_crops, seed=seed)
-        png_path = png_path or Path(f"{path.stem}_crop_disparity.png")
+        png_path = png_path or path.with_name(f"{path.stem}_crop_disparity.png")
         write_histogram_png(summary["crop_stats"]["disparity"]["histogram"], png_path,
-                            f"{path.name}: disparity over {num_crops} crops {crop[0]}x{crop[1]}")
+                            f"{path.name}: disparity over {num_crops} crops {crop[1]}x{crop[0]} (WxH)")
         summary["crop_stats"]["png"] = str(png_path)
     if evidence:
         if not summary["labeled_samples"]:
@@ -111,7 +111,7 @@ def _summary_lines(s: dict, text_histogram) -> list[str]:
     if "crop_stats" in s:
         c = s["crop_stats"]
         cd = c["disparity"]
-        lines.append(f"  crops {c['crop'][0]}x{c['crop'][1]} (x{c['crops']}): "
+        lines.append(f"  crops {c['crop'][1]}x{c['crop'][0]} (WxH, {c['crops']} of them): "
                      f"{c['crops_without_valid_pixels']} without valid pixels, "
                      f"{c['crops_without_transparent_pixels']} without transparent pixels, "
                      f"{100 * c['share_beyond_crop_width']:.2f} % of disparities >= crop width")

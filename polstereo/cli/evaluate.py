@@ -43,14 +43,14 @@ def check_feasibility_cmd(checkpoint, data, max_correction, statistic, iters, ma
     Exits 0 when feasible and 3 when not, so `set -e` scripts stop before an
     impossible learn-pol.
     """
-    from polstereo.data.h5format import H5Reader
+    from polstereo.data.h5format import open_dataset
     from polstereo.evaluation.evaluate import base_error_statistics, feasibility_verdict
 
     model, payload, dev = _load(checkpoint, device)
     bound = float(max_correction if max_correction is not None else model.max_correction)
     if not (math.isfinite(bound) and bound > 0):
         raise PolstereoError(f"--max-correction must be a positive, finite number of pixels, got {bound}")
-    reader = H5Reader(data)
+    reader = open_dataset(data)  # a file, or a glob of shards
     stats = base_error_statistics(model, reader, dev, bound, iters=iters, max_samples=max_samples)
     feasible, value, region = feasibility_verdict(stats, bound, statistic)
     shape = stats.pop("shape_evidence")
@@ -113,7 +113,8 @@ def _echo_shape_evidence(shape: dict) -> None:
               help="Refinement iteration counts to evaluate, e.g. --iters 1 --iters 4 [default: the model's].")
 @click.option("--max-samples", type=click.IntRange(1), default=None)
 @click.option("--save-vis", type=_PATH, default=None,
-              help="Write colourised prediction, ground truth and error maps here.")
+              help="Write colourised prediction, ground truth and error maps here (for the last --iters count; "
+                   "with several counts, one subfolder each: DIR/iters1/, DIR/iters4/).")
 @click.option("--device", default="auto", show_default=True)
 @click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="off", show_default=True)
 @click.option("--use-ema", is_flag=True, help="Evaluate the EMA teacher's weights (runs with --mask-ratio/--ema-decay).")
@@ -125,7 +126,7 @@ def eval_cmd(checkpoint, data, iters, max_samples, save_vis, device, amp, use_em
     EPE, rmse, bad-1/2/3, 1/3/5 px accuracies, relepe and D1 (docs/metrics.md),
     pixel-weighted over the dataset, for each --iters count.
     """
-    from polstereo.data.h5format import H5Reader
+    from polstereo.data.h5format import open_dataset
     from polstereo.evaluation.evaluate import evaluate_model
     from polstereo.devices import resolve_amp
 
@@ -139,16 +140,17 @@ def eval_cmd(checkpoint, data, iters, max_samples, save_vis, device, amp, use_em
             click.echo(f"{data}: ordinary {reader.layout} pairs: the base model runs alone, "
                        "no polarization correction was applied")
     else:
-        reader = H5Reader(data)
+        reader = open_dataset(data)  # a file, or a glob of shards
     amp_dtype = resolve_amp(amp, dev)
     counts = list(iters) or [None]
     runs = []
     for count in counts:
-        on_sample = _vis_writer(save_vis) if save_vis is not None and count == counts[-1] else None
-        res = evaluate_model(model, reader, dev, iters=count, max_samples=max_samples, on_sample=on_sample,
-                             autocast_dtype=amp_dtype)
+        vis_dir = _vis_dir(save_vis, counts, count)
+        res = evaluate_model(model, reader, dev, iters=count, max_samples=max_samples,
+                             on_sample=None if vis_dir is None else _vis_writer(vis_dir), autocast_dtype=amp_dtype)
         runs.append({"iters": count if count is not None else _default_iters(model), **res.to_dict(),
-                     "polarization_gain": _gain(res.base, res.final)})
+                     "polarization_gain": _gain(res.base, res.final),
+                     **({"vis_dir": str(vis_dir)} if vis_dir is not None else {})})
     report = {"checkpoint": str(checkpoint), "data": str(data),
               "has_correction": model.correction is not None and not ordinary, "ordinary_pairs": ordinary,
               "max_correction": model.max_correction,
@@ -157,6 +159,16 @@ def eval_cmd(checkpoint, data, iters, max_samples, save_vis, device, amp, use_em
     if json_out != "-" and not quiet:
         for line in _eval_lines(report):
             click.echo(line)
+
+
+def _vis_dir(save_vis: Path | None, counts: list, count) -> Path | None:
+    """Where the pictures of the run with ``count`` iterations go: --save-vis itself when one count is
+    evaluated (the last one of repeated equal counts), else one subfolder per count."""
+    if save_vis is None:
+        return None
+    if len(set(counts)) == 1:
+        return save_vis if count == counts[-1] else None
+    return save_vis / f"iters{count}"
 
 
 def _default_iters(model) -> int | None:
@@ -195,6 +207,8 @@ def _eval_lines(report: dict) -> list[str]:
             lines.append(f"  EPE reduction by the correction: {gain}"
                          + (f"; saturation {run['saturation_fraction']:.4f}" if run["saturation_fraction"] is not None
                             else ""))
+        if run.get("vis_dir"):
+            lines.append(f"  pictures: {run['vis_dir']}")
     return lines
 
 
@@ -203,9 +217,7 @@ def _vis_writer(directory: Path):
     from polstereo.io.images import write_image
     from polstereo.io.visualise import comparison_pictures
 
-    directory.mkdir(parents=True, exist_ok=True)
-
-    def write(batch, out) -> None:
+    def write(batch, out) -> None:  # write_image creates the folder with the first picture
         gt = batch.disparity[0, 0].cpu().numpy()
         pred = out["disparity"][0, 0].float().cpu().numpy()
         stem = f"{batch.index:06d}_{batch.name}" if batch.name else f"{batch.index:06d}"

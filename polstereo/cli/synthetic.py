@@ -4,44 +4,19 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 from pathlib import Path
 
 import click
 
-from polstereo.cli.common import emit_json, json_option, quiet_option, show_progress
+from polstereo.cli.common import SizeCommand, emit_json, json_option, quiet_option, show_progress, size_option
 from polstereo.data.synthetic.rigs import RIG_PRESETS
 
-_SIZE = re.compile(r"^(\d+)[xX,](\d+)$")
 
-
-class _SizeCommand(click.Command):
-    """Lets ``--size`` be written ``W H`` or ``WxH`` (a one-token size is split before parsing)."""
-
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        expanded: list[str] = []
-        i = 0
-        while i < len(args):
-            arg = args[i]
-            if arg.startswith("--size="):
-                arg, rest = "--size", [arg.split("=", 1)[1]]
-            elif arg == "--size" and i + 1 < len(args):
-                rest = [args[i + 1]]
-                i += 1
-            else:
-                rest = []
-            match = _SIZE.match(rest[0]) if rest else None
-            expanded += [arg, *match.groups()] if match else [arg, *rest]
-            i += 1
-        return super().parse_args(ctx, expanded)
-
-
-@click.command("make-synthetic", cls=_SizeCommand)
+@click.command("make-synthetic", cls=SizeCommand)
 @click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--num", "-n", default=100, show_default=True, type=click.IntRange(1), help="Samples in all splits.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0), help="Same seed, same data.")
-@click.option("--size", nargs=2, type=click.IntRange(16), default=(320, 256), show_default=True, metavar="W H",
-              help="Image width and height in pixels (also WxH).")
+@size_option("--size", order="WH", minimum=16, default=(320, 256), help="Image size in pixels.")
 @click.option("--rig", type=click.Choice(list(RIG_PRESETS)), default=None,
               help="A real polarization stereo rig, scaled to --size: sets the focal length, baseline, disparity "
                    "range (from its working distances), 12-bit sensor noise and polarizer extinction ratio; "
@@ -78,6 +53,12 @@ class _SizeCommand(click.Command):
 @click.option("--overwrite", is_flag=True,
               help="Replace the split files of an earlier run in OUT_DIR (as a whole; splits this run leaves "
                    "empty are removed).")
+@click.option("--shard-size", type=click.IntRange(1), default=None, metavar="N",
+              help="Write each split as shards of N samples: train-00000.h5, train-00001.h5, ... (the training "
+                   "commands read them with a glob, --train 'OUT_DIR/train-*.h5').")
+@click.option("--resume", is_flag=True,
+              help="With --shard-size: keep the shards an interrupted run of the same command finished and make "
+                   "only the rest.")
 @quiet_option
 @json_option
 def make_synthetic_cmd(out_dir: Path, num: int, seed: int, size: tuple[int, int], rig: str | None,
@@ -85,7 +66,7 @@ def make_synthetic_cmd(out_dir: Path, num: int, seed: int, size: tuple[int, int]
                        transparent: tuple[int, int], glass: str, textures: str, texture_dir: Path | None,
                        opaque: tuple[int, int], split: tuple[float, float, float], bit_depth: str | None,
                        extinction_ratio: float | None, color: str, noise: bool, workers: int, overwrite: bool,
-                       quiet: bool, json_out: str | None) -> None:
+                       shard_size: int | None, resume: bool, quiet: bool, json_out: str | None) -> None:
     """Render a synthetic polarized stereo dataset into OUT_DIR/{train,val,test}.h5.
 
     Rectified pinhole pairs of textured walls, opaque objects and glass (clear solids,
@@ -113,10 +94,12 @@ def make_synthetic_cmd(out_dir: Path, num: int, seed: int, size: tuple[int, int]
         config = dataclasses.replace(config, extinction_ratio=None)
     config = config.validated()
     summary = generate_dataset(out_dir, config, num, split=split, workers=workers, progress=show_progress(quiet),
-                               overwrite=overwrite)
+                               overwrite=overwrite, shard_size=shard_size, resume=resume)
     emit_json(summary, json_out)
     if json_out != "-" and not quiet:
-        files = ", ".join(f"{name}.h5 ({info['samples']})" for name, info in summary["files"].items())
+        files = ", ".join(f"{name}.h5 ({info['samples']})" if "shards" not in info
+                          else f"{name}-*.h5 ({info['samples']} in {len(info['shards'])} shards)"
+                          for name, info in summary["files"].items())
         click.echo(f"wrote {summary['num']} samples {config.width}x{config.height} to {summary['out_dir']}: {files}; "
                    f"{100 * summary['transparent_share']:.1f} % transparent pixels, "
                    f"{summary['samples_per_second']:.1f} samples/s")

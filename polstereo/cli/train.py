@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from polstereo.cli.common import emit_json, json_option, positive_pixels, quiet_option
+from polstereo.cli.common import SizeCommand, emit_json, json_option, positive_pixels, quiet_option, size_option
 from polstereo.training.schedules import DECAY_METHODS
 from polstereo.training.stages import STAGES, StageConfig
 
@@ -23,12 +23,13 @@ def _options(func):
         click.option("--init", default=None, help="Starting weights: a polstereo checkpoint, official S2M2 "
                      "weights (with --model s2m2-S|M|L|XL), or 'none' [stage A default: none]."),
         click.option("--train", "train_files", multiple=True, required=True, type=_PATH,
-                     help="Training HDF5 file; repeat for a mixture (see --dataset-steps)."),
+                     help="Training HDF5 file, or a quoted glob of shards ('data/train-*.h5': one dataset); "
+                          "repeat for a mixture (see --dataset-steps)."),
         click.option("--dataset-steps", multiple=True, type=click.IntRange(1),
                      help="Steps drawn from each --train file, in order (default: --steps split evenly)."),
         click.option("--dataset-order", type=click.Choice(["sequential", "shuffle"]), default="sequential",
                      show_default=True, help="Train on the files one after the other, or interleave the steps."),
-        click.option("--val", type=_PATH, default=None, help="Validation HDF5 file (full images)."),
+        click.option("--val", type=_PATH, default=None, help="Validation HDF5 file (full images), or a quoted glob of shards."),
         click.option("--out", required=True, type=_PATH, help="Run directory: last.ckpt, best.ckpt, metrics.jsonl, config.yaml."),
         click.option("--model", default="tiny", show_default=True,
                      help="Base model size for --init none (tiny, small, base), or s2m2-S|M|L|XL with S2M2 weights."),
@@ -72,8 +73,8 @@ def _options(func):
         click.option("--decay-after-steps", type=click.IntRange(0), default=0, show_default=True),
         click.option("--weight-decay", type=float, default=1e-5, show_default=True),
         click.option("--clip-grad-norm", type=float, default=1.0, show_default=True, help="0 disables."),
-        click.option("--crop-size", nargs=2, type=click.IntRange(8), default=(256, 320), show_default=True,
-                     metavar="H W"),
+        size_option("--crop-size", order="HW", minimum=8, default=(256, 320),
+                    help="Training crop size, pixels."),
         click.option("--scale-range", nargs=2, type=float, default=(1.0, 1.0), show_default=True, metavar="MIN MAX"),
         click.option("--vflip-prob", type=click.FloatRange(0, 1), default=0.0, show_default=True,
                      help="Vertical flips (polarizer angles mirrored)."),
@@ -138,7 +139,7 @@ def _context_stride(ctx, param, value):
 
 
 def _make_command(stage: StageConfig) -> click.Command:
-    @click.command(stage.command, help=f"Stage {stage.name}: {stage.title}.\n\nTrains: "
+    @click.command(stage.command, cls=SizeCommand, help=f"Stage {stage.name}: {stage.title}.\n\nTrains: "
                    f"{' + '.join(stage.trainable)}"
                    + (f"; frozen: {', '.join(stage.frozen)}" if stage.frozen else "")
                    + (f"; pol_diff warped with the {'ground-truth' if stage.warp_source == 'gt' else 'predicted'} "

@@ -235,28 +235,130 @@ class H5Writer:
 
     def _append(self, sample: Sample) -> None:
         group = self._file[SAMPLES_GROUP].create_group(sample_key(self.count))
-        group.attrs["name"] = sample.name or sample_key(self.count)
-        group.attrs["scene_id"] = sample.scene_id
-        for name in SAMPLE_ATTRS_FLOAT:
-            if getattr(sample, name) is not None:
-                group.attrs[name] = float(getattr(sample, name))
-        h, w = sample.shape
-        tile = (min(h, TILE), min(w, TILE))
-        codec, level, shuffle = COMPRESSION[self.compression]
-        opts = dict(compression=codec, compression_opts=level, shuffle=shuffle, fletcher32=True)
-        white = sample.white_level if sample.white_level is not None else DEFAULT_WHITE_LEVEL[sample.left.dtype]
-        for view in ("left", "right"):
-            img = np.ascontiguousarray(getattr(sample, view))
-            ds = group.create_dataset(view, data=img, chunks=img.shape[:2] + tile, **opts)
-            ds.attrs["white_level"] = float(white)
-        if sample.disparity is not None:
-            group.create_dataset("disparity", data=np.asarray(sample.disparity, dtype=np.float32),
+        _write_sample_group(group, sample, self.compression, sample.name or sample_key(self.count))
+
+    def append_encoded(self, encoded: "EncodedSample") -> int:
+        """Add a sample that :func:`encode_sample` compressed already (in another process);
+        returns its index. Only copies bytes: the chunks go into the file as they are.
+
+        The file is the same, byte for byte, whichever process encoded the sample, so a
+        writer fed only through here makes files that do not depend on who did the work.
+        """
+        if self._file is None:
+            raise RuntimeError("H5Writer.append_encoded outside its 'with' block")
+        if encoded.compression != self.compression:
+            raise PolstereoError(f"sample {encoded.name!r} was encoded with {encoded.compression!r} compression, "
+                                 f"this file uses {self.compression!r}")
+        if encoded.num_angles != len(self.angles_deg) or encoded.channels != COLOR_CHANNELS[self.color]:
+            raise PolstereoError(f"sample {encoded.name!r}: {encoded.num_angles} angles x {encoded.channels} "
+                                 f"channels, this file holds {len(self.angles_deg)} x {COLOR_CHANNELS[self.color]}")
+        self._ensure_bytes(encoded.nbytes)
+        try:
+            group = self._file[SAMPLES_GROUP].create_group(sample_key(self.count))
+            for key, value in encoded.attrs.items():
+                group.attrs[key] = value if key != "name" else (value or sample_key(self.count))
+            opts = _dataset_options(self.compression)
+            for ds_name, (shape, dtype, chunks, attrs, chunk_data) in encoded.datasets.items():
+                ds = group.create_dataset(ds_name, shape=shape, dtype=dtype, chunks=chunks, **opts)
+                for offset, filter_mask, data in chunk_data:
+                    ds.id.write_direct_chunk(offset, data, filter_mask)
+                for key, value in attrs.items():
+                    ds.attrs[key] = value
+        except OSError as err:
+            raise _write_error(self.path, err) from None
+        self.count += 1
+        return self.count - 1
+
+    def _ensure_bytes(self, nbytes: int) -> None:
+        need = 2 * nbytes + DISK_MARGIN
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError:
+            return
+        if free < need:
+            raise PolstereoError(f"{self.path}: no space left on device ({free / 2**20:.1f} MiB free, the next "
+                                 f"sample needs about {need / 2**20:.1f} MiB); nothing was left under that name")
+
+
+def _dataset_options(compression: str) -> dict[str, Any]:
+    codec, level, shuffle = COMPRESSION[compression]
+    return dict(compression=codec, compression_opts=level, shuffle=shuffle, fletcher32=True)
+
+
+def _write_sample_group(group: h5py.Group, sample: Sample, compression: str, name: str) -> None:
+    """The datasets and attributes of one sample (already checked) in ``group``."""
+    group.attrs["name"] = name
+    group.attrs["scene_id"] = sample.scene_id
+    for attr in SAMPLE_ATTRS_FLOAT:
+        if getattr(sample, attr) is not None:
+            group.attrs[attr] = float(getattr(sample, attr))
+    h, w = sample.shape
+    tile = (min(h, TILE), min(w, TILE))
+    opts = _dataset_options(compression)
+    white = sample.white_level if sample.white_level is not None else DEFAULT_WHITE_LEVEL[sample.left.dtype]
+    for view in ("left", "right"):
+        img = np.ascontiguousarray(getattr(sample, view))
+        ds = group.create_dataset(view, data=img, chunks=img.shape[:2] + tile, **opts)
+        ds.attrs["white_level"] = float(white)
+    if sample.disparity is not None:
+        group.create_dataset("disparity", data=np.asarray(sample.disparity, dtype=np.float32),
+                             chunks=tile, **opts)
+    for mask_name in MASK_NAMES:
+        mask = getattr(sample, mask_name)
+        if mask is not None:
+            group.create_dataset(mask_name, data=np.asarray(mask).astype(bool).astype(np.uint8),
                                  chunks=tile, **opts)
-        for name in MASK_NAMES:
-            mask = getattr(sample, name)
-            if mask is not None:
-                group.create_dataset(name, data=np.asarray(mask).astype(bool).astype(np.uint8),
-                                     chunks=tile, **opts)
+
+
+@dataclass
+class EncodedSample:
+    """A sample whose datasets are already compressed HDF5 chunks (:func:`encode_sample`).
+
+    Plain bytes and tuples, cheap to pickle: a worker process encodes, the writing process
+    copies (:meth:`H5Writer.append_encoded`). ``datasets`` maps a dataset name to
+    ``(shape, dtype, chunk shape, attrs, [(chunk offset, filter mask, bytes), ...])``.
+    """
+
+    name: str
+    compression: str
+    num_angles: int
+    channels: int
+    attrs: dict[str, Any]
+    datasets: dict[str, tuple]
+    nbytes: int  # uncompressed size of the arrays, for the free-space check
+
+
+def encode_sample(sample: Sample, num_angles: int, channels: int, compression: str = "lzf") -> EncodedSample:
+    """Check ``sample`` and compress its datasets as :class:`H5Writer` would store them.
+
+    The compression runs through libhdf5's own filter pipeline (shuffle, codec,
+    Fletcher-32) in an in-memory file, so the chunks are exactly the ones a direct
+    :meth:`H5Writer.append` writes.
+    """
+    import io
+
+    if compression not in COMPRESSION:
+        raise PolstereoError(f"unknown compression {compression!r}; use one of {sorted(COMPRESSION)}")
+    _check_sample(sample, num_angles, channels)
+    arrays = [sample.left, sample.right, sample.disparity, *(getattr(sample, n) for n in MASK_NAMES)]
+    nbytes = sum(np.asarray(a).nbytes for a in arrays if a is not None)
+    with h5py.File(io.BytesIO(), "w") as f:
+        group = f.create_group("sample")
+        _write_sample_group(group, sample, compression, sample.name)
+        datasets = {}
+        for ds_name in ("left", "right", "disparity", *MASK_NAMES):  # the order append creates them in
+            if ds_name not in group:
+                continue
+            ds = group[ds_name]
+            chunks = []
+            for i in range(ds.id.get_num_chunks()):
+                offset = ds.id.get_chunk_info(i).chunk_offset
+                filter_mask, data = ds.id.read_direct_chunk(offset)
+                chunks.append((tuple(offset), filter_mask, bytes(data)))
+            datasets[ds_name] = (ds.shape, ds.dtype.str, ds.chunks, dict(ds.attrs), chunks)
+        attrs = dict(group.attrs)
+    return EncodedSample(name=sample.name, compression=compression, num_angles=num_angles, channels=channels,
+                         attrs=attrs, datasets=datasets, nbytes=nbytes)
 
 
 def _write_error(path: Path, err: OSError) -> PolstereoError:
@@ -539,6 +641,98 @@ class H5Reader:
             yield self.read(i)
 
 
+class ShardedReader:
+    """Several polstereo files read as ONE dataset: sample ``i`` is the ``i``-th of their
+    concatenation, in the order given (:func:`data_files` sorts the shards of a glob).
+
+    The same reading interface as :class:`H5Reader` (``len``, ``read``, ``shapes``,
+    ``attrs``, ``angles_deg``, ``has``, ``group``); the shards must share their polarizer
+    angles and colour mode. ``attrs`` are the first shard's.
+    """
+
+    def __init__(self, paths: Sequence[str | os.PathLike], label: str | os.PathLike | None = None):
+        if not paths:
+            raise PolstereoError("no files to read")
+        self.readers = [H5Reader(p) for p in paths]
+        self.path = Path(label) if label is not None else self.readers[0].path
+        first = self.readers[0]
+        for reader in self.readers[1:]:
+            if tuple(reader.angles_deg) != tuple(first.angles_deg) or reader.attrs["color"] != first.attrs["color"]:
+                raise PolstereoError(f"{reader.path}: polarizer angles {list(reader.angles_deg)} / "
+                                     f"{reader.attrs['color']} differ from {first.path}'s "
+                                     f"{list(first.angles_deg)} / {first.attrs['color']}; shards of one dataset "
+                                     "must match")
+        self.attrs = first.attrs
+        self.shapes = [shape for reader in self.readers for shape in reader.shapes]
+        self.keys = [sample_key(i) for i in range(len(self.shapes))]
+        self._where = [(r, i) for r, reader in enumerate(self.readers) for i in range(len(reader))]
+
+    @property
+    def angles_deg(self) -> tuple[float, ...]:
+        return self.readers[0].angles_deg
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def _locate(self, index: int) -> tuple[H5Reader, int]:
+        r, i = self._where[index]
+        return self.readers[r], i
+
+    def read(self, index: int, *args, **kwargs) -> Sample:
+        reader, i = self._locate(index)
+        return reader.read(i, *args, **kwargs)
+
+    def has(self, index: int, name: str) -> bool:
+        reader, i = self._locate(index)
+        return reader.has(i, name)
+
+    def group(self, index: int) -> h5py.Group:
+        reader, i = self._locate(index)
+        return reader.group(i)
+
+    def close(self) -> None:
+        for reader in self.readers:
+            reader.close()
+
+    def __enter__(self) -> "ShardedReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[Sample]:
+        for i in range(len(self)):
+            yield self.read(i)
+
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+def data_files(spec: str | os.PathLike) -> list[Path]:
+    """The files one data argument names: a file, or a glob (``data/train-*.h5``) -> its
+    matches, sorted (shard order). A glob that matches nothing is a usage error."""
+    import glob
+
+    from polstereo.errors import EXIT_USAGE
+
+    text = str(spec)
+    if Path(text).exists() or not _GLOB_CHARS & set(text):
+        return [Path(text)]
+    matches = sorted(p for p in glob.glob(os.path.expanduser(text)) if not Path(p).is_dir())
+    if not matches:
+        raise PolstereoError(f"{text}: no file matches this pattern", EXIT_USAGE)
+    return [Path(p) for p in matches]
+
+
+def open_dataset(spec: str | os.PathLike) -> "H5Reader | ShardedReader":
+    """A reader for one data argument: :class:`H5Reader` for a file, :class:`ShardedReader`
+    for a glob of shards (one dataset, not a mixture)."""
+    paths = data_files(spec)
+    if len(paths) == 1 and str(paths[0]) == str(spec):
+        return H5Reader(paths[0])
+    return ShardedReader(paths, label=spec)
+
+
 # ---------------------------------------------------------------------------------------
 # Validation
 
@@ -722,6 +916,7 @@ def require_valid(path: str | os.PathLike) -> None:
 
 
 __all__ = [
-    "FORMAT_NAME", "FORMAT_VERSION", "DEFAULT_ANGLES_DEG", "Sample", "H5Writer", "H5Reader",
+    "FORMAT_NAME", "FORMAT_VERSION", "DEFAULT_ANGLES_DEG", "Sample", "H5Writer", "H5Reader", "EncodedSample",
+    "encode_sample", "ShardedReader", "data_files", "open_dataset",
     "write_samples", "validate", "validate_isolated", "require_valid", "sample_key",
 ]

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from polstereo.data.h5format import H5Reader
+from polstereo.data.h5format import open_dataset
 from polstereo.errors import PolstereoError
 from polstereo.polar.stokes import hflip_angle_permutation
 
@@ -88,7 +88,8 @@ def _pad_to(arr: np.ndarray, size_hw: tuple[int, int], value: float) -> np.ndarr
 
 
 class StereoCropDataset(Dataset):
-    """Random augmented crops from one polstereo HDF5 file.
+    """Random augmented crops from one polstereo HDF5 file, or from the shards a glob names
+    (``data/train-*.h5``: their samples concatenated in sorted order, one dataset).
 
     Items are addressed by ``(sample_index, step, slot)`` (see :class:`MixturePlan`);
     an ``int`` index means ``(index, 0, 0)``. Each item is a dict of tensors:
@@ -103,7 +104,7 @@ class StereoCropDataset(Dataset):
     """
 
     def __init__(self, path, augment: AugmentConfig = AugmentConfig(), seed: int = 0):
-        self.reader = H5Reader(path)
+        self.reader = open_dataset(path)  # a glob of shards is one dataset
         if len(self.reader) == 0:
             raise PolstereoError(f"{path}: holds no samples")
         self.augment = augment

@@ -156,7 +156,7 @@ def crop_stats(path: str | os.PathLike, crop_hw: tuple[int, int], num_crops: int
     reader = H5Reader(path)
     candidates = [i for i, (h, w) in enumerate(reader.shapes) if h >= crop_h and w >= crop_w]
     if not candidates:
-        raise PolstereoError(f"{path}: no sample is at least {crop_h}x{crop_w} (height x width) for --crop")
+        raise PolstereoError(f"{path}: no sample is at least {crop_w}x{crop_h} (WxH) for --crop")
     rng = np.random.default_rng(seed)
     with reader:
         acc = _Accumulator(bins=bins, upper=_disparity_upper(reader))

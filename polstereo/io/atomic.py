@@ -21,6 +21,37 @@ from typing import Iterator
 from polstereo.errors import PolstereoError
 
 
+def _missing_dirs(directory: Path) -> list[Path]:
+    """``directory`` and its ancestors that do not exist yet, deepest first (what a mkdir -p would create)."""
+    missing = []
+    for path in (directory, *directory.parents):
+        if path.exists():
+            break
+        missing.append(path)
+    return missing
+
+
+@contextlib.contextmanager
+def removed_if_left_empty(directory: str | os.PathLike) -> Iterator[Path]:
+    """Yield ``directory``; if the block fails and leaves it empty, remove it again.
+
+    Only folders the block created go (``directory`` and any missing parents, while empty):
+    a run that fails at its start leaves no empty run folder behind, and a folder that
+    existed before, or holds anything, is never touched.
+    """
+    directory = Path(directory)
+    created = _missing_dirs(directory)
+    try:
+        yield directory
+    except BaseException:
+        for path in created:
+            try:
+                path.rmdir()  # refuses a folder that is not empty, which stays
+            except OSError:
+                break
+        raise
+
+
 @contextlib.contextmanager
 def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``final_path``; rename it there on success.
@@ -31,6 +62,13 @@ def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Ite
     final = Path(final_path)
     if final.is_dir():
         raise IsADirectoryError(errno.EISDIR, "Is a directory", str(final))
+    with removed_if_left_empty(final.parent):
+        with _atomic_path(final, suffix) as tmp:
+            yield tmp
+
+
+@contextlib.contextmanager
+def _atomic_path(final: Path, suffix: str | None) -> Iterator[Path]:
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
         # The real suffix stays last: writers such as cv2.imwrite pick the format by it.
@@ -64,7 +102,8 @@ def _naming(err: OSError, final: Path) -> OSError:
 
 
 @contextlib.contextmanager
-def atomic_file_set(directory: str | os.PathLike, names: tuple[str, ...] | list[str]) -> Iterator[Path]:
+def atomic_file_set(directory: str | os.PathLike, names: tuple[str, ...] | list[str],
+                    staging_name: str | None = None) -> Iterator[Path]:
     """Yield a staging directory; on success the files named ``names`` in ``directory`` become
     exactly the ones written there, as a whole.
 
@@ -74,13 +113,33 @@ def atomic_file_set(directory: str | os.PathLike, names: tuple[str, ...] | list[
     run); Ctrl-C is held back during those few renames, so an interruption leaves either
     the old set or the new one, never a mix. On failure the staging directory goes and the
     old set stays untouched. (A power cut during the renames can still mix them.)
+
+    ``staging_name`` (a plain name starting with ``.partial-``) names a fixed staging
+    directory instead: it is reused if it exists and kept on failure, so that a caller can
+    pick up the files an interrupted run finished (``make-synthetic --resume``). It still
+    goes on success.
     """
     directory = Path(directory)
+    if staging_name is not None and (not staging_name.startswith(".partial-") or os.sep in staging_name):
+        raise ValueError(f"staging_name must be a plain name starting with '.partial-', got {staging_name!r}")
+    with removed_if_left_empty(directory):
+        with _staged_file_set(directory, names, staging_name) as staging:
+            yield staging
+
+
+@contextlib.contextmanager
+def _staged_file_set(directory: Path, names: tuple[str, ...] | list[str],
+                     staging_name: str | None = None) -> Iterator[Path]:
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=directory))
+        if staging_name is None:
+            staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=directory))
+        else:
+            staging = directory / staging_name
+            staging.mkdir(exist_ok=True)
     except OSError as err:
         raise _naming(err, directory / names[0]) from None
+    committed = False
     try:
         try:
             yield staging
@@ -100,8 +159,10 @@ def atomic_file_set(directory: str | os.PathLike, names: tuple[str, ...] | list[
                     os.replace(staging / name, directory / name)
                 elif (directory / name).exists():
                     (directory / name).unlink()
+        committed = True
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        if committed or staging_name is None:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
 @contextlib.contextmanager

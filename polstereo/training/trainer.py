@@ -23,14 +23,14 @@ from typing import Callable
 import torch
 from torch.utils.data import DataLoader
 
-from polstereo.data.h5format import H5Reader
+from polstereo.data.h5format import open_dataset
 from polstereo.devices import resolve_amp, resolve_device
 from polstereo.data.loader import (AugmentConfig, MixtureDataset, MixturePlan, PlanSampler, StereoCropDataset,
                                    to_device)
 from polstereo.errors import EXIT_USAGE, InfeasibleError, PolstereoError
 from polstereo.evaluation.evaluate import base_error_statistics, evaluate_model, feasibility_verdict
 from polstereo.interrupts import ctrl_c_requests_stop
-from polstereo.io.atomic import atomic_path
+from polstereo.io.atomic import atomic_path, removed_if_left_empty
 from polstereo.models.correction import CorrectionConfig, CorrectionModule
 from polstereo.models.registry import build_model
 from polstereo.training.checkpoint import (lineage_stages, load_model_checked, restore_rng, rng_state,
@@ -257,7 +257,7 @@ def _check_crop_fits(datasets, paths: list[Path], crop_size, scale_range) -> Non
             at_scale = f" at the smallest --scale-range {low:g}" if low != 1 else ""
             raise PolstereoError(f"--crop-size {crop_h} {crop_w} (height width) is larger than the smallest images "
                                  f"of {path} ({h} {w}){at_scale}; crops would be padded with invalid pixels. "
-                                 f"Use --crop-size {fit_h} {fit_w} or smaller", EXIT_USAGE)
+                                 f"Use --crop-size {fit_h} {fit_w} (or {fit_w}x{fit_h}) or smaller", EXIT_USAGE)
 
 
 # options that may change between an interrupted run and its --resume (a run directory may
@@ -302,7 +302,8 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         try:
             if cfg.deterministic:
                 torch.use_deterministic_algorithms(True, warn_only=True)
-            return _train(cfg, log, stop)
+            with removed_if_left_empty(cfg.out):  # a run that fails at its start leaves no empty --out
+                return _train(cfg, log, stop)
         except BaseException as err:
             release_after_error(err)
             raise
@@ -344,7 +345,7 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
     if augment.crop_size is not None:
         _check_crop_fits(datasets, train_files, augment.crop_size, augment.scale_range)
     mixture = MixtureDataset(datasets)
-    val_reader = H5Reader(cfg.val) if cfg.val else None
+    val_reader = open_dataset(cfg.val) if cfg.val else None  # a file, or a glob of shards
 
     resume_payload = None
     if cfg.resume:
@@ -369,7 +370,7 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
 
     feasibility = resume_payload.get("feasibility") if resume_payload is not None else None
     if stage.feasibility_gate and resume_payload is None:
-        gate_reader = val_reader or H5Reader(train_files[0])
+        gate_reader = val_reader or open_dataset(train_files[0])
         stats = base_error_statistics(model, gate_reader, device, model.max_correction, iters=cfg.iters,
                                       max_samples=cfg.val_samples)
         ok, value, region = feasibility_verdict(stats, model.max_correction, cfg.feasibility_statistic)

@@ -96,6 +96,18 @@ def test_eval_save_vis_writes_three_pictures_per_sample(tiny_data, checkpoints, 
     assert read_image(tmp_path / "vis" / names[0]).shape == (40, 56, 3)
 
 
+def test_eval_save_vis_with_several_iters_writes_one_folder_per_count(tiny_data, checkpoints, tmp_path):
+    result = invoke("eval", checkpoints / "full.ckpt", "--data", tiny_data / "val.h5", "--save-vis", tmp_path / "vis",
+                    "--iters", 1, "--iters", 2, "--max-samples", 1, "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "vis").iterdir()) == ["iters1", "iters2"]
+    for count in (1, 2):
+        assert len(list((tmp_path / "vis" / f"iters{count}").glob("*.png"))) == 3
+        assert f"pictures: {tmp_path / 'vis' / f'iters{count}'}" in result.output
+    runs = json.loads((tmp_path / "r.json").read_text())["runs"]
+    assert [run["vis_dir"] for run in runs] == [str(tmp_path / "vis" / "iters1"), str(tmp_path / "vis" / "iters2")]
+
+
 def test_check_feasibility_reports_polarization_evidence(tiny_data, checkpoints):
     out = invoke("check-feasibility", checkpoints / "base.ckpt", "--data", tiny_data / "val.h5",
                  "--max-correction", "1000")

@@ -55,6 +55,25 @@ def test_inspect_stats_writes_histogram_png(h5_file, tmp_path):
     assert cv2.imread(str(png)).shape == (360, 640, 3)
 
 
+def test_inspect_stats_writes_its_png_beside_the_input_and_says_where(h5_file, tmp_path, monkeypatch):
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = run("inspect", h5_file, "--stats", "--crop", "32x16", "--num-crops", 5)
+    assert result.exit_code == 0, result.output
+    png = h5_file.with_name("data_crop_disparity.png")
+    assert png.is_file() and not any(elsewhere.iterdir())
+    assert f"histogram picture : {png}" in result.output
+    assert "crops 32x16 (WxH, 5 of them)" in result.output
+
+
+def test_inspect_stats_png_goes_where_stats_png_says(h5_file, tmp_path):
+    png = tmp_path / "pictures" / "hist.png"
+    result = run("inspect", h5_file, "--stats", "--crop", 16, 32, "--num-crops", 5, "--stats-png", png)
+    assert result.exit_code == 0, result.output
+    assert png.is_file() and f"histogram picture : {png}" in result.output
+
+
 def test_inspect_stats_crop_larger_than_images_is_an_error(h5_file, tmp_path):
     result = run("inspect", h5_file, "--stats", "--crop", 100, 100, "--png", tmp_path / "h.png")
     assert result.exit_code == 1

@@ -28,6 +28,34 @@ def test_a_failed_file_set_keeps_the_old_set_and_leaves_no_staging(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a"] and (tmp_path / "a").read_text() == "old"
 
 
+def test_a_failed_file_set_removes_the_folder_it_created(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_file_set(tmp_path / "new" / "out", ["a"]):
+            raise RuntimeError("failed at the start")
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_failed_file_set_keeps_a_folder_that_existed(tmp_path):
+    (tmp_path / "out").mkdir()
+    with pytest.raises(RuntimeError):
+        with atomic_file_set(tmp_path / "out", ["a"]):
+            raise RuntimeError("failed at the start")
+    assert (tmp_path / "out").is_dir()
+
+
+def test_a_failed_first_file_removes_the_folder_it_created_but_not_a_folder_with_files(tmp_path):
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "run" / "x.txt"):
+            raise RuntimeError("failed")
+    assert not (tmp_path / "run").exists()
+    with atomic_path(tmp_path / "run" / "x.txt") as tmp:
+        tmp.write_text("kept")
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "run" / "y.txt"):
+            raise RuntimeError("failed")
+    assert [p.name for p in (tmp_path / "run").iterdir()] == ["x.txt"]
+
+
 def test_ctrl_c_during_the_renames_waits_until_the_set_is_complete(tmp_path, monkeypatch):
     real_replace = os.replace
     calls = []

@@ -213,6 +213,21 @@ def test_a_diverging_run_stops_with_a_one_line_error(tiny_data, tmp_path, quick,
         run("A", tmp_path, tiny_data, lr=1e9, lr_decay_method="constant", **dict(quick, steps=30))
 
 
+def test_a_run_that_fails_at_its_start_leaves_no_run_folder(tiny_data, tmp_path, quick, monkeypatch):
+    import polstereo.training.trainer as trainer
+
+    def no_sampler(*args, **kwargs):
+        raise PolstereoError("failed after the run folder was made")
+    monkeypatch.setattr(trainer, "PlanSampler", no_sampler)
+    with pytest.raises(PolstereoError, match="failed after the run folder"):
+        run("A", tmp_path / "runs" / "A", tiny_data, **quick)
+    assert not (tmp_path / "runs").exists()
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(PolstereoError, match="failed after the run folder"):
+        run("A", tmp_path / "mine", tiny_data, **quick)
+    assert (tmp_path / "mine").is_dir()
+
+
 def test_dataset_steps_must_add_up(tiny_data, tmp_path, quick):
     with pytest.raises(PolstereoError, match="--dataset-steps sum to 5 but --steps is 3"):
         run("A", tmp_path, tiny_data, dataset_steps=[5], **quick)

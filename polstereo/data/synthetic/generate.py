@@ -10,13 +10,15 @@ from __future__ import annotations
 import functools
 import multiprocessing
 import os
+import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from polstereo.data.h5format import H5Writer, Sample
+from polstereo.data.h5format import EncodedSample, H5Reader, H5Writer, Sample, encode_sample
 from polstereo.data.synthetic.config import SyntheticConfig
 from polstereo.data.synthetic.render import render_pair
 from polstereo.data.synthetic.scene import random_scene
@@ -117,6 +119,22 @@ def _sample_at(config: SyntheticConfig, index: int) -> Sample:
                            scene_id=f"seed{config.seed}_{index:06d}")
 
 
+def _encoded_sample_at(config: SyntheticConfig, index: int) -> tuple[EncodedSample, int, int]:
+    """Sample ``index`` rendered and compressed (the expensive part of writing, done where it
+    is rendered), with its transparent and total pixel counts."""
+    sample = _sample_at(config, index)
+    encoded = encode_sample(sample, len(config.angles_deg), 3 if config.color == "rgb" else 1)
+    return encoded, int(sample.transparent.sum()), int(sample.transparent.size)
+
+
+def _one_thread_per_worker() -> None:
+    # N workers on N cores: intra-op threads in each would only fight over the same cores
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(1)
+
+
 def _worker_pool(workers: int):
     """A pool forked from a clean server process that has imported the generator once.
 
@@ -125,31 +143,96 @@ def _worker_pool(workers: int):
     would re-run.
     """
     if "forkserver" not in multiprocessing.get_all_start_methods():
-        return multiprocessing.get_context("spawn").Pool(workers)
+        return multiprocessing.get_context("spawn").Pool(workers, initializer=_one_thread_per_worker)
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload([__name__, "polstereo.polar.stokes"])
-    return ctx.Pool(workers)
+    return ctx.Pool(workers, initializer=_one_thread_per_worker)
 
 
-def _samples(config: SyntheticConfig, num: int, workers: int):
-    """Samples 0..num-1 in order, from ``workers`` processes."""
-    make = functools.partial(_sample_at, config)
+def _encoded_samples(config: SyntheticConfig, indices: Sequence[int], workers: int):
+    """Samples ``indices`` in order, rendered and compressed by ``workers`` processes."""
+    make = functools.partial(_encoded_sample_at, config)
     if workers <= 1:
-        for i in range(num):
+        for i in indices:
             yield make(i)
         return
     pool = _worker_pool(workers)
     try:
-        yield from pool.imap(make, range(num), chunksize=1)
+        yield from pool.imap(make, indices, chunksize=1)
         pool.close()
     finally:
         pool.terminate()
         pool.join()
 
 
+@dataclass(frozen=True)
+class _OutputFile:
+    """One file of the output set: a whole split, or one shard of it."""
+
+    name: str
+    split: str
+    first: int  # index of its first sample
+    count: int
+    provenance: dict[str, Any]
+
+
+def shard_name(split_name: str, shard: int) -> str:
+    """The file name of shard ``shard`` of a split: ``train-00000.h5``."""
+    return f"{split_name}-{shard:05d}.h5"
+
+
+def _output_files(config: SyntheticConfig, num: int, counts: Sequence[int], split: Sequence[float],
+                  shard_size: int | None) -> list[_OutputFile]:
+    files = []
+    first = 0
+    for split_name, count in zip(SPLITS, counts):
+        base = {"source": GENERATOR_NAME, "generator": "polstereo.data.synthetic", "config": config.to_dict(),
+                "seed": config.seed, "split": split_name, "sample_indices": [first, first + count],
+                "num_total": num, "split_fractions": [float(s) for s in split]}
+        if count and shard_size is None:
+            files.append(_OutputFile(f"{split_name}.h5", split_name, first, count, base))
+        elif count:
+            num_shards = -(-count // shard_size)
+            for k in range(num_shards):
+                lo, hi = first + k * shard_size, min(first + (k + 1) * shard_size, first + count)
+                provenance = dict(base, sample_indices=[lo, hi], split_indices=[first, first + count],
+                                  shard=k, num_shards=num_shards)
+                files.append(_OutputFile(shard_name(split_name, k), split_name, lo, hi - lo, provenance))
+        first += count
+    return files
+
+
+def _earlier_output(out: Path) -> list[Path]:
+    """Split files (whole or sharded) of an earlier run in ``out``."""
+    found = [out / f"{name}.h5" for name in SPLITS if (out / f"{name}.h5").exists()]
+    for name in SPLITS:
+        found += sorted(out.glob(f"{name}-[0-9][0-9][0-9][0-9][0-9].h5"))
+    return found
+
+
+def _complete_shard(path: Path, wanted: _OutputFile) -> bool:
+    """Whether ``path`` (left in the staging folder by an interrupted run) is exactly ``wanted``:
+    closed cleanly with all its samples, from the same config and sample range."""
+    import json
+
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            provenance = json.loads(f.attrs["provenance"])
+            complete = int(f.attrs.get("num_samples", -1)) == wanted.count
+    except Exception:  # noqa: BLE001 - anything unreadable is simply redone
+        return False
+    return complete and provenance == json.loads(json.dumps(wanted.provenance, sort_keys=True, default=str))
+
+
+RESUME_STAGING = ".partial-make-synthetic"  # the staging folder a sharded run keeps when interrupted
+
+
 def generate_dataset(out_dir: str | os.PathLike, config: SyntheticConfig, num: int,
                      split: Sequence[float] = (0.8, 0.1, 0.1), workers: int = 1, progress: bool = True,
-                     overwrite: bool = False) -> dict[str, Any]:
+                     overwrite: bool = False, shard_size: int | None = None,
+                     resume: bool = False) -> dict[str, Any]:
     """Write ``num`` samples into ``out_dir``/train.h5, val.h5 and test.h5.
 
     Splits take consecutive sample indices (train first); a split with no samples gets
@@ -157,7 +240,14 @@ def generate_dataset(out_dir: str | os.PathLike, config: SyntheticConfig, num: i
     split files are written as one set (:func:`~polstereo.io.atomic.atomic_file_set`):
     an earlier set in ``out_dir`` is refused unless ``overwrite``, and then replaced as a
     whole (a split this run leaves empty loses its old file); an interrupted run leaves
-    the old set. Same config (seed included) -> identical data, whatever ``workers``.
+    the old set. Same config (seed included) -> identical data, whatever ``workers``:
+    the workers render and compress, this process only copies the compressed chunks.
+
+    ``shard_size`` N splits each split into files of N samples, ``train-00000.h5``,
+    ``train-00001.h5``, ... (the same samples as the unsharded files, in order). A sharded
+    run keeps its finished shards when interrupted (in ``out_dir``/.partial-make-synthetic);
+    ``resume`` reuses those and makes only the rest, and the result is the set an
+    uninterrupted run makes. Without ``resume`` a kept staging folder is discarded.
 
     Returns a summary: files with their sample counts, time taken, transparent share.
     """
@@ -170,46 +260,68 @@ def generate_dataset(out_dir: str | os.PathLike, config: SyntheticConfig, num: i
     counts = split_counts(num, split)
     if workers < 1:
         raise PolstereoError(f"workers must be at least 1, got {workers}", EXIT_USAGE)
+    if shard_size is not None and shard_size < 1:
+        raise PolstereoError(f"shard size must be at least 1, got {shard_size}", EXIT_USAGE)
+    if resume and shard_size is None:
+        raise PolstereoError("resume needs a shard size (--shard-size): only sharded output keeps finished "
+                             "files when interrupted", EXIT_USAGE)
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise PolstereoError(f"{out}: exists and is not a directory; give a folder for train/val/test.h5")
-    earlier = [out / f"{name}.h5" for name in SPLITS if (out / f"{name}.h5").exists()]
+    earlier = _earlier_output(out) if out.is_dir() else []
     if earlier and not overwrite:
         raise PolstereoError(f"{earlier[0]} exists (output of an earlier run); pass --overwrite to replace the "
                              f"split files in {out} as a whole")
+    outputs = _output_files(config, num, counts, split, shard_size)
+    staging_name = None
+    if shard_size is not None:
+        staging_name = RESUME_STAGING
+        kept = out / staging_name
+        if kept.is_dir() and not resume:
+            shutil.rmtree(kept)
     start = time.perf_counter()
     files: dict[str, Any] = {}
     transparent = total = 0
-    samples = _samples(config, num, min(workers, num))
-    # the splits are staged and replace the earlier set together when the block ends
-    with atomic_file_set(out, [f"{name}.h5" for name in SPLITS]) as staged:
-        bar = tqdm(total=num, disable=not progress, unit="sample", desc="make-synthetic")
+    # every old split file is in the set: the new one replaces it or, when not made again, it goes
+    names = [f.name for f in outputs] + [p.name for p in earlier if p.name not in {f.name for f in outputs}]
+    with atomic_file_set(out, names, staging_name=staging_name) as staged:
+        for leftover in staged.glob(".*.partial-*"):  # a shard a killed run was writing: redone
+            leftover.unlink()
+        todo = [f for f in outputs if not (resume and _complete_shard(staged / f.name, f))]
+        reused = len(outputs) - len(todo)
+        for f in outputs:
+            if f not in todo:
+                with H5Reader(staged / f.name) as reader:
+                    for i in range(len(reader)):
+                        mask = reader.read(i, normalize=False, fields=("transparent",)).transparent
+                        transparent += int(mask.sum())
+                        total += mask.size
+        samples = _encoded_samples(config, [i for f in todo for i in range(f.first, f.first + f.count)],
+                                   min(workers, max(sum(f.count for f in todo), 1)))
+        bar = tqdm(total=num, initial=num - sum(f.count for f in todo), disable=not progress, unit="sample",
+                   desc="make-synthetic")
         try:
-            first = 0
-            for name, count in zip(SPLITS, counts):
-                if count == 0:
-                    continue
-                provenance = {"source": GENERATOR_NAME, "generator": "polstereo.data.synthetic",
-                              "config": config.to_dict(), "seed": config.seed, "split": name,
-                              "sample_indices": [first, first + count], "num_total": num,
-                              "split_fractions": [float(s) for s in split]}
-                path = out / f"{name}.h5"
-                with H5Writer(staged / path.name, angles_deg=config.angles_deg, color=config.color,
-                              provenance=provenance) as writer:
-                    for _ in range(count):
-                        sample = next(samples)
-                        writer.append(sample)
-                        transparent += int(sample.transparent.sum())
-                        total += sample.transparent.size
+            for f in todo:
+                with H5Writer(staged / f.name, angles_deg=config.angles_deg, color=config.color,
+                              provenance=f.provenance) as writer:
+                    for _ in range(f.count):
+                        encoded, transparent_pixels, pixels = next(samples)
+                        writer.append_encoded(encoded)
+                        transparent += transparent_pixels
+                        total += pixels
                         bar.update(1)
-                files[name] = {"path": str(path), "samples": count, "first_index": first}
-                first += count
         finally:
             bar.close()
             samples.close()  # the worker processes end before the set is committed
+    for f in outputs:
+        entry = files.setdefault(f.split, {"path": str(out / f.name), "samples": 0, "first_index": f.first})
+        entry["samples"] += f.count
+        if shard_size is not None:
+            entry["path"] = str(out / f"{f.split}-*.h5")
+            entry.setdefault("shards", []).append(str(out / f.name))
     seconds = time.perf_counter() - start
     return {"out_dir": str(out), "num": num, "seed": config.seed, "workers": workers, "files": files,
             "size": [config.width, config.height], "bit_depth": config.bit_depth, "color": config.color,
-            "textures": config.textures, "rig": config.rig,
+            "textures": config.textures, "rig": config.rig, "shard_size": shard_size, "resumed_files": reused,
             "transparent_share": transparent / max(total, 1), "seconds": seconds,
             "samples_per_second": num / max(seconds, 1e-9)}

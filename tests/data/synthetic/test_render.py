@@ -7,10 +7,10 @@ import pytest
 from polstereo.data.synthetic.config import SyntheticConfig
 from polstereo.data.synthetic.generate import sample_rng
 from polstereo.data.synthetic.geometry import Convex, Hollow, Plane
-from polstereo.data.synthetic.optics import diffuse_dolp, reflection_dolp
+from polstereo.data.synthetic.optics import diffuse_dolp, reflection_dolp, refract
 from polstereo.data.synthetic.render import render_pair, render_view
 from polstereo.data.synthetic.scene import (MATERIAL_KINDS, Environment, Material, Scene, SceneObject, StereoRig,
-                                            random_scene)
+                                            random_scene, vessel)
 from polstereo.data.synthetic.textures import Texture
 from polstereo.polar.stokes import aolp, dolp, normalized_stokes
 from tests.data.synthetic.scenes import (away_from_depth_edges, checker_texture, scene_of, sphere, wall,
@@ -347,3 +347,43 @@ def test_thin_glass_shell_matches_mitsuba_polarized_path_tracer():
         assert dolp_ours == pytest.approx(dolp_ref, abs=0.008)
         assert ours[0][ring].mean() == pytest.approx(reference[0][ring].mean(), rel=0.02)
     assert dolp(reference)[(r >= 0.4) & (r < 0.65)].mean() > 0.03  # polarized enough to compare
+
+
+def test_a_ray_through_a_pane_leaves_parallel_and_displaced_by_the_plate_formula():
+    """Through a plane-parallel plate of thickness t at incidence θ a ray exits parallel to
+    itself, shifted sideways by t·sin θ·(1 − cos θ / (n cos θt)) (Snell twice)."""
+    n, thickness, theta = 1.5, 0.01, np.radians(40.0)
+    pane = Convex("box", np.array([0.0, 0.0, 1.0]), np.eye(3), np.array([1.0, 1.0, thickness / 2]))
+    o = np.zeros((3, 1))
+    d = np.array([[np.sin(theta)], [0.0], [np.cos(theta)]])
+    t_in = pane.hit_distance(o, d)
+    p = o + t_in * d
+    nrm = pane.normal_at(p)  # outward on the near face: facing the ray
+    inner, _ = refract(d, nrm, 1.0 / n)
+    _, t_out = pane.interval(p, inner)
+    q = p + t_out * inner
+    out, tir = refract(inner, -pane.normal_at(q), n)
+    assert not tir.any()
+    np.testing.assert_allclose(out[:, 0], d[:, 0], atol=1e-12)
+    offset = q - (o + d * (q[2] / d[2]))  # from where the undeviated ray crosses the exit face
+    shift = np.linalg.norm(offset - d * (offset.T @ d))
+    theta_t = np.arcsin(np.sin(theta) / n)
+    assert shift == pytest.approx(thickness * np.sin(theta) * (1 - np.cos(theta) / (n * np.cos(theta_t))), rel=1e-9)
+
+
+def test_a_cups_ground_truth_is_its_outer_wall():
+    """The first-surface disparity on a thin-walled cup is that of its outer wall: seen from
+    the side, the centre pixel's depth is the cylinder's near side, not the cavity behind."""
+    upright = np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])  # local z (the axis) is image-up
+    depth = ODD_RIG.depth_for_disparity(20.0)
+    radius = 0.1
+    cup = vessel("cup", np.array([0.0, 0.0, depth + radius]), upright, radius=radius, height=0.2, wall=0.004)
+    pair = render_pair(scene_of(ODD_RIG, wall(ODD_RIG, 3.0), SceneObject(cup, GLASS, "cup")))
+    cy, cx = int(ODD_RIG.cy), int(ODD_RIG.cx)
+    assert pair.transparent[cy, cx]
+    assert pair.disparity[cy, cx] == pytest.approx(20.0, rel=1e-4)
+    # across the cup, every glass pixel's depth lies on the outer cylinder
+    hit = pair.left.points[:, pair.transparent.ravel()]
+    local = np.linalg.inv(upright) @ (hit - cup.outer.center[:, None])
+    on_side = np.abs(local[2]) < 0.2 - 1e-3
+    np.testing.assert_allclose(np.hypot(local[0], local[1])[on_side], radius, atol=1e-4)
