@@ -108,6 +108,11 @@ def _summary_lines(s: dict, text_histogram) -> list[str]:
         source = s["provenance"].get("source") or s["provenance"].get("generator") or ""
         if source:
             lines.append(f"  provenance        : {source}")
+        generated = s["provenance"].get("config")
+        if isinstance(generated, dict):  # make-synthetic: what the scenes hold (older files: solid glass)
+            glass = generated.get("glass", ["solid"])
+            lines.append(f"  generated with    : glass {','.join(map(str, glass))}; textures "
+                         f"{generated.get('textures', 'procedural')}; rig {generated.get('rig') or 'none'}")
     if "crop_stats" in s:
         c = s["crop_stats"]
         cd = c["disparity"]

@@ -175,3 +175,12 @@ def test_evidence_needs_ground_truth(tmp_path):
     write_samples(tmp_path / "raw.h5", [Sample(left=img, right=img)])
     result = CliRunner().invoke(cli, ["inspect", str(tmp_path / "raw.h5"), "--evidence"])
     assert result.exit_code == 1 and "needs ground-truth disparity" in result.output
+
+
+def test_inspect_says_what_a_generated_file_holds(tmp_path):
+    made = run("make-synthetic", tmp_path / "d", "--num", 2, "--size", "32x24", "--glass", "thin,pane",
+               "--textures", "procedural", "--split", 1, 0, 0, "--quiet")
+    assert made.exit_code == 0, made.output
+    result = run("inspect", tmp_path / "d" / "train.h5", "--quick")
+    assert result.exit_code == 0, result.output
+    assert "generated with    : glass thin,pane; textures procedural; rig none" in result.output
