@@ -20,6 +20,7 @@ from polstereo.evaluation.evidence import accumulate as accumulate_evidence
 from polstereo.evaluation.evidence import evidence_counts
 from polstereo.evaluation.evidence import summarize as summarize_evidence
 from polstereo.evaluation.metrics import MetricAccumulator, region_masks
+from polstereo.polar.color import to_channels
 
 
 @dataclass
@@ -99,13 +100,18 @@ def evaluate_model(model, reader, device: torch.device | str = "cpu", iters: int
     saturation, saturated_samples, count = 0.0, 0, 0
     names, bad_names, bad_data = [], [], []
     device = torch.device(device)
+    correction = getattr(model, "correction", None)
+    channels = None if correction is None else correction.config.color_channels
     try:
         batches = (reader.batches(device, max_samples, shard) if hasattr(reader, "batches")
                    else iterate_samples(reader, device, max_samples, shard=shard))
         for batch in batches:
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 if batch.polarized:
-                    out = model(batch.left, batch.right, angles_deg=reader.angles_deg, iters=iters,
+                    # a mono correction module on RGB data sees their luminance (as infer does)
+                    left, right = (x if channels is None else to_channels(x, channels, axis=2)
+                                   for x in (batch.left, batch.right))
+                    out = model(left, right, angles_deg=reader.angles_deg, iters=iters,
                                 gt_disparity=batch.disparity if warp_source == "gt" else None,
                                 warp_source=warp_source)
                 else:

@@ -42,7 +42,7 @@ from polstereo.io.pointcloud import point_cloud, write_ply
 from polstereo.io.visualise import (aolp_to_rgb, correction_to_rgb, disparity_to_rgb, image_to_rgb, image_to_uint8,
                                     unit_to_gray)
 from polstereo.models.correction import saturation_fraction
-from polstereo.polar.color import luma
+from polstereo.polar.color import luma, to_channels
 from polstereo.polar.features import intensity_image
 from polstereo.polar.stokes import DEFAULT_ANGLES_DEG, aolp, dolp, stokes_from_angles
 
@@ -225,11 +225,7 @@ def match_channels(stack: np.ndarray, channels: int) -> np.ndarray:
     (:func:`polstereo.polar.color.luma`, as ``convert-dataset --color mono`` writes) or mono
     repeated. Both are linear in intensity, so the Stokes relations survive.
     """
-    if stack.shape[1] == channels:
-        return stack
-    if channels == 1:
-        return luma(stack, axis=1)
-    return np.repeat(stack, channels, axis=1)
+    return to_channels(stack, channels, axis=1)
 
 
 def _maps(out: dict) -> dict[str, torch.Tensor]:

@@ -28,3 +28,16 @@ def luma(images, axis: int):
 
     weights = torch.tensor(LUMA_WEIGHTS, dtype=images.dtype, device=images.device).reshape(shape)
     return (images * weights).sum(dim=axis, keepdim=True)
+
+
+def to_channels(images, channels: int, axis: int):
+    """``images`` with ``channels`` (1 or 3) along ``axis``: RGB to its :func:`luma`, mono
+    repeated, unchanged when it already has them. Linear in intensity, so the Stokes
+    relations of angle images survive. Arrays or tensors."""
+    if images.shape[axis] == channels:
+        return images
+    if channels == 1:
+        return luma(images, axis)
+    if isinstance(images, np.ndarray):
+        return np.repeat(images, channels, axis=axis)
+    return images.repeat_interleave(channels, dim=axis)
