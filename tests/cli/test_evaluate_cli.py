@@ -1,3 +1,4 @@
+import dataclasses
 import json
 
 import pytest
@@ -139,3 +140,25 @@ def test_check_feasibility_reports_shape_evidence_for_base_and_final(tmp_path, c
     glass = shape["transparent"]
     assert glass["cost"]["gt"] < 0.02 and glass["pixels"] > 0
     assert 0.0 <= glass["gt_better_than"]["base"] <= 1.0 and glass["compared_pixels"]["base"] > 0
+
+
+def test_eval_of_a_mono_model_on_rgb_data_equals_eval_on_their_luminance(checkpoints, tmp_path):
+    """A mono correction module on RGB angle images sees their Rec. 709 luminance, as infer does."""
+    import numpy as np
+
+    from polstereo.data.h5format import write_samples
+    from polstereo.polar.color import luma
+    from tests.conftest import make_sample
+
+    rng = np.random.default_rng(3)
+    rgb = [make_sample(rng, h=32, w=48, dtype=np.float32, channels=3) for _ in range(2)]
+    mono = [dataclasses.replace(s, left=luma(s.left, axis=1), right=luma(s.right, axis=1)) for s in rgb]
+    write_samples(tmp_path / "rgb.h5", rgb, color="rgb")
+    write_samples(tmp_path / "mono.h5", mono)
+    results = {}
+    for name in ("rgb", "mono"):
+        run = invoke("eval", checkpoints / "full.ckpt", "--data", tmp_path / f"{name}.h5",
+                     "--json", tmp_path / f"{name}.json")
+        assert run.exit_code == 0, run.output
+        results[name] = json.loads((tmp_path / f"{name}.json").read_text())["runs"][0]["final"]["all"]["epe"]
+    assert results["rgb"] == pytest.approx(results["mono"], rel=1e-4)
