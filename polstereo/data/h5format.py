@@ -224,14 +224,7 @@ class H5Writer:
         """Stop before the disk is full: libhdf5 handles a failed write badly (errors while
         freeing its objects, at worst a segfault), so a full disk must never reach it."""
         arrays = [sample.left, sample.right, sample.disparity, *(getattr(sample, n) for n in MASK_NAMES)]
-        need = 2 * sum(np.asarray(a).nbytes for a in arrays if a is not None) + DISK_MARGIN
-        try:
-            free = shutil.disk_usage(self.path.parent).free
-        except OSError:
-            return
-        if free < need:
-            raise PolstereoError(f"{self.path}: no space left on device ({free / 2**20:.1f} MiB free, the next "
-                                 f"sample needs about {need / 2**20:.1f} MiB); nothing was left under that name")
+        self._ensure_bytes(sum(np.asarray(a).nbytes for a in arrays if a is not None))
 
     def _append(self, sample: Sample) -> None:
         group = self._file[SAMPLES_GROUP].create_group(sample_key(self.count))
@@ -270,6 +263,8 @@ class H5Writer:
         return self.count - 1
 
     def _ensure_bytes(self, nbytes: int) -> None:
+        """Refuse a sample of ``nbytes`` (uncompressed or encoded) unless twice that plus a
+        margin is free (see :meth:`_ensure_space`)."""
         need = 2 * nbytes + DISK_MARGIN
         try:
             free = shutil.disk_usage(self.path.parent).free
