@@ -36,7 +36,7 @@ def kind_row(config: SyntheticConfig, kind: str) -> np.ndarray:
     s0 = stokes[0] / np.percentile(stokes[0], 99)
     gray = np.repeat(unit_to_gray(np.clip(s0, 0, 1))[..., None], 3, axis=-1)
     polarization = aolp_to_rgb(aolp(stokes), np.clip(3 * dolp(stokes), 0, 1))
-    d_lo, d_hi = config.disparity_range
+    d_hi = config.disparity_range[1]
     disparity = disparity_to_rgb(pair.disparity, 0.0, d_hi)
     mask = np.repeat((pair.transparent * 255).astype(np.uint8)[..., None], 3, axis=-1)
     row = np.concatenate([gray, polarization, disparity, mask], axis=1)

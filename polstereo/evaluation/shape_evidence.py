@@ -33,7 +33,6 @@ candidate's (ties count as no evidence). 1.0: the AoLP prefers the true shape wh
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from typing import Sequence
 

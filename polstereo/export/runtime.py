@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from polstereo.errors import EXIT_USAGE, PolstereoError
-from polstereo.polar.color import luma
+from polstereo.polar.color import to_channels
 
 INSTALL_HINT = "pip install polstereo[export]"
 ONNX_FORMAT = "polstereo.onnx"
@@ -121,12 +121,7 @@ def _first_line(err: Exception) -> str:
 def _match_channels(images: torch.Tensor, channels: int | None, axis: int) -> torch.Tensor:
     """Mono repeated or RGB to its Rec. 709 luminance along ``axis`` (as ``infer`` and the
     converters do) to the graph's fixed channel count (None = any)."""
-    have = images.shape[axis]
-    if channels is None or have == channels:
-        return images
-    if channels == 1:
-        return luma(images, axis=axis)
-    return images.repeat_interleave(channels, dim=axis)
+    return images if channels is None else to_channels(images, channels, axis)
 
 
 class OnnxStereoModel:

@@ -188,12 +188,7 @@ def _shade_glass(scene: Scene, obj, p: np.ndarray, d: np.ndarray, nrm: np.ndarra
     live = np.arange(d.shape[1])
     exit_o, exit_d, exit_ts, exit_tp, exit_idx = [], [], [], [], []
     for bounce in range(MAX_INTERNAL_BOUNCES + 1):
-        _, t_out = obj.surface.interval(pos, inner)
-        t_out = np.where(np.isfinite(t_out) & (t_out > 0), t_out, 0.0).astype(np.float32)
-        q = pos + t_out * inner
-        n_out = obj.surface.normal_at(q).astype(np.float32, copy=False)
-        r_s, r_p = fresnel_reflectance(dot(inner, n_out), ior, 1.0)
-        out_dir, tir = refract(inner, -n_out, ior)
+        q, n_out, r_s, r_p, out_dir, tir = _next_interface(obj, pos, inner, ior)
         leave = ~tir
         exit_o.append(q[:, leave] + _NUDGE * n_out[:, leave])
         exit_d.append(out_dir[:, leave])
@@ -228,6 +223,20 @@ def _shade_glass(scene: Scene, obj, p: np.ndarray, d: np.ndarray, nrm: np.ndarra
     return s0.astype(np.float32, copy=False), s_lin.astype(np.float32, copy=False)
 
 
+def _next_interface(obj, pos: np.ndarray, inner: np.ndarray, ior: float) -> tuple[np.ndarray, ...]:
+    """Where rays inside ``obj``'s glass at ``pos`` going ``inner`` meet its surface: the
+    points ``q``, the outward normals there, the interface's reflectances ``(Rs, Rp)``
+    from inside, the refracted directions out and the total-internal-reflection mask
+    (where the direction is the mirror one instead)."""
+    _, t_out = obj.surface.interval(pos, inner)
+    t_out = np.where(np.isfinite(t_out) & (t_out > 0), t_out, 0.0).astype(np.float32)
+    q = pos + t_out * inner
+    n_out = obj.surface.normal_at(q).astype(np.float32, copy=False)
+    r_s, r_p = fresnel_reflectance(dot(inner, n_out), ior, 1.0)
+    out_dir, tir = refract(inner, -n_out, ior)
+    return q, n_out, r_s, r_p, out_dir, tir
+
+
 def _far_side_reflection(scene: Scene, obj, q: np.ndarray, inner: np.ndarray, n_out: np.ndarray, ts: np.ndarray,
                          tp: np.ndarray, r_s: np.ndarray, r_p: np.ndarray, ior: float
                          ) -> tuple[np.ndarray, np.ndarray]:
@@ -235,14 +244,7 @@ def _far_side_reflection(scene: Scene, obj, q: np.ndarray, inner: np.ndarray, n_
     the wall the rays entered with transmittances ``ts``, ``tp``: reflected back inside,
     out through the next interface, s and p kept relative to the first hit's plane of
     incidence (exact when the two sides are parallel, as in a pane or a thin wall)."""
-    back = reflect(inner, n_out)
-    pos = q - _NUDGE * n_out
-    _, t_out = obj.surface.interval(pos, back)
-    t_out = np.where(np.isfinite(t_out) & (t_out > 0), t_out, 0.0).astype(np.float32)
-    q2 = pos + t_out * back
-    n2 = obj.surface.normal_at(q2).astype(np.float32, copy=False)
-    r_s2, r_p2 = fresnel_reflectance(dot(back, n2), ior, 1.0)
-    out_dir, tir = refract(back, -n2, ior)
+    _, _, r_s2, r_p2, out_dir, tir = _next_interface(obj, q - _NUDGE * n_out, reflect(inner, n_out), ior)
     env = scene.environment.radiance(out_dir) * (~tir)[None]
     a_s = ts * r_s * (1.0 - r_s2)
     a_p = tp * r_p * (1.0 - r_p2)
@@ -256,8 +258,8 @@ def _through_own_wall(scene: Scene, obj, o: np.ndarray, d: np.ndarray, depth: in
     near wall's for a round vessel), zero elsewhere (other surfaces' planes differ)."""
     t, index = closest_hit(scene, o, d, with_glass=depth > 0)
     s0, s_lin, _ = shade(scene, o, d, t, index, depth)
-    own = np.array([k >= 0 and scene.objects[k] is obj for k in range(-1, len(scene.objects))])[index + 1]
-    return s0, np.where(own[None], s_lin, 0.0)
+    own = next(k for k, other in enumerate(scene.objects) if other is obj)
+    return s0, np.where((index == own)[None], s_lin, 0.0)
 
 
 def radiance(scene: Scene, o: np.ndarray, d: np.ndarray, depth: int) -> np.ndarray:
