@@ -16,11 +16,11 @@ CORR_SEARCH=${CORR_SEARCH:-10}   # the correction module's search cost volume ra
 # extra make-synthetic options for both data sets, e.g. "--max-disparity 25 --bit-depth 12" for a
 # rig whose baseline is small against the distance (docs/results.md: the evidence depends on it)
 read -r -a SYNTH <<< "${SYNTH_ARGS:-}"
-# the glass data's kinds and both sets' textures (make-synthetic --glass, --textures): the shipped
-# models were trained on solid glass and procedural textures; make-synthetic's own defaults are
-# the mixes solid,thin,pane and mix (photographs and patterns, docs/synthetic.md)
-GLASS=${GLASS:-solid}
-TEXTURES=${TEXTURES:-procedural}
+# the glass data's kinds and both sets' textures (make-synthetic --glass, --textures), by default
+# make-synthetic's own: solid, thin-walled and pane glass, photographs and patterns (docs/synthetic.md);
+# GLASS=solid TEXTURES=procedural gives the data of the models before issue 16 (docs/results.md)
+GLASS=${GLASS:-solid,thin,pane}
+TEXTURES=${TEXTURES:-mix}
 # extra options of stage A (e.g. "--base-input polarization", early fusion) and of the new
 # correction module in stage B (e.g. "--correction-context unet --correction-shape --shape-weight 1");
 # docs/results.md "Shape-consistent polarization" measured both

@@ -128,9 +128,19 @@ def _encoded_sample_at(config: SyntheticConfig, index: int) -> tuple[EncodedSamp
 
 
 def _one_thread_per_worker() -> None:
-    # N workers on N cores: intra-op threads in each would only fight over the same cores
+    """N workers on N cores: threads inside each would only fight over the same cores.
+
+    OpenBLAS's threads matter most: the renderer's small matrix products spin them for
+    about a third of a sample's CPU time (docs/results.md, "Procedural generator").
+    The samples do not change, bit for bit.
+    """
     import sys
 
+    import cv2
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=1)  # BLAS and OpenMP pools, for the rest of the process
+    cv2.setNumThreads(1)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(1)
 

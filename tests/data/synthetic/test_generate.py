@@ -1,5 +1,8 @@
 import dataclasses
 import hashlib
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -143,6 +146,18 @@ def test_dataset_files_do_not_depend_on_the_number_of_workers(tmp_path):
     generate_dataset(tmp_path / "two", config, 3, split=(1.0, 0.0, 0.0), workers=2, progress=False)
     assert (tmp_path / "one" / "train.h5").read_bytes() == (tmp_path / "two" / "train.h5").read_bytes()
     assert not (tmp_path / "one" / "val.h5").exists()
+
+
+def test_a_worker_runs_one_blas_and_one_opencv_thread():
+    """Threads inside N workers on N cores only fight: the initializer pins every pool to one."""
+    probe = ("from polstereo.data.synthetic.generate import _one_thread_per_worker\n"
+             "import cv2, numpy\n"
+             "from threadpoolctl import threadpool_info\n"
+             "_one_thread_per_worker()\n"
+             "print(max(pool['num_threads'] for pool in threadpool_info()), cv2.getNumThreads())")
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "4", "OMP_NUM_THREADS": "4"}
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split() == ["1", "1"]
 
 
 def test_a_provenance_record_from_before_the_glass_option_means_solid_glass():
