@@ -2,17 +2,21 @@
 
 Prints samples/s end to end (scene, both views, ground truth, noise, HDF5 writing) at
 320x256 and 640x480 with 1 and 2 worker processes, plus the single-process time per
-stage. Not a test: run ``python bench/bench_synthetic.py [--num N] [--sizes 320x256 ...]``.
+stage. "1, 1 thr" is one process limited to one BLAS and one OpenCV thread, as each
+worker of a pool runs: the baseline that worker scaling divides by. Not a test: run ``python bench/bench_synthetic.py [--num N] [--sizes 320x256 ...]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import tempfile
 import time
 
+import cv2
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from polstereo.data.synthetic.config import SyntheticConfig
 from polstereo.data.synthetic.generate import generate_dataset, sample_rng, sensor_images
@@ -45,6 +49,18 @@ def _cpu_seconds() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+@contextlib.contextmanager
+def one_thread():
+    """The main process as a make-synthetic worker runs: one BLAS/OpenMP and one OpenCV thread."""
+    threads = cv2.getNumThreads()
+    with threadpool_limits(limits=1):
+        cv2.setNumThreads(1)
+        try:
+            yield
+        finally:
+            cv2.setNumThreads(threads)
+
+
 def end_to_end(config: SyntheticConfig, num: int, workers: int) -> tuple[float, float | None, float]:
     """Samples per second of ``generate_dataset`` (HDF5 writing and pool start-up included),
     CPU ms per sample (all processes; None with workers, which are the fork server's
@@ -74,7 +90,7 @@ def main() -> None:
     sensor_images(np.zeros((3, 1, 4, 4), np.float32), SyntheticConfig(), 1.0, np.random.default_rng(0))
     end_to_end(SyntheticConfig(width=32, height=24), 2, max(args.workers))
     print(f"polstereo make-synthetic throughput ({os.cpu_count()} CPU cores, default scene mix)")
-    print(f"{'size':>9} | {'workers':>7} | {'samples':>7} | {'samples/s':>9} | {'CPU ms/sample':>13} | "
+    print(f"{'size':>9} | {'workers':>8} | {'samples':>7} | {'samples/s':>9} | {'CPU ms/sample':>13} | "
           f"{'main ms/sample':>14} | per sample (1 process): scene / render / sensor ms")
     print("-" * 128)
     for size in args.sizes:
@@ -82,11 +98,15 @@ def main() -> None:
         config = SyntheticConfig(width=width, height=height)
         num = max(8, round(args.num * 320 * 256 / (width * height)))
         stages = " / ".join(f"{ms:.0f}" for ms in stage_times(config, min(num, 8)).values())
-        for workers in args.workers:
-            rate, cpu_ms, main_ms = end_to_end(config, num, workers)
-            detail = stages if workers == args.workers[0] else ""
-            print(f"{size:>9} | {workers:>7} | {num:>7} | {rate:>9.2f} | {'n/a' if cpu_ms is None else f'{cpu_ms:.0f}':>13} | {main_ms:>14.1f} | "
-                  f"{detail}")
+        runs = [(str(w), w, contextlib.nullcontext) for w in args.workers]
+        if 1 in args.workers:  # one process, as each worker of a pool runs: the baseline of the scaling
+            runs.insert(args.workers.index(1) + 1, ("1, 1 thr", 1, one_thread))
+        for label, workers, threads in runs:
+            with threads():
+                rate, cpu_ms, main_ms = end_to_end(config, num, workers)
+            detail = stages if label == runs[0][0] else ""
+            print(f"{size:>9} | {label:>8} | {num:>7} | {rate:>9.2f} | {'n/a' if cpu_ms is None else f'{cpu_ms:.0f}':>13} | "
+                  f"{main_ms:>14.1f} | {detail}")
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from polstereo.data.h5format import H5Reader
 from polstereo.errors import PolstereoError
-from polstereo.evaluation.evaluate import iterate_samples
+from polstereo.evaluation.samples import iterate_samples
 from polstereo.models.warp import offset_candidates, warp_disagreement_candidates
 from polstereo.polar.features import intensity_image, pol_features
 from polstereo.training.checkpoint import load_for_inference

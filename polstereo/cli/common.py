@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import click
 
+from polstereo.errors import PolstereoError
 from polstereo.io.atomic import atomic_path
 
 
@@ -27,9 +27,12 @@ def quiet_option(func):
 
 def positive_pixels(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     """Click callback: a finite number of pixels > 0 (``inf`` and ``nan`` parse as floats, but mean nothing here)."""
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise click.BadParameter(f"{value} is not a positive, finite number of pixels")
-    return value
+    from polstereo.evaluation.feasibility import check_bound
+
+    try:
+        return None if value is None else check_bound(value)
+    except PolstereoError:
+        raise click.BadParameter(f"{value} is not a positive, finite number of pixels") from None
 
 
 # ------------------------------------------------------------------------------ sizes: W H, H W or WxH

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import click
@@ -14,7 +13,7 @@ _PATH = click.Path(path_type=Path)
 
 
 def _load(checkpoint: Path, device: str, use_ema: bool = False):
-    from polstereo.training.checkpoint import load_for_inference
+    from polstereo.models.registry import load_for_inference
     from polstereo.devices import resolve_device
 
     dev = resolve_device(device)
@@ -44,12 +43,11 @@ def check_feasibility_cmd(checkpoint, data, max_correction, statistic, iters, ma
     impossible learn-pol.
     """
     from polstereo.data.h5format import open_dataset
-    from polstereo.evaluation.evaluate import base_error_statistics, feasibility_verdict
+    from polstereo.evaluation.feasibility import (base_error_statistics, check_bound, feasibility_verdict,
+                                                  infeasible_reason)
 
     model, payload, dev = _load(checkpoint, device)
-    bound = float(max_correction if max_correction is not None else model.max_correction)
-    if not (math.isfinite(bound) and bound > 0):
-        raise PolstereoError(f"--max-correction must be a positive, finite number of pixels, got {bound}")
+    bound = check_bound(max_correction if max_correction is not None else model.max_correction)
     reader = open_dataset(data)  # a file, or a glob of shards
     stats = base_error_statistics(model, reader, dev, bound, iters=iters, max_samples=max_samples)
     feasible, value, region = feasibility_verdict(stats, bound, statistic)
@@ -74,9 +72,7 @@ def check_feasibility_cmd(checkpoint, data, max_correction, statistic, iters, ma
         click.echo(f"verdict: {'FEASIBLE' if feasible else 'INFEASIBLE'} — {statistic} error on {region} pixels "
                    f"{value:.3f} px {'<=' if feasible else '>'} max_correction {bound:g} px")
     if not feasible:
-        raise PolstereoError(f"infeasible: base {statistic} error on {region} pixels {value:.2f} px exceeds "
-                             f"max_correction {bound:g} px; run more stage A (adapt) or raise --max-correction",
-                             EXIT_INFEASIBLE)
+        raise PolstereoError(f"infeasible: {infeasible_reason(statistic, region, value, bound)}", EXIT_INFEASIBLE)
 
 
 def _echo_evidence(evidence: dict | None) -> None:
@@ -126,63 +122,14 @@ def eval_cmd(checkpoint, data, iters, max_samples, save_vis, device, amp, use_em
     EPE, rmse, bad-1/2/3, 1/3/5 px accuracies, relepe and D1 (docs/metrics.md),
     pixel-weighted over the dataset, for each --iters count.
     """
-    from polstereo.data.h5format import open_dataset
-    from polstereo.evaluation.evaluate import evaluate_model
-    from polstereo.devices import resolve_amp
+    from polstereo.evaluation.evaluate import EvalConfig, run_eval
 
-    model, payload, dev = _load(checkpoint, device, use_ema)
-    ordinary = data.is_dir()
-    if ordinary:
-        from polstereo.evaluation.ordinary import OrdinaryStereoFolder
-
-        reader = OrdinaryStereoFolder(data)
-        if not quiet and json_out != "-":
-            click.echo(f"{data}: ordinary {reader.layout} pairs: the base model runs alone, "
-                       "no polarization correction was applied")
-    else:
-        reader = open_dataset(data)  # a file, or a glob of shards
-    amp_dtype = resolve_amp(amp, dev)
-    counts = list(iters) or [None]
-    runs = []
-    for count in counts:
-        vis_dir = _vis_dir(save_vis, counts, count)
-        res = evaluate_model(model, reader, dev, iters=count, max_samples=max_samples,
-                             on_sample=None if vis_dir is None else _vis_writer(vis_dir), autocast_dtype=amp_dtype)
-        runs.append({"iters": count if count is not None else _default_iters(model), **res.to_dict(),
-                     "polarization_gain": _gain(res.base, res.final),
-                     **({"vis_dir": str(vis_dir)} if vis_dir is not None else {})})
-    report = {"checkpoint": str(checkpoint), "data": str(data),
-              "has_correction": model.correction is not None and not ordinary, "ordinary_pairs": ordinary,
-              "max_correction": model.max_correction,
-              "lineage": [e.get("stage") for e in payload.get("lineage", [])], "runs": runs}
+    cfg = EvalConfig(checkpoint, data, tuple(iters), max_samples, save_vis, device, amp, use_ema)
+    report = run_eval(cfg, log=click.echo if not quiet and json_out != "-" else lambda _: None)
     emit_json(report, json_out)
     if json_out != "-" and not quiet:
         for line in _eval_lines(report):
             click.echo(line)
-
-
-def _vis_dir(save_vis: Path | None, counts: list, count) -> Path | None:
-    """Where the pictures of the run with ``count`` iterations go: --save-vis itself when one count is
-    evaluated (the last one of repeated equal counts), else one subfolder per count."""
-    if save_vis is None:
-        return None
-    if len(set(counts)) == 1:
-        return save_vis if count == counts[-1] else None
-    return save_vis / f"iters{count}"
-
-
-def _default_iters(model) -> int | None:
-    return getattr(getattr(model.base, "config", None), "iters", None)
-
-
-def _gain(base: dict, final: dict) -> dict:
-    """Relative EPE reduction of base + correction over base alone, per region (%)."""
-    out = {}
-    for region, b in base.items():
-        f = final.get(region, {})
-        if b.get("pixels") and b["epe"] > 0 and not math.isnan(f.get("epe", math.nan)):
-            out[region] = 100.0 * (b["epe"] - f["epe"]) / b["epe"]
-    return out
 
 
 METRIC_COLUMNS = ("epe", "rmse", "bad1", "bad2", "bad3", "acc1", "acc3", "acc5", "relepe", "d1")
@@ -210,18 +157,3 @@ def _eval_lines(report: dict) -> list[str]:
         if run.get("vis_dir"):
             lines.append(f"  pictures: {run['vis_dir']}")
     return lines
-
-
-def _vis_writer(directory: Path):
-    """Per-sample callback writing colourised prediction, ground truth and error PNGs."""
-    from polstereo.io.images import write_image
-    from polstereo.io.visualise import comparison_pictures
-
-    def write(batch, out) -> None:  # write_image creates the folder with the first picture
-        gt = batch.disparity[0, 0].cpu().numpy()
-        pred = out["disparity"][0, 0].float().cpu().numpy()
-        stem = f"{batch.index:06d}_{batch.name}" if batch.name else f"{batch.index:06d}"
-        for suffix, picture in zip(("pred", "gt", "error"), comparison_pictures(pred, gt)):
-            write_image(directory / f"{stem}_{suffix}.png", picture)
-
-    return write

@@ -98,5 +98,5 @@ def infer_cmd(checkpoint: Path | None, json_out: str | None, quiet: bool, vis_ra
                "out": str(config.out), "device": config.device,
                "amp": config.amp, "pairs": results}, json_out)
     if failed:
-        raise PolstereoError(f"{len(failed)} of {len(results)} pair(s) failed (first: {failed[0]['error']}); "
-                             "the others were written")
+        rest = "the others were written" if len(failed) < len(results) else "nothing was written"
+        raise PolstereoError(f"{len(failed)} of {len(results)} pair(s) failed (first: {failed[0]['error']}); {rest}")

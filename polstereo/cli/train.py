@@ -12,6 +12,8 @@ from pathlib import Path
 import click
 
 from polstereo.cli.common import SizeCommand, emit_json, json_option, positive_pixels, quiet_option, size_option
+from polstereo.evaluation.feasibility import FEASIBILITY_STATISTICS
+from polstereo.models.full import BASE_INPUTS, WARP_SOURCES
 from polstereo.training.schedules import DECAY_METHODS
 from polstereo.training.stages import STAGES, StageConfig
 
@@ -31,8 +33,9 @@ def _options(func):
                      show_default=True, help="Train on the files one after the other, or interleave the steps."),
         click.option("--val", type=_PATH, default=None, help="Validation HDF5 file (full images), or a quoted glob of shards."),
         click.option("--out", required=True, type=_PATH, help="Run directory: last.ckpt, best.ckpt, metrics.jsonl, config.yaml."),
-        click.option("--model", default="tiny", show_default=True,
-                     help="Base model size for --init none (tiny, small, base), or s2m2-S|M|L|XL with S2M2 weights."),
+        click.option("--model", default="tiny", show_default=True, callback=_model_name,
+                     help="Base model size for --init none (tiny, small, base), or s2m2-S|M|L|XL with S2M2 weights "
+                          "(s2m2 = s2m2-S). A polstereo checkpoint as --init brings its own model: leave --model out."),
         click.option("--max-correction", type=float, default=None, callback=positive_pixels, metavar="PX",
                      help="Bound of the correction in pixels [default: the checkpoint's, 4]."),
         click.option("--correction-search", type=float, default=None, callback=_search_radius, metavar="PX",
@@ -54,7 +57,7 @@ def _options(func):
         click.option("--correction-integrate", is_flag=True, default=None,
                      help="Stage B: the new correction module also predicts a slope field and integrates it "
                           "into a surface (a screened Poisson solve over ~32 px, learned; docs/models.md)."),
-        click.option("--base-input", type=click.Choice(["intensity", "polarization"]), default=None,
+        click.option("--base-input", type=click.Choice(BASE_INPUTS), default=None,
                      help="Stage A: what the base model matches: the intensity S0/2, or (early fusion) "
                           "intensity + normalized Stokes in its three input channels "
                           "[default: the checkpoint's, intensity]."),
@@ -99,7 +102,7 @@ def _options(func):
         click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True,
                      help="Mixed precision (auto: bf16 on GPUs that support it, off on CPUs)."),
         click.option("--deterministic", is_flag=True, help="Deterministic algorithms (reproducible, slower)."),
-        click.option("--feasibility-statistic", type=click.Choice(["mean", "median", "p90"]), default="mean",
+        click.option("--feasibility-statistic", type=click.Choice(FEASIBILITY_STATISTICS), default="mean",
                      show_default=True, help="Base error statistic compared with --max-correction (stage B gate)."),
         click.option("--mask-ratio", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
                      help="Masked image modelling: share of patches blanked in the student's views (0.4 as in "
@@ -112,7 +115,7 @@ def _options(func):
                      help="EMA teacher decay [default: 0.999 with --mask-ratio, else no teacher]."),
         click.option("--pseudo-weight", type=float, default=1.0, show_default=True,
                      help="Weight of the teacher's pseudo-disparities where ground truth is missing."),
-        click.option("--warp-source", type=click.Choice(["gt", "pred"]), default=None,
+        click.option("--warp-source", type=click.Choice(WARP_SOURCES), default=None,
                      help="Override the stage's pol_diff warp disparity (for ablations; B: gt, C: pred)."),
         click.option("--tensorboard", is_flag=True,
                      help="Also write TensorBoard scalars and validation pictures to --out/tensorboard."),
@@ -124,6 +127,17 @@ def _options(func):
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _model_name(ctx, param, value):
+    """A name the model registry knows, as its canonical spelling (``s2m2`` -> ``s2m2-S``)."""
+    from polstereo.errors import PolstereoError
+    from polstereo.models.registry import base_name, base_spec
+
+    try:
+        return base_name(base_spec(value))
+    except PolstereoError as err:
+        raise click.BadParameter(str(err)) from None
 
 
 def _search_radius(ctx, param, value):

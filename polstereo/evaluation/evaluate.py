@@ -1,66 +1,24 @@
 """Run a model over a polstereo HDF5 file and measure it.
 
-One loop serves training validation, ``polstereo eval`` and ``check-feasibility``:
-every sample is run at full resolution, and the base-only and the final (base +
-correction) disparities are scored with :mod:`polstereo.evaluation.metrics`.
+One loop serves training validation and ``polstereo eval``: every sample is run at full
+resolution, and the base-only and the final (base + correction) disparities are scored
+with :mod:`polstereo.evaluation.metrics`. ``check-feasibility`` and the stage B gate
+measure the base alone: :mod:`polstereo.evaluation.feasibility`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from pathlib import Path
+from typing import Callable
 
-import numpy as np
 import torch
 
-from polstereo.data.h5format import H5Reader
 from polstereo.errors import PolstereoError
-from polstereo.evaluation import shape_evidence
-from polstereo.evaluation.evidence import accumulate as accumulate_evidence
-from polstereo.evaluation.evidence import evidence_counts
-from polstereo.evaluation.evidence import summarize as summarize_evidence
-from polstereo.evaluation.metrics import MetricAccumulator, region_masks
+from polstereo.evaluation.metrics import MetricAccumulator
+from polstereo.evaluation.samples import Batch, iterate_samples
 from polstereo.polar.color import to_channels
-
-
-@dataclass
-class Batch:
-    """One full-resolution sample as tensors on ``device`` (batch of 1)."""
-
-    index: int
-    name: str
-    left: torch.Tensor         # (1, A, C, H, W)
-    right: torch.Tensor
-    disparity: torch.Tensor    # (1, 1, H, W), NaN where invalid
-    valid: torch.Tensor        # (1, 1, H, W) bool
-    transparent: torch.Tensor | None
-    polarized: bool = True     # False: ordinary pair, left/right are (1, C, H, W) images
-
-
-def iterate_samples(reader: H5Reader, device: torch.device | str = "cpu", max_samples: int | None = None,
-                    require_disparity: bool = True, shard: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
-    """Full-resolution samples of ``reader`` (labeled ones only when ``require_disparity``).
-
-    ``shard=(rank, world)`` yields every ``world``-th of them, starting at ``rank``.
-    """
-    count = 0
-    rank, world = shard
-    for i in range(len(reader)):
-        if max_samples is not None and count >= max_samples:
-            return
-        if require_disparity and not reader.has(i, "disparity"):
-            continue
-        count += 1
-        if (count - 1) % world != rank:
-            continue
-        s = reader.read(i)
-        h, w = s.shape
-        disp = s.disparity if s.disparity is not None else np.full((h, w), np.nan, np.float32)
-        valid = s.valid_mask() if s.disparity is not None else np.zeros((h, w), bool)
-        disp = np.where(valid, disp, np.nan).astype(np.float32)
-        as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None].to(device)  # noqa: E731
-        yield Batch(index=i, name=s.name, left=as_t(s.left), right=as_t(s.right), disparity=as_t(disp[None]),
-                    valid=as_t(valid[None]), transparent=None if s.transparent is None else as_t(s.transparent[None]))
 
 
 @dataclass
@@ -158,74 +116,90 @@ def evaluate_model(model, reader, device: torch.device | str = "cpu", iters: int
                       samples=count, per_sample=per_sample)
 
 
-FEASIBILITY_STATISTICS = ("mean", "median", "p90")
+# ---------------------------------------------------------------------------- polstereo eval
+@dataclass
+class EvalConfig:
+    """Options of ``polstereo eval``: a model file scored on a labeled HDF5 file (or a glob of
+    shards), or on a Middlebury/KITTI folder of ordinary pairs (the base alone)."""
+
+    checkpoint: Path
+    data: Path
+    iters: tuple[int, ...] = ()        # refinement iteration counts, one run each; () = the model's
+    max_samples: int | None = None
+    save_vis: Path | None = None       # colourised prediction, ground truth and error maps
+    device: str = "auto"
+    amp: str = "off"
+    use_ema: bool = False              # the EMA teacher's weights
 
 
-@torch.no_grad()
-def base_error_statistics(model, reader: H5Reader, device: torch.device | str = "cpu",
-                          max_correction: float = 4.0, iters: int | None = None,
-                          max_samples: int | None = None) -> dict:
-    """Absolute error of the base model per region: mean, median, p90, share within bound.
+def run_eval(cfg: EvalConfig, log: Callable[[str], None] = lambda _: None) -> dict:
+    """Score ``cfg.checkpoint`` once per iteration count; the report ``polstereo eval`` prints."""
+    from polstereo.data.h5format import open_dataset
+    from polstereo.devices import resolve_amp, resolve_device
+    from polstereo.evaluation.ordinary import OrdinaryStereoFolder
+    from polstereo.models.registry import load_for_inference
 
-    The numbers the feasibility criterion compares with ``max_correction``: a correction
-    bounded by ``max_correction`` can only fix pixels whose base error is within it.
-    Also the tanh saturation fraction when the model has a correction module, and whether
-    the polarization features point at the true disparity where the base is wrong
-    (:mod:`polstereo.evaluation.evidence`), under ``"evidence"``, and whether the AoLP
-    agrees with the shape of the true disparity better than with the base's
-    (:mod:`polstereo.evaluation.shape_evidence`), under ``"shape_evidence"``.
-    """
-    errors: dict[str, list[np.ndarray]] = {"all": [], "transparent": [], "opaque": []}
-    evidence_totals: dict[str, dict[str, int]] = {}
-    shape_totals: dict[str, dict] = {}
-    shape_config = shape_evidence.ShapeEvidenceConfig()
-    saturation = []
-    was_training = model.training
-    model.eval()
-    try:
-        for batch in iterate_samples(reader, device, max_samples):
-            out = model(batch.left, batch.right, angles_deg=reader.angles_deg, iters=iters, warp_source="pred")
-            err = (out["base_disparity"].float() - batch.disparity).abs()
-            masks = region_masks(batch.valid, batch.transparent)
-            for region, mask in masks.items():
-                errors[region].append(err[mask].cpu().numpy())
-            if out.get("saturation_fraction") is not None:
-                saturation.append(float(out["saturation_fraction"]))
-            accumulate_evidence(evidence_totals, evidence_counts(
-                batch.left, batch.right, batch.disparity, out["base_disparity"], masks, reader.angles_deg))
-            outputs = {"base": out["base_disparity"]}
-            if getattr(model, "correction", None) is not None:
-                outputs["final"] = out["disparity"]
-            shape_evidence.accumulate(shape_totals, shape_evidence.sample_counts(
-                batch, reader.angles_deg, shape_config, outputs))
-    finally:
-        model.train(was_training)
-    result = {}
-    for region, parts in errors.items():
-        values = np.concatenate(parts) if parts else np.zeros(0)
-        result[region] = {"pixels": int(values.size)} if values.size == 0 else {
-            "pixels": int(values.size),
-            "mean": float(values.mean()),
-            "median": float(np.median(values)),
-            "p90": float(np.percentile(values, 90)),
-            "within_max_correction": float((values <= max_correction).mean()),
-        }
-    if result["all"]["pixels"] == 0:
-        raise PolstereoError(f"{reader.path}: no labeled pixels to measure the base error on")
-    result["saturation_fraction"] = float(np.mean(saturation)) if saturation else None
-    result["evidence"] = summarize_evidence(evidence_totals)
-    result["shape_evidence"] = shape_evidence.summarize(shape_totals, shape_config)
-    return result
+    device = resolve_device(cfg.device)
+    model, payload = load_for_inference(cfg.checkpoint, use_ema=cfg.use_ema, map_location=device)
+    model = model.to(device).eval()
+    data = Path(cfg.data)
+    ordinary = data.is_dir()
+    if ordinary:
+        reader = OrdinaryStereoFolder(data)
+        log(f"{data}: ordinary {reader.layout} pairs: the base model runs alone, no polarization correction "
+            "was applied")
+    else:
+        reader = open_dataset(data)  # a file, or a glob of shards
+    amp_dtype = resolve_amp(cfg.amp, device)
+    counts = list(cfg.iters) or [None]
+    runs = []
+    for count in counts:
+        vis_dir = _vis_dir(cfg.save_vis, counts, count)
+        res = evaluate_model(model, reader, device, iters=count, max_samples=cfg.max_samples,
+                             on_sample=None if vis_dir is None else _vis_writer(vis_dir), autocast_dtype=amp_dtype)
+        runs.append({"iters": count if count is not None else _default_iters(model), **res.to_dict(),
+                     "polarization_gain": polarization_gain(res.base, res.final),
+                     **({"vis_dir": str(vis_dir)} if vis_dir is not None else {})})
+    return {"checkpoint": str(cfg.checkpoint), "data": str(cfg.data),
+            "has_correction": model.correction is not None and not ordinary, "ordinary_pairs": ordinary,
+            "max_correction": model.max_correction,
+            "lineage": [e.get("stage") for e in payload.get("lineage", [])], "runs": runs}
 
 
-def feasibility_verdict(stats: dict, max_correction: float, statistic: str = "mean",
-                        region: str = "transparent") -> tuple[bool, float, str]:
-    """``(feasible, value, region_used)``: is the base error ``statistic`` <= max_correction?
+def polarization_gain(base: dict, final: dict) -> dict:
+    """Relative EPE reduction of base + correction over base alone, per region (%)."""
+    out = {}
+    for region, b in base.items():
+        f = final.get(region, {})
+        if b.get("pixels") and b["epe"] > 0 and not math.isnan(f.get("epe", math.nan)):
+            out[region] = 100.0 * (b["epe"] - f["epe"]) / b["epe"]
+    return out
 
-    Falls back to all pixels when the data have no transparent pixels.
-    """
-    if statistic not in FEASIBILITY_STATISTICS:
-        raise PolstereoError(f"unknown feasibility statistic {statistic!r}; use one of {FEASIBILITY_STATISTICS}")
-    used = region if stats.get(region, {}).get("pixels") else "all"
-    value = stats[used][statistic]
-    return value <= max_correction, value, used
+
+def _vis_dir(save_vis: Path | None, counts: list, count) -> Path | None:
+    """Where the pictures of the run with ``count`` iterations go: ``save_vis`` itself when one count is
+    evaluated (the last one of repeated equal counts), else one subfolder per count."""
+    if save_vis is None:
+        return None
+    if len(set(counts)) == 1:
+        return save_vis if count == counts[-1] else None
+    return Path(save_vis) / f"iters{count}"
+
+
+def _default_iters(model) -> int | None:
+    return getattr(getattr(model.base, "config", None), "iters", None)
+
+
+def _vis_writer(directory: Path):
+    """Per-sample callback writing colourised prediction, ground truth and error PNGs."""
+    from polstereo.io.images import write_image
+    from polstereo.io.visualise import comparison_pictures
+
+    def write(batch: Batch, out: dict) -> None:  # write_image creates the folder with the first picture
+        gt = batch.disparity[0, 0].cpu().numpy()
+        pred = out["disparity"][0, 0].float().cpu().numpy()
+        stem = f"{batch.index:06d}_{batch.name}" if batch.name else f"{batch.index:06d}"
+        for suffix, picture in zip(("pred", "gt", "error"), comparison_pictures(pred, gt)):
+            write_image(directory / f"{stem}_{suffix}.png", picture)
+
+    return write

@@ -28,6 +28,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from polstereo.evaluation.metrics import region_masks
+from polstereo.evaluation.samples import iterate_samples
 from polstereo.models.warp import warp_disagreement
 from polstereo.polar.features import intensity_image, pol_features
 from polstereo.polar.stokes import stokes_from_angles
@@ -134,9 +136,6 @@ def dataset_evidence(reader, offsets=DEFAULT_OFFSETS, window: int = DEFAULT_WIND
     Returns ``{"window", "offsets": {δ: {region: {"pixels", "polarization", "intensity",
     "polarized"}}}}``.
     """
-    from polstereo.evaluation.evaluate import iterate_samples
-    from polstereo.evaluation.metrics import region_masks
-
     totals: dict[float, dict] = {float(d): {} for d in offsets}
     for batch in iterate_samples(reader, max_samples=max_samples):
         masks = region_masks(batch.valid, batch.transparent)

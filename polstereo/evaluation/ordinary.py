@@ -22,9 +22,8 @@ import numpy as np
 import torch
 
 from polstereo.errors import PolstereoError
-from polstereo.evaluation.evaluate import Batch
-from polstereo.inference.inputs import read_view_image
-from polstereo.io.images import read_disparity, read_image
+from polstereo.evaluation.samples import Batch
+from polstereo.io.images import read_disparity, read_image, read_view_image
 
 KITTI_DISPARITY_DIRS = ("disp_occ_0", "disp_noc_0", "disp_occ", "disp_noc")
 

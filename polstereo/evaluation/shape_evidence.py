@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from polstereo.errors import PolstereoError
+from polstereo.evaluation.samples import iterate_samples
 from polstereo.polar.shape import disparity_gradient, gaussian_kernel, hard_consistency, polarization_angles
 
 REFERENCE_CANDIDATES = ("gt", "flat", "perturbed")
@@ -211,7 +212,6 @@ def dataset_shape_evidence(reader, config: ShapeEvidenceConfig = ShapeEvidenceCo
                            max_samples: int | None = None) -> dict:
     """Model-free shape evidence of a labeled HDF5 file: ``gt``, ``flat`` and ``perturbed``
     judged on the first ``max_samples`` labeled samples; a :func:`summarize` result."""
-    from polstereo.evaluation.evaluate import iterate_samples
 
     config = config.validated()
     totals: dict[str, dict] = {}

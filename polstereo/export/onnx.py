@@ -1,6 +1,7 @@
 """Export a polstereo model to ONNX, with its metadata, checked against PyTorch in onnxruntime.
 
-Two graphs (:data:`GRAPHS`), both with dynamic batch, height and width:
+Two graphs (:data:`GRAPHS`), both with dynamic batch, height and width (unless exported
+at a fixed size, see below):
 
 - ``full``: angle stacks ``left``, ``right`` ``(B, A, C, H, W)`` in [0, 1] -> the base
   model on S0/2, the polarization correction fed with the *predicted*-disparity warp
@@ -13,10 +14,16 @@ Padding is part of the graph: inputs of any size are replicate-padded at the bot
 right to a multiple of ``pad_multiple`` and the outputs cropped back, exactly as in
 PyTorch. The refinement loop is unrolled ``iters`` times (recorded in the metadata).
 
+Fixed size: a base whose own code turns the input size into constants when traced
+(``export_fixed_size``; the official S2M2) is exported for one ``input_size`` (width,
+height) only, which the metadata records and the runtime enforces; without one, export
+refuses. Any model may be exported at a fixed size; built-in ones default to dynamic.
+
 The file is written atomically and only after the parity check passed: onnxruntime and
 PyTorch run the same random input at two sizes (neither the traced one) and every
 output except ``raw`` must agree within ``tolerance`` (1e-3 px by default; float32
-reordering gives ~1e-5). A trace that baked a size into the graph fails here.
+reordering gives ~1e-5). A trace that baked a size into the graph fails here. A
+fixed-size export is checked at its own size, with batches and inputs other than the traced.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ PARITY_TOLERANCE_PX = 1e-3
 # 32 in both directions, so in-graph padding, dynamic batch and the warp are all exercised.
 TRACE_SIZE = (2, 64, 96)
 CHECK_SIZES = ((1, 72, 112), (3, 40, 136))
+MIN_INPUT_SIZE = 16  # pixels, each side of a fixed --input-size
 # Outputs whose PyTorch/onnxruntime difference the parity check bounds. ``raw`` is left
 # out: where tanh saturates, large raw differences change nothing downstream.
 UNCHECKED_OUTPUTS = ("raw",)
@@ -96,6 +104,9 @@ class ExportConfig:
 
     ``iters`` None = the model's default; ``trace_size``/``check_sizes`` are
     (batch, height, width) of the traced input and of the parity-check inputs.
+    ``input_size`` (width, height) exports at that fixed size: the graph takes no other, and
+    the trace and checks keep only their batch sizes. None = dynamic sizes, which a base
+    that traces its size into constants (S2M2) cannot give.
     """
 
     checkpoint: str | Path | None
@@ -107,6 +118,7 @@ class ExportConfig:
     tolerance: float = PARITY_TOLERANCE_PX
     trace_size: tuple[int, int, int] = TRACE_SIZE
     check_sizes: tuple[tuple[int, int, int], ...] = CHECK_SIZES
+    input_size: tuple[int, int] | None = None
 
     def check(self) -> None:
         if not MIN_OPSET <= self.opset <= MAX_OPSET:
@@ -117,6 +129,17 @@ class ExportConfig:
             raise PolstereoError(f"the parity tolerance must be positive, got {self.tolerance}")
         if len(self.check_sizes) < 1:
             raise PolstereoError("the parity check needs at least one input size")
+        if self.input_size is not None:
+            if len(self.input_size) != 2 or min(self.input_size) < MIN_INPUT_SIZE:
+                raise PolstereoError(f"--input-size must be a width and a height of at least {MIN_INPUT_SIZE} pixels, "
+                                     f"got {' '.join(map(str, self.input_size))}")
+
+    def traced_sizes(self) -> tuple[tuple[int, int, int], tuple[tuple[int, int, int], ...]]:
+        """``(trace size, check sizes)`` as (batch, height, width); a fixed ``input_size`` replaces H, W."""
+        if self.input_size is None:
+            return self.trace_size, tuple(self.check_sizes)
+        width, height = self.input_size
+        return (self.trace_size[0], height, width), tuple((batch, height, width) for batch, _, _ in self.check_sizes)
 
 
 class ParityError(PolstereoError):
@@ -155,6 +178,11 @@ class BaseGraph(nn.Module):
         out = self.model.forward_intensity(left.expand(-1, 3, -1, -1), right.expand(-1, 3, -1, -1),
                                            iters=self.iters, all_estimates=False)
         return tuple(out[name] for name in GRAPHS["base"].outputs)
+
+
+def needs_fixed_size(model: nn.Module) -> bool:
+    """Whether the model's base traces its input size into constants (``export_fixed_size``: S2M2)."""
+    return bool(getattr(model.base, "export_fixed_size", False))
 
 
 def graph_kind(model: nn.Module, base_only: bool) -> str:
@@ -201,8 +229,11 @@ def example_inputs(model: nn.Module, kind: str, size: tuple[int, int, int], chan
 
 
 # ---------------------------------------------------------------------------- exporter
-def _export_graph(graph: nn.Module, example, path: Path, kind: str, opset: int) -> None:
+def _export_graph(graph: nn.Module, example, path: Path, kind: str, opset: int, fixed_size: bool = False) -> None:
     """Trace ``graph`` on ``example`` with the TorchScript-based ``torch.onnx.export``.
+
+    ``fixed_size``: height and width are static in the graph (only batch, and the base
+    graph's channels, stay dynamic).
 
     Why this exporter: tracing records shape arithmetic as graph operations, so the
     in-graph padding, the unrolled refinement loop and the warp stay dynamic in batch,
@@ -211,7 +242,10 @@ def _export_graph(graph: nn.Module, example, path: Path, kind: str, opset: int) 
     encoder makes it specialise the batch (see docs/export.md).
     """
     spec = GRAPHS[kind]
-    output_axes = {0: "batch", 2: "height", 3: "width"}
+    spatial = ("height", "width")
+    input_axes = {axis: name for axis, name in spec.dynamic_input_axes.items()
+                  if not (fixed_size and name in spatial)}
+    output_axes = {0: "batch"} if fixed_size else {0: "batch", 2: "height", 3: "width"}
     try:
         with warnings.catch_warnings():
             # TracerWarnings about Python values taken as constants and the exporter's
@@ -220,8 +254,10 @@ def _export_graph(graph: nn.Module, example, path: Path, kind: str, opset: int) 
             warnings.simplefilter("ignore")
             torch.onnx.export(graph, example, str(path), dynamo=False, opset_version=opset,
                               input_names=["left", "right"], output_names=list(spec.outputs),
-                              dynamic_axes={"left": spec.dynamic_input_axes, "right": spec.dynamic_input_axes,
+                              dynamic_axes={"left": input_axes, "right": input_axes,
                                             **{name: output_axes for name in spec.outputs}})
+    except OSError:
+        raise  # the disk, not the exporter: export_onnx names the output file
     except Exception as err:  # noqa: BLE001 - exporter internals raise anything
         text = str(err).strip().splitlines()
         raise PolstereoError(f"ONNX export failed: {type(err).__name__}: {text[0][:300] if text else ''}") from None
@@ -230,14 +266,17 @@ def _export_graph(graph: nn.Module, example, path: Path, kind: str, opset: int) 
 # ---------------------------------------------------------------------------- metadata
 def model_name(config: dict) -> str:
     """``tiny`` / ``small`` / ``base``, ``s2m2-S`` ..., or ``custom`` (a built-in base of no named size)."""
-    base = config.get("base") or {}
-    if base.get("kind") == "s2m2":
-        return f"s2m2-{base.get('size', 'S')}"
-    return base.get("name") or "custom"
+    from polstereo.models.registry import base_name
+
+    return base_name(config.get("base") or {})
 
 
-def build_metadata(model: nn.Module, kind: str, iters: int, opset: int, source: dict) -> dict[str, str]:
-    """The ``metadata_props`` of an exported graph: key -> JSON text (see docs/export.md)."""
+def build_metadata(model: nn.Module, kind: str, iters: int, opset: int, source: dict,
+                   input_size: tuple[int, int] | None = None) -> dict[str, str]:
+    """The ``metadata_props`` of an exported graph: key -> JSON text (see docs/export.md).
+
+    ``input_size`` (width, height) of a fixed-size export, else None (dynamic sizes).
+    """
     from polstereo.models.registry import model_config
 
     config = model_config(model)
@@ -257,8 +296,10 @@ def build_metadata(model: nn.Module, kind: str, iters: int, opset: int, source: 
         "input_range": [0.0, 1.0],
         "outputs": list(GRAPHS[kind].outputs),
         "pad_multiple": pad_multiple,
+        "input_size": None if input_size is None else {"width": input_size[0], "height": input_size[1]},
         "padding": "inside the graph: replicate at the bottom/right to a multiple of pad_multiple, outputs "
-                   "cropped back; inputs of any height and width",
+                   "cropped back; " + ("inputs of any height and width" if input_size is None else
+                                       f"inputs of exactly {input_size[0]}x{input_size[1]} (width x height) only"),
         "disparity_convention": "pixels of the left image, >= 0; left pixel x matches right pixel x - d",
         "iters": iters,
         "polstereo_version": __version__,
@@ -275,8 +316,11 @@ def _annotate(path: Path, kind: str, metadata: dict[str, str]) -> None:
     onnx = import_optional("onnx", "ONNX export")
     proto = onnx.load(str(path))
     spec = GRAPHS[kind]
+    size = json.loads(metadata["input_size"])
+    input_doc = spec.input_doc if size is None else spec.input_doc.replace(
+        "any H, W", f"H = {size['height']}, W = {size['width']} only (a fixed-size export)")
     for value in proto.graph.input:
-        value.doc_string = f"{value.name} view: {spec.input_doc}"
+        value.doc_string = f"{value.name} view: {input_doc}"
     for value in proto.graph.output:
         value.doc_string = spec.outputs.get(value.name, "")
     proto.doc_string = (f"polstereo {kind} graph ({metadata['model_name']}): stereo disparity from "
@@ -354,7 +398,7 @@ def export_onnx(config: ExportConfig, model: nn.Module | None = None, log: Calla
     if model is None:
         if config.checkpoint is None:
             raise PolstereoError("give a checkpoint to export")
-        from polstereo.training.checkpoint import load_for_inference
+        from polstereo.models.registry import load_for_inference
 
         model, payload = load_for_inference(config.checkpoint, use_ema=config.use_ema, map_location="cpu")
         source.update(checkpoint=Path(config.checkpoint).name, stage=payload.get("stage"), step=payload.get("step"))
@@ -363,22 +407,43 @@ def export_onnx(config: ExportConfig, model: nn.Module | None = None, log: Calla
     if kind == "base" and not config.base_only:
         log("note: the model has no polarization correction module (a stage A model): exporting the base "
             "model alone, on intensity images (as --base-only)")
+    if needs_fixed_size(model) and config.input_size is None:
+        from polstereo.models.registry import model_config
+
+        raise PolstereoError(f"the {model_name(model_config(model))} base traces the image size into the graph, so "
+                             "it exports at one fixed size: pass --input-size W H (the size of the images it will "
+                             "run on)")
     iters = config.iters if config.iters is not None else default_iters(model)
     graph = (FullGraph if kind == "full" else BaseGraph)(model, iters)
-    example = example_inputs(model, kind, config.trace_size, channels=1 if kind == "base" else None)
+    trace_size, check_sizes = config.traced_sizes()
+    input_size = None if config.input_size is None else tuple(int(v) for v in config.input_size)
+    example = example_inputs(model, kind, trace_size, channels=1 if kind == "base" else None)
     # Run eagerly before tracing: a model that cannot run fails with its own error, and cached
     # constants (the Stokes matrix) are created outside the trace.
     _reference_outputs(graph, *example)
 
     out = Path(config.out)
+    try:
+        return _write_checked(model, graph, example, out, kind, config, iters, source, input_size, check_sizes,
+                              started)
+    except OSError as err:  # a full or read-only disk while writing or checking the graph
+        reason = err.strerror or type(err).__name__
+        raise PolstereoError(f"{out}: cannot write the ONNX file ({reason}); nothing was left under that name") \
+            from None
+
+
+def _write_checked(model, graph, example, out: Path, kind: str, config: ExportConfig, iters, source, input_size,
+                   check_sizes, started: float) -> dict:
+    """Export, annotate and parity-check the graph under a temporary name; rename it to ``out`` if it passes."""
     with atomic_path(out) as tmp:
-        _export_graph(graph, example, tmp, kind, config.opset)
-        metadata = build_metadata(model, kind, iters, config.opset, source)
+        _export_graph(graph, example, tmp, kind, config.opset, fixed_size=input_size is not None)
+        metadata = build_metadata(model, kind, iters, config.opset, source, input_size)
         _annotate(tmp, kind, metadata)
         session, _ = open_session(tmp, "cpu", threads=torch.get_num_threads())
-        parity = parity_check(graph, session, config.check_sizes, config.tolerance)
+        parity = parity_check(graph, session, check_sizes, config.tolerance)
         report = {
             "onnx": str(out), "graph": kind, "opset": config.opset, "iters": iters,
+            "input_size": None if input_size is None else list(input_size),
             "inputs": {i.name: i.shape for i in session.get_inputs()},
             "outputs": [o.name for o in session.get_outputs()],
             "metadata": {key: json.loads(value) for key, value in metadata.items()},
@@ -396,5 +461,5 @@ def export_onnx(config: ExportConfig, model: nn.Module | None = None, log: Calla
 
 
 __all__ = ["ExportConfig", "export_onnx", "ParityError", "GRAPHS", "FullGraph", "BaseGraph", "parity_check",
-           "build_metadata", "example_inputs", "graph_kind", "DEFAULT_OPSET", "MAX_OPSET", "PARITY_TOLERANCE_PX",
-           "CHECK_SIZES", "TRACE_SIZE"]
+           "build_metadata", "example_inputs", "graph_kind", "needs_fixed_size", "DEFAULT_OPSET", "MAX_OPSET",
+           "PARITY_TOLERANCE_PX", "CHECK_SIZES", "TRACE_SIZE"]

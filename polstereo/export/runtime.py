@@ -7,7 +7,9 @@ metadata (every ``metadata_props`` value is a JSON document, see docs/export.md)
 ``polstereo infer --onnx`` shares every input, tiling and output path with a checkpoint run.
 
 The graphs pad inside (replicate, bottom/right, to ``pad_multiple``) and crop their
-outputs back, so inputs of any height and width go in as they are.
+outputs back, so inputs of any height and width go in as they are; except a fixed-size
+export (``input_size`` in the metadata, e.g. an S2M2 base), which takes that size only and
+refuses any other with a one-line error rather than resizing behind the user's back.
 """
 
 from __future__ import annotations
@@ -137,7 +139,8 @@ class OnnxStereoModel:
 
     ``correction`` is None for a ``base`` graph and otherwise carries the config fields the
     pipeline reads (``color_channels``, ``saturation_threshold``). Angles and the
-    iteration count are fixed in the graph; asking for others is a :class:`PolstereoError`.
+    iteration count are fixed in the graph; asking for others is a :class:`PolstereoError`,
+    as is an input of another size than ``input_size`` (width, height) of a fixed-size graph.
     """
 
     def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None,
@@ -150,6 +153,8 @@ class OnnxStereoModel:
         self.angles_deg = tuple(float(a) for a in meta["angles_deg"])
         self.max_correction = float(meta["max_correction"])
         self.iters = int(meta["iters"])
+        size = meta.get("input_size")  # absent in files from before fixed-size exports: dynamic
+        self.input_size = None if size is None else (int(size["width"]), int(size["height"]))
         channel_dim = self.session.get_inputs()[0].shape[2 if self.graph == "full" else 1]
         self.channels = channel_dim if isinstance(channel_dim, int) else None
         has_module = (meta.get("model_config") or {}).get("correction") is not None
@@ -172,7 +177,20 @@ class OnnxStereoModel:
             raise PolstereoError(f"{self.path.name} was exported with {self.iters} refinement iterations; "
                                  f"re-export with: polstereo export CHECKPOINT OUT.onnx --iters {iters}")
 
+    def check_size(self, image: torch.Tensor) -> None:
+        """Refuse an input of another size than a fixed-size graph's ``input_size``."""
+        if self.input_size is None:
+            return
+        height, width = image.shape[-2:]
+        if (width, height) != self.input_size:
+            w, h = self.input_size
+            raise PolstereoError(f"{self.path.name} was exported for {w}x{h} images only (width x height; its base "
+                                 f"fixes the size), this input is {width}x{height}: resize or crop the images to "
+                                 f"{w}x{h}, or re-export with: polstereo export CHECKPOINT OUT.onnx --input-size "
+                                 f"{width} {height}")
+
     def _run(self, left: torch.Tensor, right: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.check_size(left)
         device = left.device
         arrays = run_session(self.session, left.detach().float().cpu().numpy(), right.detach().float().cpu().numpy())
         return {name: torch.from_numpy(value).to(device) for name, value in arrays.items()}

@@ -38,7 +38,7 @@ import numpy as np
 
 from polstereo.data.h5format import H5Reader
 from polstereo.errors import PolstereoError
-from polstereo.io.images import read_image
+from polstereo.io.images import check_white, read_image, read_view_image, to_unit_range, white_level
 from polstereo.polar.mosaic import demosaic, layout_angles_deg, resolve_layout
 from polstereo.polar.stokes import DEFAULT_ANGLES_DEG, stokes_from_angles, unpolarized_intensity
 
@@ -144,50 +144,6 @@ class InputKind:
 
 
 # ---------------------------------------------------------------------------- image reading
-def white_level(dtype: np.dtype, bit_depth: int | None, source: str) -> float:
-    """The stored value that means 1.0: 1 for floats, ``2**bit_depth - 1`` or the dtype's maximum."""
-    dtype = np.dtype(dtype)
-    if dtype.kind == "f":
-        return 1.0
-    if dtype not in (np.dtype(np.uint8), np.dtype(np.uint16)):
-        raise PolstereoError(f"{source}: unsupported image type {dtype}; expected 8/16-bit integers or floats")
-    bits = dtype.itemsize * 8
-    if bit_depth is None:
-        return float(2 ** bits - 1)
-    if bit_depth > bits:
-        raise PolstereoError(f"{source}: --bit-depth {bit_depth} does not fit a {bits}-bit image")
-    return float(2 ** bit_depth - 1)
-
-
-def _check_white(image: np.ndarray, white: float, bit_depth: int | None, source: str) -> None:
-    if image.dtype.kind != "f" and image.size and image.max() > white:
-        raise PolstereoError(f"{source}: values up to {int(image.max())} exceed the {bit_depth}-bit white level "
-                             f"{int(white)}; check --bit-depth")
-
-
-def to_unit_range(image: np.ndarray, bit_depth: int | None, source: str) -> np.ndarray:
-    """Stored values -> float32 with 1.0 = white level; values above an integer white level are an error."""
-    white = white_level(image.dtype, bit_depth, source)
-    _check_white(image, white, bit_depth, source)
-    return image.astype(np.float32) / np.float32(white)
-
-
-def read_view_image(path: Path, bit_depth: int | None) -> np.ndarray:
-    """One ordinary or angle image -> ``(C, H, W)`` float32 (C = 1 or 3; alpha dropped)."""
-    image = read_image(path)
-    if image.ndim == 3:
-        channels = image.shape[2]
-        if channels in (1, 2):  # grey (+ alpha)
-            image = image[..., 0]
-        elif channels in (3, 4):  # RGB (+ alpha)
-            image = np.moveaxis(image[..., :3], -1, 0)
-        else:
-            raise PolstereoError(f"{path}: {channels}-channel images are not supported")
-    if image.ndim == 2:
-        image = image[None]
-    return to_unit_range(image, bit_depth, str(path))
-
-
 def read_mosaic(path: Path, layout: str, bit_depth: int | None) -> np.ndarray:
     """A raw sensor image -> ``(4, C, H, W)`` float32 angle stack at full resolution."""
     raw = read_image(path)
@@ -196,7 +152,7 @@ def read_mosaic(path: Path, layout: str, bit_depth: int | None) -> np.ndarray:
     if raw.ndim != 2:
         raise PolstereoError(f"{path}: a raw mosaic must be a single-channel image, got shape {raw.shape}")
     white = white_level(raw.dtype, bit_depth, str(path))
-    _check_white(raw, white, bit_depth, str(path))
+    check_white(raw, white, bit_depth, str(path))
     # Demosaicing is linear, so normalising after it equals normalising the raw values.
     return (demosaic(raw, layout) / np.float32(white)).astype(np.float32)
 

@@ -360,7 +360,7 @@ def run_inference(config: InferConfig, model=None, log: Callable[[str], None] = 
     loading ``config.checkpoint``. ``log`` receives the few lines meant for people (each
     no-correction note once per run).
     """
-    from polstereo.training.checkpoint import load_for_inference
+    from polstereo.models.registry import load_for_inference
     from polstereo.devices import resolve_amp, resolve_device
 
     config.check()
@@ -389,7 +389,7 @@ def run_inference(config: InferConfig, model=None, log: Callable[[str], None] = 
     if config.compile:
         model = _compiled(model, log, compile_mode_for(config.compile_mode, device))
     correction = getattr(model, "correction", None)
-    max_correction = float(getattr(model, "max_correction", 4.0))
+    max_correction = float(model.max_correction)
     out_root = Path(config.out)
 
     results, noted, rectifiers = [], set(), {}

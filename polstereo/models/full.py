@@ -35,6 +35,16 @@ from polstereo.polar.stokes import DEFAULT_ANGLES_DEG
 WARP_SOURCES = ("gt", "pred")
 PARTS = ("base", "correction")
 BASE_INPUTS = ("intensity", "polarization")
+DEFAULT_MAX_CORRECTION = 4.0  # px: the correction bound of a model built without one
+
+
+def check_warp_source(warp_source: str, what: str = "warp_source") -> str:
+    """``warp_source`` if it is one of :data:`WARP_SOURCES`, else a one-line error naming ``what``."""
+    if warp_source not in WARP_SOURCES:
+        raise PolstereoError(f"unknown {what} {warp_source!r}; expected one of {', '.join(WARP_SOURCES)}")
+    return warp_source
+
+
 FUSION_GAIN = 2.0  # glass DoLP is ~0.05-0.4: spread the Stokes channels over more of [0, 1]
 
 
@@ -73,7 +83,7 @@ class PolStereoModel(nn.Module):
     """
 
     def __init__(self, base: nn.Module, correction: CorrectionModule | None = None,
-                 max_correction: float = 4.0, angles_deg: Sequence[float] = DEFAULT_ANGLES_DEG,
+                 max_correction: float = DEFAULT_MAX_CORRECTION, angles_deg: Sequence[float] = DEFAULT_ANGLES_DEG,
                  base_input: str = "intensity"):
         super().__init__()
         if max_correction <= 0:
@@ -162,8 +172,7 @@ class PolStereoModel(nn.Module):
         """
         angles = self.angles_deg if angles_deg is None else tuple(float(a) for a in angles_deg)
         _check_stacks(left, right, len(angles))
-        if warp_source not in WARP_SOURCES:
-            raise PolstereoError(f"unknown warp_source {warp_source!r}; expected one of {', '.join(WARP_SOURCES)}")
+        check_warp_source(warp_source)
         intensity_left = intensity_image(left, angles).clamp(0.0, 1.0)
         intensity_right = intensity_image(right, angles).clamp(0.0, 1.0)
         if self.base_input == "intensity":

@@ -2,14 +2,19 @@
 
 A checkpoint holds ``{"model_config": model_config(model), "state_dict": ...}``; both
 are plain types and tensors, so ``torch.load(weights_only=True)`` reads it and
-:func:`build_model` rebuilds the exact architecture before ``load_state_dict``.
+:func:`build_model` rebuilds the exact architecture before ``load_state_dict``. Every
+file gets a SHA-256 digest over its content when written (:func:`write_payload`), checked
+on every load (:func:`load_model`, :func:`load_for_inference`): a file whose weights or
+config changed after it was written is refused. Training checkpoints
+(:mod:`polstereo.training.checkpoint`) are such files with the run's state added.
 
 ``model_config`` shape (all keys optional for :func:`build_model`)::
 
     {"base": {"kind": "builtin", "name": "tiny", "config": {...BaseConfig fields...}}
              | {"kind": "s2m2", "size": "S", "refine_iter": 3, "allow_negative": False,
+                "input_encoding": "srgb" | "linear",  # absent: "linear" (older checkpoints)
                 "weights": "CH128NTR1.pth"  # only when building, never written back}
-             | "tiny" | "small" | "base" | "s2m2-S" ...  (shorthand),
+             | "tiny" | "small" | "base" | "s2m2" | "s2m2-S" ...  (a model name, :data:`MODEL_NAMES`),
      "correction": {...CorrectionConfig fields...} | True (defaults) | None,
      "max_correction": 4.0,
      "angles_deg": [0.0, 45.0, 90.0, 135.0],
@@ -18,11 +23,16 @@ are plain types and tensors, so ``torch.load(weights_only=True)`` reads it and
 
 from __future__ import annotations
 
+import hashlib
+import math
 import pickle
 import re
+import shutil
+import sys
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -30,9 +40,10 @@ from torch import nn
 from polstereo.errors import PolstereoError
 from polstereo.io.atomic import atomic_path
 from polstereo.models.base.network import MODEL_CONFIGS, BaseStereoNet, create_model
+from polstereo.models.base import s2m2
 from polstereo.models.base.s2m2 import S2M2Base
 from polstereo.models.correction import CorrectionConfig, CorrectionModule
-from polstereo.models.full import PolStereoModel
+from polstereo.models.full import DEFAULT_MAX_CORRECTION, PolStereoModel
 from polstereo.polar.stokes import DEFAULT_ANGLES_DEG
 
 MODEL_FORMAT = "polstereo.model"
@@ -62,22 +73,74 @@ def model_config(model: PolStereoModel) -> dict:
     }
 
 
+# ---------------------------------------------------------------------------- base models
+@dataclass(frozen=True)
+class BaseKind:
+    """One kind of base model: the spec keys it takes (besides ``kind``) and how it is built."""
+
+    options: tuple[str, ...]
+    build: Callable[[dict, Callable[..., nn.Module] | None], nn.Module]
+
+
+BASE_KINDS: dict[str, BaseKind] = {
+    "builtin": BaseKind(("name", "config"),
+                        lambda spec, _factory: create_model(spec.get("name") or "tiny", **(spec.get("config") or {}))),
+    "s2m2": BaseKind(s2m2.SPEC_OPTIONS, S2M2Base.from_spec),
+}
+
+# Every name a model may be given by (``--model``, ``"base": NAME``) -> its base spec.
+# The plain "s2m2" is the default size; names match ignoring case and "-", ":" (see base_spec).
+_S2M2_NAMES = {f"s2m2-{size}": {"kind": "s2m2", "size": size, "input_encoding": s2m2.DEFAULT_INPUT_ENCODING}
+               for size in s2m2.S2M2_SIZES}
+MODEL_NAMES: dict[str, dict] = {
+    **{name: {"kind": "builtin", "name": name} for name in MODEL_CONFIGS},
+    "s2m2": _S2M2_NAMES[f"s2m2-{s2m2.DEFAULT_SIZE}"],
+    **_S2M2_NAMES,
+}
+
+
+def _name_key(name: str) -> str:
+    return re.sub(r"[\s:_-]", "", name).lower()
+
+
+def base_spec(name: str) -> dict:
+    """The base spec (a new dict) a model name stands for: ``"small"`` ->
+    ``{"kind": "builtin", "name": "small"}``; ``"s2m2"``, ``"s2m2-L"`` (also ``S2M2:l``) ->
+    ``{"kind": "s2m2", "size": "S" | "L", "input_encoding": "srgb"}``.
+
+    Raises :class:`PolstereoError` (one line, listing the names) for an unknown name.
+    """
+    if not isinstance(name, str):
+        raise PolstereoError(f"a model name must be text, got {type(name).__name__}")
+    by_key = {_name_key(known): spec for known, spec in MODEL_NAMES.items()}
+    spec = by_key.get(_name_key(name))
+    if spec is None:
+        what = "S2M2 size" if _name_key(name).startswith("s2m2") else "base model size"
+        raise PolstereoError(f"unknown {what} {name!r}; expected one of {', '.join(MODEL_NAMES)}")
+    return dict(spec)
+
+
+def base_name(spec: dict | str) -> str:
+    """The canonical model name of a base spec (``s2m2-S``, ``tiny``), or ``custom`` for a
+    built-in base of no named size. Inverse of :func:`base_spec` on the kind and size."""
+    if isinstance(spec, str):
+        spec = base_spec(spec)
+    if spec.get("kind") == "s2m2":
+        return f"s2m2-{spec.get('size', s2m2.DEFAULT_SIZE)}"
+    return spec.get("name") or "custom"
+
+
 def _build_base(spec, s2m2_factory: Callable[..., nn.Module] | None) -> nn.Module:
     if isinstance(spec, str):
-        match = re.fullmatch(r"s2m2[-:]?(\w*)", spec, flags=re.IGNORECASE)
-        spec = {"kind": "s2m2", "size": match.group(1).upper() or "S"} if match else {"kind": "builtin", "name": spec}
+        spec = base_spec(spec)
     if not isinstance(spec, dict):
         raise PolstereoError(f"model_config 'base' must be a size name or a dict, got {type(spec).__name__}")
     kind = spec.get("kind", "builtin")
-    if kind == "builtin":
-        _reject_unknown(spec, {"kind", "name", "config"}, "builtin base")
-        return create_model(spec.get("name") or "tiny", **(spec.get("config") or {}))
-    if kind == "s2m2":
-        _reject_unknown(spec, {"kind", "size", "weights", "refine_iter", "allow_negative"}, "s2m2 base")
-        return S2M2Base(size=spec.get("size", "S"), weights=spec.get("weights"),
-                        refine_iter=spec.get("refine_iter", 3), allow_negative=spec.get("allow_negative", False),
-                        factory=s2m2_factory)
-    raise PolstereoError(f"unknown base model kind {kind!r}; expected builtin or s2m2")
+    entry = BASE_KINDS.get(kind) if isinstance(kind, str) else None
+    if entry is None:
+        raise PolstereoError(f"unknown base model kind {kind!r}; expected one of {', '.join(BASE_KINDS)}")
+    _reject_unknown(spec, {"kind", *entry.options}, f"{kind} base")
+    return entry.build(spec, s2m2_factory)
 
 
 def _reject_unknown(spec: dict, known: set[str], what: str) -> None:
@@ -103,27 +166,25 @@ def build_model(config: dict, s2m2_factory: Callable[..., nn.Module] | None = No
         correction = CorrectionModule(CorrectionConfig.from_dict(correction_spec))
     elif correction_spec not in (None, False):
         raise PolstereoError(f"model_config 'correction' must be a dict, true or null, got {correction_spec!r}")
-    return PolStereoModel(base, correction, max_correction=float(config.get("max_correction", 4.0)),
+    return PolStereoModel(base, correction, max_correction=float(config.get("max_correction", DEFAULT_MAX_CORRECTION)),
                           angles_deg=config.get("angles_deg", DEFAULT_ANGLES_DEG),
                           base_input=config.get("base_input", "intensity"))
 
 
 # ---------------------------------------------------------------------------- files
 def save_model(path: str | Path, model: PolStereoModel, extra: dict | None = None) -> Path:
-    """Write ``{"format", "format_version", "model_config", "state_dict", **extra}`` atomically.
+    """Write ``{"format", "format_version", "model_config", "state_dict", **extra}`` atomically,
+    with its integrity digest.
 
     ``extra`` must hold plain types/tensors only (it is read back with weights_only=True)
     and may not reuse the reserved keys.
     """
     extra = dict(extra or {})
-    clash = sorted(set(extra) & set(_PAYLOAD_KEYS))
+    clash = sorted(set(extra) & {*_PAYLOAD_KEYS, DIGEST_KEY})
     if clash:
         raise ValueError(f"extra may not override reserved key(s): {', '.join(clash)}")
-    payload = {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
-               "model_config": model_config(model), "state_dict": model.state_dict(), **extra}
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-    return Path(path)
+    return write_payload(path, {"format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
+                                "model_config": model_config(model), "state_dict": model.state_dict(), **extra})
 
 
 def read_payload(path: str | Path, map_location="cpu") -> dict:
@@ -152,19 +213,165 @@ def read_payload(path: str | Path, map_location="cpu") -> dict:
         raise PolstereoError(f"cannot load {path}: corrupt, or not a PyTorch file "
                              f"({type(err).__name__})") from None
     if not isinstance(payload, dict) or not {"model_config", "state_dict"} <= set(payload):
-        raise PolstereoError(f"{path} is not a polstereo model file (no model_config/state_dict)")
+        hint = ""
+        if s2m2.looks_like_s2m2_weights(payload, path):
+            hint = ("; it looks like official S2M2 weights, which the training commands take with "
+                    f"--model s2m2-{s2m2.size_from_weights_name(path) or 'S|M|L|XL'}")
+        raise PolstereoError(f"{path} is not a polstereo model file (no model_config/state_dict){hint}")
     return payload
+
+
+# ---------------------------------------------------------------------------- integrity and checked loading
+CHECKPOINT_VERSION = 1  # of the training keys a checkpoint adds (polstereo.training.checkpoint)
+DIGEST_KEY = "digest"
+DIGEST_ALGORITHM = "sha256"
+_noted_without_digest: set[str] = set()
+
+
+# ---------------------------------------------------------------------------- integrity digest
+def payload_digest(payload: dict) -> str:
+    """``"sha256:<hex>"`` over every entry of ``payload`` but the digest itself.
+
+    Canonical: dict entries in sorted key order, each value tagged with its type;
+    tensors as dtype, shape and their raw bytes (C order). The same payload read back
+    with ``torch.load(weights_only=True)`` gives the same digest.
+    """
+    h = hashlib.sha256()
+    _feed(h, {k: v for k, v in payload.items() if k != DIGEST_KEY})
+    return f"{DIGEST_ALGORITHM}:{h.hexdigest()}"
+
+
+def _feed(h, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        t = value.detach().to("cpu").contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(value, dict):
+        h.update(f"D{len(value)}|".encode())
+        for key in sorted(value, key=lambda k: (type(k).__name__, repr(k))):
+            _feed(h, key)
+            _feed(h, value[key])
+    elif isinstance(value, (list, tuple)):
+        h.update(f"{'L' if isinstance(value, list) else 'U'}{len(value)}|".encode())
+        for item in value:
+            _feed(h, item)
+    elif isinstance(value, str):
+        data = value.encode("utf-8", errors="surrogatepass")
+        h.update(f"S{len(data)}|".encode() + data)
+    elif isinstance(value, bytes):
+        h.update(f"Y{len(value)}|".encode() + value)
+    elif isinstance(value, bool) or value is None:
+        h.update(f"B{value}|".encode())
+    elif isinstance(value, int):
+        h.update(f"I{value}|".encode())
+    elif isinstance(value, float):
+        h.update(f"F{value.hex() if math.isfinite(value) else value}|".encode())
+    else:  # whatever else weights_only lets through (torch.dtype, torch.device, ...): its text
+        h.update(f"O{type(value).__name__}:{value!r}|".encode())
+
+
+def verify_digest(payload: dict, path: str | Path) -> None:
+    """Refuse a payload whose stored digest does not match its content (PolstereoError).
+
+    A payload without a digest (written before polstereo stored one) passes; a training
+    checkpoint of that age gets a one-line note on stderr, once per file.
+    """
+    stored = payload.get(DIGEST_KEY)
+    if stored is None:
+        if "checkpoint_version" in payload and str(path) not in _noted_without_digest:
+            _noted_without_digest.add(str(path))
+            print(f"note: {path} has no integrity digest (written by an older polstereo); "
+                  "its weights cannot be checked", file=sys.stderr)
+        return
+    if not isinstance(stored, str) or not stored.startswith(f"{DIGEST_ALGORITHM}:"):
+        raise PolstereoError(f"{path}: malformed integrity digest; the file is corrupt")
+    if payload_digest(payload) != stored:
+        raise PolstereoError(f"{path}: integrity check failed (the SHA-256 digest of its weights and config does "
+                             "not match the one stored when it was written); the file is corrupt or was modified")
+
+
+def check_payload(payload: dict, path: str | Path) -> None:
+    """One-line errors for structure a checkpoint must have: a sane lineage and stage."""
+    lineage = payload.get("lineage", [])
+    if not isinstance(lineage, list) or not all(isinstance(e, dict) and isinstance(e.get("stage"), str)
+                                                for e in lineage):
+        raise PolstereoError(f"{path}: malformed lineage (expected a list of records with a stage name); "
+                             "the file is corrupt or was not written by polstereo")
+    if "stage" in payload and not isinstance(payload["stage"], str):
+        raise PolstereoError(f"{path}: malformed stage {payload['stage']!r}")
+    version = payload.get("checkpoint_version", CHECKPOINT_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise PolstereoError(f"{path}: malformed checkpoint_version {version!r}")
+    if version > CHECKPOINT_VERSION:
+        raise PolstereoError(f"{path}: checkpoint version {version} is newer than this polstereo reads; upgrade")
+
+
+# ---------------------------------------------------------------------------- files
+def write_payload(path: str | Path, payload: dict) -> Path:
+    """Write a model/checkpoint payload atomically, with its digest (replacing any stored one)."""
+    payload = {k: v for k, v in payload.items() if k != DIGEST_KEY}
+    payload[DIGEST_KEY] = payload_digest(payload)
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+    except RuntimeError as err:
+        # torch's zip writer reports a full disk as "[enforce fail at inline_container.cc] unexpected pos"
+        try:
+            full = shutil.disk_usage(path.parent).free < 2**20
+        except OSError:
+            full = False
+        reason = "no space left on device" if full else " ".join(str(err).split())[:160]
+        raise PolstereoError(f"{path}: cannot write ({reason}); nothing was left under that name") from None
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """The payload of a model or checkpoint file (``weights_only=True``), digest and structure checked."""
+    payload = read_payload(path, map_location)
+    verify_digest(payload, path)
+    check_payload(payload, path)
+    return payload
+
+
+def model_from_payload(payload: dict, path: str | Path, s2m2_factory: Callable[..., nn.Module] | None = None):
+    """Rebuild the model a payload describes and load its weights (strict); one-line errors."""
+    try:
+        model = build_model(payload["model_config"], s2m2_factory)
+    except PolstereoError as err:
+        raise PolstereoError(f"{path}: {err}", err.exit_code) from None
+    except (RuntimeError, ValueError, TypeError, KeyError, AttributeError, OverflowError) as err:
+        detail = " ".join(str(err).split())[:160]
+        raise PolstereoError(f"{path}: its model_config cannot be built ({type(err).__name__}: {detail})") from None
+    try:
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (RuntimeError, TypeError, AttributeError, ValueError) as err:
+        first = str(err).strip().splitlines()
+        detail = " ".join(first[1:2] or first[:1]).strip()[:200]
+        raise PolstereoError(f"{path}: weights do not match its model_config ({detail})") from None
+    return model
 
 
 def load_model(path: str | Path, map_location="cpu",
                s2m2_factory: Callable[..., nn.Module] | None = None) -> tuple[PolStereoModel, dict]:
-    """Rebuild the model a file describes and load its weights (strict). Returns ``(model, payload)``."""
-    payload = read_payload(path, map_location)
-    model = build_model(payload["model_config"], s2m2_factory)
-    try:
-        model.load_state_dict(payload["state_dict"], strict=True)
-    except (RuntimeError, TypeError, AttributeError) as err:
-        first = str(err).strip().splitlines()
-        detail = " ".join(first[1:2] or first[:1]).strip()[:200]
-        raise PolstereoError(f"{path}: weights do not match its model_config ({detail})") from None
+    """Rebuild the model a file describes and load its weights (strict), digest and
+    structure checked. Returns ``(model, payload)``."""
+    payload = load_checkpoint(path, map_location)
+    return model_from_payload(payload, path, s2m2_factory), payload
+
+
+load_model_checked = load_model  # the name the training code knew it by
+
+
+def load_for_inference(path: str | Path, use_ema: bool = False, map_location="cpu"):
+    """``(model, payload)`` from a model or checkpoint file; ``use_ema`` takes the EMA teacher's weights."""
+    model, payload = load_model_checked(path, map_location=map_location)
+    if use_ema:
+        if "ema_state_dict" not in payload:
+            raise PolstereoError(f"{path}: has no EMA teacher (it was trained without --mask-ratio or --ema-decay)")
+        try:
+            model.load_state_dict(payload["ema_state_dict"], strict=True)
+        except (RuntimeError, TypeError, AttributeError, ValueError) as err:
+            detail = " ".join(str(err).split())[:160]
+            raise PolstereoError(f"{path}: EMA teacher weights do not match its model_config ({detail})") from None
     return model, payload

@@ -118,3 +118,33 @@ def test_infer_onnx_with_other_iterations_is_a_one_line_error(tmp_path, rng, exp
                     "--iters", "3")
     assert result.exit_code == 1 and result.output.count("\n") == 1
     assert "exported with 1 refinement iterations" in result.output
+
+
+@pytest.fixture
+def s2m2_ckpt(tmp_path, monkeypatch):
+    """A saved model on the S2M2 wrapper; the official constructor is replaced by the stand-in."""
+    import polstereo.models.base.s2m2 as s2m2_module
+    from polstereo.models import save_model
+    from tests.export.conftest import s2m2_model
+    from tests.models.test_s2m2 import StandIn
+
+    monkeypatch.setattr(s2m2_module, "official_factory", StandIn)
+    return save_model(tmp_path / "s2m2.ckpt", s2m2_model())
+
+
+def test_export_of_an_s2m2_model_without_input_size_says_to_pass_it(tmp_path, s2m2_ckpt):
+    result = invoke("export", s2m2_ckpt, tmp_path / "m.onnx")
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "--input-size W H" in result.output
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_export_of_an_s2m2_model_at_a_fixed_size_in_wxh_form(tmp_path, s2m2_ckpt):
+    import torch
+
+    torch.set_num_threads(1)
+    result = invoke("export", s2m2_ckpt, tmp_path / "m.onnx", "--input-size", "40x24", "--iters", "1", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["input_size"] == [40, 24] and report["metadata"]["input_size"] == {"width": 40, "height": 24}
+    assert "fixed input size 40x24" in result.stderr

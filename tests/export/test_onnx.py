@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 
@@ -14,7 +15,7 @@ from polstereo.errors import PolstereoError
 from polstereo.export import onnx as export_module
 from polstereo.export.onnx import ParityError, example_inputs
 from polstereo.models.registry import build_model, model_config
-from tests.export.conftest import CHECKS, TRACE, export, tiny_model
+from tests.export.conftest import CHECKS, FIXED_SIZE, TRACE, export, s2m2_model, tiny_model
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -110,6 +111,22 @@ def test_failed_parity_check_writes_no_file_and_keeps_the_old_one(tmp_path, monk
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no temporary left behind
 
 
+def test_a_full_disk_names_the_output_and_leaves_nothing(tmp_path, monkeypatch):
+    def no_space(graph, example, path, *args, **kwargs):
+        with open(path, "wb") as f:
+            f.write(b"half a graph")
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(export_module, "_export_graph", no_space)
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"previous export")
+    with pytest.raises(PolstereoError, match=r"model\.onnx: cannot write the ONNX file \(No space left on device\); "
+                                             "nothing was left under that name"):
+        export(tiny_model(), out, iters=1, base_only=True)
+    assert out.read_bytes() == b"previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+
+
 def test_model_without_correction_exports_the_base_graph(tmp_path):
     notes = []
     config = export_module.ExportConfig(checkpoint=None, out=tmp_path / "a.onnx", iters=1, trace_size=TRACE,
@@ -162,3 +179,49 @@ def test_integrating_correction_exports_with_parity(tmp_path):
         model.correction.head.weight.normal_(std=0.05)
     report = export(model, tmp_path / "integrate.onnx", iters=1)
     assert report["parity"]["passed"] and (tmp_path / "integrate.onnx").exists()
+
+
+# ---------------------------------------------------------------------------- fixed size (S2M2)
+def graph_dims(path) -> list[list]:
+    inputs = onnx.load(str(path)).graph.input
+    return [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in inputs]
+
+
+def test_builtin_export_is_dynamic_and_says_so(full_export):
+    _, path, report = full_export
+    assert metadata(path)["input_size"] is None and report["input_size"] is None
+
+
+def test_s2m2_base_without_input_size_is_refused_before_tracing(tmp_path, monkeypatch):
+    monkeypatch.setattr(export_module, "_export_graph", lambda *a, **k: pytest.fail("traced"))
+    with pytest.raises(PolstereoError, match=r"s2m2-S base traces the image size.*pass --input-size W H") as err:
+        export(s2m2_model(), tmp_path / "m.onnx")
+    assert "\n" not in str(err.value) and list(tmp_path.iterdir()) == []
+
+
+def test_fixed_size_export_fixes_height_and_width_in_the_graph_and_metadata(s2m2_export):
+    _, path, report = s2m2_export
+    width, height = FIXED_SIZE
+    assert graph_dims(path) == [["batch", 4, 1, height, width]] * 2
+    meta = metadata(path)
+    assert meta["input_size"] == {"width": width, "height": height} and meta["model_name"] == "s2m2-S"
+    assert meta["model_config"]["base"]["input_encoding"] == "srgb"
+    assert report["input_size"] == [width, height]
+
+
+def test_fixed_size_export_checks_parity_at_its_size_with_the_check_batches(s2m2_export):
+    _, _, report = s2m2_export
+    width, height = FIXED_SIZE
+    parity = report["parity"]
+    assert [run["input_shape"] for run in parity["runs"]] == [[b, 4, 1, height, width] for b, _, _ in CHECKS]
+    assert parity["passed"] and parity["max_disparity_diff_px"] < TOLERANCE
+
+
+def test_builtin_model_may_be_exported_at_a_fixed_size_too(tmp_path):
+    report = export(tiny_model(), tmp_path / "fixed.onnx", iters=1, base_only=True, input_size=(48, 20))
+    assert report["parity"]["passed"] and graph_dims(tmp_path / "fixed.onnx")[0] == ["batch", "channels", 20, 48]
+
+
+def test_input_size_below_16_pixels_is_refused(tmp_path):
+    with pytest.raises(PolstereoError, match="--input-size must be a width and a height of at least 16"):
+        export(s2m2_model(), tmp_path / "m.onnx", input_size=(40, 8))

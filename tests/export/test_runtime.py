@@ -100,3 +100,30 @@ def test_devices_map_to_execution_providers(device, available, expected):
 def test_cuda_without_a_cuda_onnxruntime_is_refused():
     with pytest.raises(PolstereoError, match="install onnxruntime-gpu"):
         providers_for("cuda", ["CPUExecutionProvider"])
+
+
+# ---------------------------------------------------------------------------- fixed size (S2M2)
+def test_fixed_size_graph_runs_at_its_size_like_the_model(s2m2_export):
+    from tests.export.conftest import FIXED_SIZE
+
+    model, path, _ = s2m2_export
+    width, height = FIXED_SIZE
+    left, right = example_inputs(model, "full", (1, height, width), seed=5)
+    runner = OnnxStereoModel(path, threads=1)
+    assert runner.input_size == FIXED_SIZE
+    got = runner(left, right, iters=1)
+    with torch.inference_mode():
+        expected = model(left, right, iters=1)
+    torch.testing.assert_close(got["disparity"], expected["disparity"], atol=TOLERANCE, rtol=0)
+
+
+@pytest.mark.parametrize("height, width", [(24, 41), (32, 40)])
+def test_fixed_size_graph_refuses_another_size_in_one_line(s2m2_export, height, width):
+    model, path, _ = s2m2_export
+    left, right = example_inputs(model, "full", (1, height, width), seed=6)
+    runner = OnnxStereoModel(path, threads=1)
+    for call in (lambda: runner(left, right), lambda: runner.forward_intensity(left[:, 0], right[:, 0])):
+        with pytest.raises(PolstereoError, match=rf"exported for 40x24 images only.*this input is {width}x{height}"
+                                                 rf".*--input-size {width} {height}") as err:
+            call()
+        assert "\n" not in str(err.value)
