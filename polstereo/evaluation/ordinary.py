@@ -24,19 +24,20 @@ import torch
 from polstereo.errors import PolstereoError
 from polstereo.evaluation.samples import Batch
 from polstereo.io.images import read_disparity, read_image, read_view_image
+from polstereo.io.layouts import (MIDDLEBURY_DISPARITY, MIDDLEBURY_LEFT, MIDDLEBURY_MASK, MIDDLEBURY_RIGHT,
+                                  middlebury_scenes)
 
 KITTI_DISPARITY_DIRS = ("disp_occ_0", "disp_noc_0", "disp_occ", "disp_noc")
 
 
 def _middlebury(root: Path) -> list[tuple[str, Path, Path, Path, Path | None]]:
-    scenes = [root] if (root / "im0.png").is_file() else sorted(
-        d for d in root.iterdir() if d.is_dir() and (d / "im0.png").is_file())
     out = []
-    for scene in scenes:
-        if not (scene / "disp0.pfm").is_file():
-            raise PolstereoError(f"{scene}: Middlebury scene without disp0.pfm (ground truth needed for eval)")
-        mask = scene / "mask0nocc.png"
-        out.append((scene.name, scene / "im0.png", scene / "im1.png", scene / "disp0.pfm",
+    for scene in middlebury_scenes(root):
+        if not (scene / MIDDLEBURY_DISPARITY).is_file():
+            raise PolstereoError(f"{scene}: Middlebury scene without {MIDDLEBURY_DISPARITY} (ground truth needed "
+                                 "for eval)")
+        mask = scene / MIDDLEBURY_MASK
+        out.append((scene.name, scene / MIDDLEBURY_LEFT, scene / MIDDLEBURY_RIGHT, scene / MIDDLEBURY_DISPARITY,
                     mask if mask.is_file() else None))
     return out
 

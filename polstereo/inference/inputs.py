@@ -39,12 +39,12 @@ import numpy as np
 from polstereo.data.h5format import H5Reader
 from polstereo.errors import PolstereoError
 from polstereo.io.images import check_white, read_image, read_view_image, to_unit_range, white_level
+from polstereo.io.layouts import MIDDLEBURY_LEFT, MIDDLEBURY_RIGHT, middlebury_scenes
 from polstereo.polar.mosaic import demosaic, layout_angles_deg, resolve_layout
 from polstereo.polar.stokes import DEFAULT_ANGLES_DEG, stokes_from_angles, unpolarized_intensity
 
 IMAGE_SUFFIXES = frozenset({".png", ".tif", ".tiff", ".pgm", ".ppm", ".pnm", ".bmp", ".jpg", ".jpeg",
                             ".pfm", ".npy", ".exr"})
-MIDDLEBURY_LEFT, MIDDLEBURY_RIGHT = "im0.png", "im1.png"
 PLACEHOLDERS = ("name", "angle")
 _GLOB_CHARS = frozenset("*?[")
 
@@ -384,10 +384,7 @@ def _stack_angles(paths: Sequence[Path], bit_depth: int | None, name: str) -> np
 def _middlebury_scenes(spec: InputSpec) -> list[Path]:
     if spec.left is None or spec.right is not None or not Path(spec.left).is_dir():
         return []
-    root = Path(spec.left)
-    if (root / MIDDLEBURY_LEFT).is_file():
-        return [root]
-    return sorted(d for d in root.iterdir() if d.is_dir() and (d / MIDDLEBURY_LEFT).is_file())
+    return middlebury_scenes(Path(spec.left))
 
 
 def _discover_middlebury(spec: InputSpec) -> Found:
