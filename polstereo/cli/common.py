@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import sys
@@ -12,6 +13,18 @@ import click
 
 from polstereo.errors import PolstereoError
 from polstereo.io.atomic import atomic_path
+
+
+def config_defaults(config_class) -> dict[str, Any]:
+    """``{field: default}`` of a library config dataclass (fields without one left out): the
+    one place a command option's default is written (tests/cli/test_option_defaults.py)."""
+    out = {}
+    for f in dataclasses.fields(config_class):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
 
 
 def json_option(func):

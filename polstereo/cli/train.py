@@ -11,13 +11,16 @@ from pathlib import Path
 
 import click
 
-from polstereo.cli.common import SizeCommand, emit_json, json_option, positive_pixels, quiet_option, size_option
+from polstereo.cli.common import (SizeCommand, config_defaults, emit_json, json_option, positive_pixels, quiet_option,
+                                  size_option)
 from polstereo.evaluation.feasibility import FEASIBILITY_STATISTICS
 from polstereo.models.full import BASE_INPUTS, WARP_SOURCES
+from polstereo.training.config import TrainConfig
 from polstereo.training.schedules import DECAY_METHODS
 from polstereo.training.stages import STAGES, StageConfig
 
 _PATH = click.Path(path_type=Path)
+DEFAULTS = config_defaults(TrainConfig)  # every option's default is its TrainConfig field's
 
 
 def _options(func):
@@ -29,11 +32,11 @@ def _options(func):
                           "repeat for a mixture (see --dataset-steps)."),
         click.option("--dataset-steps", multiple=True, type=click.IntRange(1),
                      help="Steps drawn from each --train file, in order (default: --steps split evenly)."),
-        click.option("--dataset-order", type=click.Choice(["sequential", "shuffle"]), default="sequential",
+        click.option("--dataset-order", type=click.Choice(["sequential", "shuffle"]), default=DEFAULTS["dataset_order"],
                      show_default=True, help="Train on the files one after the other, or interleave the steps."),
         click.option("--val", type=_PATH, default=None, help="Validation HDF5 file (full images), or a quoted glob of shards."),
         click.option("--out", required=True, type=_PATH, help="Run directory: last.ckpt, best.ckpt, metrics.jsonl, config.yaml."),
-        click.option("--model", default="tiny", show_default=True, callback=_model_name,
+        click.option("--model", default=DEFAULTS["model"], show_default=True, callback=_model_name,
                      help="Base model size for --init none (tiny, small, base), or s2m2-S|M|L|XL with S2M2 weights "
                           "(s2m2 = s2m2-S). A polstereo checkpoint as --init brings its own model: leave --model out."),
         click.option("--max-correction", type=float, default=None, callback=positive_pixels, metavar="PX",
@@ -61,59 +64,59 @@ def _options(func):
                      help="Stage A: what the base model matches: the intensity S0/2, or (early fusion) "
                           "intensity + normalized Stokes in its three input channels "
                           "[default: the checkpoint's, intensity]."),
-        click.option("--shape-weight", type=click.FloatRange(0), default=0.0, show_default=True,
+        click.option("--shape-weight", type=click.FloatRange(0), default=DEFAULTS["shape_weight"], show_default=True,
                      help="Weight of the label-free shape-consistency loss: the DoLP-weighted "
                           "sin²(2(AoLP − azimuth of ∇d)) of the output (docs/metrics.md); any stage, "
                           "also where ground truth is missing (0 = off)."),
-        click.option("--shape-min-dolp", type=click.FloatRange(0, 1, max_open=True), default=0.02,
+        click.option("--shape-min-dolp", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS["shape_min_dolp"],
                      show_default=True, help="Pixels less polarized than this do not count in that loss."),
-        click.option("--steps", type=click.IntRange(1), default=1000, show_default=True),
-        click.option("--batch-size", type=click.IntRange(1), default=2, show_default=True),
+        click.option("--steps", type=click.IntRange(1), default=DEFAULTS["steps"], show_default=True),
+        click.option("--batch-size", type=click.IntRange(1), default=DEFAULTS["batch_size"], show_default=True),
         click.option("--lr", type=float, default=None, help="Peak learning rate [default: the stage's]."),
-        click.option("--min-lr", type=float, default=0.0, show_default=True),
-        click.option("--lr-decay-method", type=click.Choice(DECAY_METHODS), default="cosine", show_default=True),
-        click.option("--warmup-steps", type=click.IntRange(0), default=0, show_default=True),
-        click.option("--decay-after-steps", type=click.IntRange(0), default=0, show_default=True),
-        click.option("--weight-decay", type=float, default=1e-5, show_default=True),
-        click.option("--clip-grad-norm", type=float, default=1.0, show_default=True, help="0 disables."),
-        size_option("--crop-size", order="HW", minimum=8, default=(256, 320),
+        click.option("--min-lr", type=float, default=DEFAULTS["min_lr"], show_default=True),
+        click.option("--lr-decay-method", type=click.Choice(DECAY_METHODS), default=DEFAULTS["lr_decay_method"], show_default=True),
+        click.option("--warmup-steps", type=click.IntRange(0), default=DEFAULTS["warmup_steps"], show_default=True),
+        click.option("--decay-after-steps", type=click.IntRange(0), default=DEFAULTS["decay_after_steps"], show_default=True),
+        click.option("--weight-decay", type=float, default=DEFAULTS["weight_decay"], show_default=True),
+        click.option("--clip-grad-norm", type=float, default=DEFAULTS["clip_grad_norm"], show_default=True, help="0 disables."),
+        size_option("--crop-size", order="HW", minimum=8, default=DEFAULTS["crop_size"],
                     help="Training crop size, pixels."),
-        click.option("--scale-range", nargs=2, type=float, default=(1.0, 1.0), show_default=True, metavar="MIN MAX"),
-        click.option("--vflip-prob", type=click.FloatRange(0, 1), default=0.0, show_default=True,
+        click.option("--scale-range", nargs=2, type=float, default=DEFAULTS["scale_range"], show_default=True, metavar="MIN MAX"),
+        click.option("--vflip-prob", type=click.FloatRange(0, 1), default=DEFAULTS["vflip_prob"], show_default=True,
                      help="Vertical flips (polarizer angles mirrored)."),
-        click.option("--photometric/--no-photometric", default=True, show_default=True,
+        click.option("--photometric/--no-photometric", default=DEFAULTS["photometric"], show_default=True,
                      help="Random gain/offset, identical across the angle images of a view."),
         click.option("--max-disparity", type=float, default=None,
                      help="Ignore ground truth above this in the loss [default: crop width]."),
-        click.option("--transparent-weight", type=float, default=1.0, show_default=True,
+        click.option("--transparent-weight", type=float, default=DEFAULTS["transparent_weight"], show_default=True,
                      help="Extra loss weight on transparent pixels."),
-        click.option("--gamma", type=click.FloatRange(0, 1), default=0.9, show_default=True,
+        click.option("--gamma", type=click.FloatRange(0, 1), default=DEFAULTS["gamma"], show_default=True,
                      help="Sequence-loss decay: estimate i of n weighs gamma^(n-1-i)."),
         click.option("--iters", type=click.IntRange(1), default=None, help="Base refinement iterations."),
-        click.option("--workers", type=click.IntRange(0), default=2, show_default=True),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--val-every", type=click.IntRange(0), default=500, show_default=True),
+        click.option("--workers", type=click.IntRange(0), default=DEFAULTS["workers"], show_default=True),
+        click.option("--seed", type=int, default=DEFAULTS["seed"], show_default=True),
+        click.option("--val-every", type=click.IntRange(0), default=DEFAULTS["val_every"], show_default=True),
         click.option("--val-samples", type=click.IntRange(1), default=None, help="Validate on the first N samples."),
-        click.option("--save-every", type=click.IntRange(0), default=500, show_default=True),
-        click.option("--log-every", type=click.IntRange(1), default=10, show_default=True),
+        click.option("--save-every", type=click.IntRange(0), default=DEFAULTS["save_every"], show_default=True),
+        click.option("--log-every", type=click.IntRange(1), default=DEFAULTS["log_every"], show_default=True),
         click.option("--resume", is_flag=True, help="Continue the interrupted run in --out from last.ckpt."),
         click.option("--force", is_flag=True, help="Start despite a wrong lineage or an infeasible stage B."),
-        click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto."),
-        click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="auto", show_default=True,
+        click.option("--device", default=DEFAULTS["device"], show_default=True, help="cpu, cuda, cuda:N or auto."),
+        click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default=DEFAULTS["amp"], show_default=True,
                      help="Mixed precision (auto: bf16 on GPUs that support it, off on CPUs)."),
         click.option("--deterministic", is_flag=True, help="Deterministic algorithms (reproducible, slower)."),
-        click.option("--feasibility-statistic", type=click.Choice(FEASIBILITY_STATISTICS), default="mean",
+        click.option("--feasibility-statistic", type=click.Choice(FEASIBILITY_STATISTICS), default=DEFAULTS["feasibility_statistic"],
                      show_default=True, help="Base error statistic compared with --max-correction (stage B gate)."),
-        click.option("--mask-ratio", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+        click.option("--mask-ratio", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS["mask_ratio"], show_default=True,
                      help="Masked image modelling: share of patches blanked in the student's views (0.4 as in "
                           "MaDis-Stereo; 0 = off)."),
-        click.option("--mask-patch", type=click.IntRange(1), default=16, show_default=True,
+        click.option("--mask-patch", type=click.IntRange(1), default=DEFAULTS["mask_patch"], show_default=True,
                      help="Side of a masked patch, pixels."),
-        click.option("--mim-weight", type=float, default=1.0, show_default=True,
+        click.option("--mim-weight", type=float, default=DEFAULTS["mim_weight"], show_default=True,
                      help="Weight of the reconstruction loss on masked pixels."),
         click.option("--ema-decay", type=click.FloatRange(0, 1, max_open=True), default=None,
                      help="EMA teacher decay [default: 0.999 with --mask-ratio, else no teacher]."),
-        click.option("--pseudo-weight", type=float, default=1.0, show_default=True,
+        click.option("--pseudo-weight", type=float, default=DEFAULTS["pseudo_weight"], show_default=True,
                      help="Weight of the teacher's pseudo-disparities where ground truth is missing."),
         click.option("--warp-source", type=click.Choice(WARP_SOURCES), default=None,
                      help="Override the stage's pol_diff warp disparity (for ablations; B: gt, C: pred)."),
