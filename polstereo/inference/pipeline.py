@@ -44,7 +44,7 @@ from polstereo.io.visualise import (aolp_to_rgb, correction_to_rgb, disparity_to
 from polstereo.models.correction import saturation_fraction
 from polstereo.polar.color import luma, to_channels
 from polstereo.polar.features import intensity_image
-from polstereo.polar.stokes import DEFAULT_ANGLES_DEG, aolp, dolp, stokes_from_angles
+from polstereo.polar.stokes import aolp, dolp, stokes_from_angles
 
 # --format name -> file suffix (png16: value = disparity * 256, 0 = invalid)
 DISPARITY_FORMATS: dict[str, str] = {"pfm": ".pfm", "npy": ".npy", "png16": ".png"}
@@ -63,12 +63,13 @@ NO_CORRECTION_NOTES: dict[str, str] = {
 }
 
 
-@dataclass
-class InferConfig:
+@dataclass(frozen=True, kw_only=True)
+class InferConfig(InputSpec):
     """Everything ``polstereo infer`` needs; the CLI fills it from its options.
 
-    Inputs: ``left``/``right`` (files, directories, globs or ``{angle}`` patterns) with
-    ``mosaic`` (raw sensor layout), ``bit_depth`` and ``angles_deg``; or ``data`` (HDF5).
+    Inputs, the fields of :class:`InputSpec`: ``left``/``right`` (files, directories, globs
+    or ``{angle}`` patterns) with ``mosaic`` (raw sensor layout), ``bit_depth`` and
+    ``angles_deg``; or ``data`` (HDF5).
     Memory: ``max_size`` (long side, pixels) and ``tile_rows``/``tile_overlap`` (row bands
     of the image the model sees, after any downscaling).
     Model: ``checkpoint``, or ``onnx`` (a graph from ``polstereo export``, run by onnxruntime;
@@ -77,12 +78,6 @@ class InferConfig:
 
     checkpoint: str | Path | None
     out: str | Path
-    left: str | None = None
-    right: str | None = None
-    data: str | None = None
-    mosaic: str | None = None
-    bit_depth: int | None = None
-    angles_deg: tuple[float, ...] = DEFAULT_ANGLES_DEG
     calib: str | Path | None = None
     formats: tuple[str, ...] = ("pfm",)
     ply: bool = False
@@ -111,9 +106,9 @@ class InferConfig:
         return None
 
     def input_spec(self) -> InputSpec:
-        return InputSpec(left=None if self.left is None else str(self.left),
-                         right=None if self.right is None else str(self.right),
-                         data=None if self.data is None else str(self.data), mosaic=self.mosaic,
+        """The inputs alone, paths as text and angles as floats."""
+        text = lambda v: None if v is None else str(v)  # noqa: E731
+        return InputSpec(left=text(self.left), right=text(self.right), data=text(self.data), mosaic=self.mosaic,
                          bit_depth=self.bit_depth, angles_deg=tuple(float(a) for a in self.angles_deg))
 
     def check(self) -> None:
