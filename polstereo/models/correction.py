@@ -48,7 +48,7 @@ from torch import nn
 
 from polstereo.errors import PolstereoError
 from polstereo.models.plain_config import PlainConfig
-from polstereo.models.base.encoder import NORMS, ResidualBlock, make_norm
+from polstereo.models.layers import NORMS, ResidualBlock, make_norm
 from polstereo.models.integrate import integrate_gradient
 from polstereo.models.warp import offset_candidates, warp_disagreement_candidates
 from polstereo.polar.shape import SHAPE_FEATURE_NAMES

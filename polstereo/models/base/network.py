@@ -18,7 +18,8 @@ from torch import nn
 
 from polstereo.errors import PolstereoError
 from polstereo.models.plain_config import PlainConfig
-from polstereo.models.base.encoder import NORMS, StereoEncoder
+from polstereo.models.base.encoder import StereoEncoder
+from polstereo.models.layers import NORMS
 from polstereo.models.base.matching import correlation_1d, global_matching
 from polstereo.models.base.refine import CorrPyramid, UpdateBlock, corr_lookup, corr_pyramid
 from polstereo.models.base.upsample import convex_upsample
