@@ -40,7 +40,7 @@ def quiet_option(func):
 
 def positive_pixels(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     """Click callback: a finite number of pixels > 0 (``inf`` and ``nan`` parse as floats, but mean nothing here)."""
-    from polstereo.evaluation.feasibility import check_bound
+    from polstereo.models.full import check_bound
 
     try:
         return None if value is None else check_bound(value)

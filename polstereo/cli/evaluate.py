@@ -43,8 +43,8 @@ def check_feasibility_cmd(checkpoint, data, max_correction, statistic, iters, ma
     impossible learn-pol.
     """
     from polstereo.data.h5format import open_dataset
-    from polstereo.evaluation.feasibility import (base_error_statistics, check_bound, feasibility_verdict,
-                                                  infeasible_reason)
+    from polstereo.evaluation.feasibility import base_error_statistics, feasibility_verdict, infeasible_reason
+    from polstereo.models.full import check_bound
 
     model, payload, dev = _load(checkpoint, device)
     bound = check_bound(max_correction if max_correction is not None else model.max_correction)

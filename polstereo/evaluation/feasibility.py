@@ -3,19 +3,17 @@
 A correction bounded by ``max_correction`` can only fix pixels whose base error is
 within it. ``polstereo check-feasibility`` and the trainer's gate before stage B both
 measure with :func:`base_error_statistics`, decide with :func:`feasibility_verdict` and
-word a refusal with :func:`infeasible_reason`; :func:`check_bound` is the one check of
-a bound's value.
+word a refusal with :func:`infeasible_reason`. The one check of a bound's value is
+:func:`polstereo.models.full.check_bound` (the model owns its bound).
 """
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import torch
 
 from polstereo.data.h5format import H5Reader
-from polstereo.errors import EXIT_USAGE, PolstereoError
+from polstereo.errors import PolstereoError
 from polstereo.evaluation import shape_evidence
 from polstereo.evaluation.evidence import accumulate as accumulate_evidence
 from polstereo.evaluation.evidence import evidence_counts
@@ -95,15 +93,6 @@ def feasibility_verdict(stats: dict, max_correction: float, statistic: str = "me
     used = region if stats.get(region, {}).get("pixels") else "all"
     value = stats[used][statistic]
     return value <= max_correction, value, used
-
-
-def check_bound(max_correction: float) -> float:
-    """``max_correction`` as a float; a one-line usage error unless positive and finite."""
-    value = float(max_correction)
-    if not (math.isfinite(value) and value > 0):
-        raise PolstereoError(f"--max-correction must be a positive number of pixels (finite), got {max_correction}",
-                             EXIT_USAGE)
-    return value
 
 
 def infeasible_reason(statistic: str, region: str, value: float, max_correction: float) -> str:

@@ -20,12 +20,13 @@ normalization layers in eval mode through later ``model.train()`` calls.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import torch
 from torch import nn
 
-from polstereo.errors import PolstereoError
+from polstereo.errors import EXIT_USAGE, PolstereoError
 from polstereo.models.correction import CorrectionModule, bounded_correction, saturation_fraction, search_costs
 from polstereo.models.warp import warp
 from polstereo.polar.features import intensity_image, pol_features
@@ -43,6 +44,15 @@ def check_warp_source(warp_source: str, what: str = "warp_source") -> str:
     if warp_source not in WARP_SOURCES:
         raise PolstereoError(f"unknown {what} {warp_source!r}; expected one of {', '.join(WARP_SOURCES)}")
     return warp_source
+
+
+def check_bound(max_correction: float) -> float:
+    """``max_correction`` as a float; a one-line usage error unless positive and finite."""
+    value = float(max_correction)
+    if not (math.isfinite(value) and value > 0):
+        raise PolstereoError(f"--max-correction must be a positive number of pixels (finite), got {max_correction}",
+                             EXIT_USAGE)
+    return value
 
 
 FUSION_GAIN = 2.0  # glass DoLP is ~0.05-0.4: spread the Stokes channels over more of [0, 1]
@@ -86,8 +96,7 @@ class PolStereoModel(nn.Module):
                  max_correction: float = DEFAULT_MAX_CORRECTION, angles_deg: Sequence[float] = DEFAULT_ANGLES_DEG,
                  base_input: str = "intensity"):
         super().__init__()
-        if max_correction <= 0:
-            raise PolstereoError(f"max_correction must be positive, got {max_correction}")
+        check_bound(max_correction)
         if base_input not in BASE_INPUTS:
             raise PolstereoError(f"unknown base_input {base_input!r}; expected one of {', '.join(BASE_INPUTS)}")
         self.base_input = base_input

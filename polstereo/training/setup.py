@@ -24,11 +24,10 @@ from polstereo.data.h5format import open_dataset
 from polstereo.data.loader import AugmentConfig, MixtureDataset, MixturePlan, StereoCropDataset
 from polstereo.devices import resolve_amp, resolve_device
 from polstereo.errors import EXIT_USAGE, InfeasibleError, PolstereoError
-from polstereo.evaluation.feasibility import (base_error_statistics, check_bound, feasibility_verdict,
-                                              infeasible_reason)
+from polstereo.evaluation.feasibility import base_error_statistics, feasibility_verdict, infeasible_reason
 from polstereo.models.base.s2m2 import S2M2Base
 from polstereo.models.correction import CorrectionConfig, CorrectionModule
-from polstereo.models.full import check_warp_source
+from polstereo.models.full import check_bound, check_warp_source
 from polstereo.models.registry import base_spec, build_model
 from polstereo.training.checkpoint import lineage_stages, load_model_checked, restore_rng
 from polstereo.training.config import TrainConfig
