@@ -61,7 +61,8 @@ def one_thread():
             cv2.setNumThreads(threads)
 
 
-def end_to_end(config: SyntheticConfig, num: int, workers: int) -> tuple[float, float | None, float]:
+def end_to_end(config: SyntheticConfig, num: int, workers: int,
+               shard_size: int | None = None) -> tuple[float, float | None, float]:
     """Samples per second of ``generate_dataset`` (HDF5 writing and pool start-up included),
     CPU ms per sample (all processes; None with workers, which are the fork server's
     children and invisible to os.times here) and CPU ms per sample of the main (writing) process.
@@ -72,7 +73,8 @@ def end_to_end(config: SyntheticConfig, num: int, workers: int) -> tuple[float, 
     with tempfile.TemporaryDirectory() as tmp:
         cpu0, main0 = _cpu_seconds(), time.process_time()
         start = time.perf_counter()
-        generate_dataset(tmp, config, num, split=(1.0, 0.0, 0.0), workers=workers, progress=False)
+        generate_dataset(tmp, config, num, split=(1.0, 0.0, 0.0), workers=workers, progress=False,
+                         shard_size=shard_size)
         wall = time.perf_counter() - start
         cpu_ms = 1000 * (_cpu_seconds() - cpu0) / num if workers == 1 else None
         return num / wall, cpu_ms, 1000 * (time.process_time() - main0) / num
@@ -83,13 +85,16 @@ def main() -> None:
     parser.add_argument("--num", type=int, default=20, help="samples per measurement at 320x256 (scaled by area)")
     parser.add_argument("--sizes", nargs="+", default=["320x256", "640x480"])
     parser.add_argument("--workers", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--shard-size", type=int, default=None,
+                        help="write shards of N samples (then each worker writes whole shards itself)")
     args = parser.parse_args()
 
     # Warm-up: imports (torch via polstereo.polar.stokes), first calls and the worker pool's
     # fork server (started once per process, it preloads the generator) stay out of the table.
     sensor_images(np.zeros((3, 1, 4, 4), np.float32), SyntheticConfig(), 1.0, np.random.default_rng(0))
     end_to_end(SyntheticConfig(width=32, height=24), 2, max(args.workers))
-    print(f"polstereo make-synthetic throughput ({os.cpu_count()} CPU cores, default scene mix)")
+    shards = "" if args.shard_size is None else f", shards of {args.shard_size}"
+    print(f"polstereo make-synthetic throughput ({os.cpu_count()} CPU cores, default scene mix{shards})")
     print(f"{'size':>9} | {'workers':>8} | {'samples':>7} | {'samples/s':>9} | {'CPU ms/sample':>13} | "
           f"{'main ms/sample':>14} | per sample (1 process): scene / render / sensor ms")
     print("-" * 128)
@@ -103,7 +108,7 @@ def main() -> None:
             runs.insert(args.workers.index(1) + 1, ("1, 1 thr", 1, one_thread))
         for label, workers, threads in runs:
             with threads():
-                rate, cpu_ms, main_ms = end_to_end(config, num, workers)
+                rate, cpu_ms, main_ms = end_to_end(config, num, workers, args.shard_size)
             detail = stages if label == runs[0][0] else ""
             print(f"{size:>9} | {label:>8} | {num:>7} | {rate:>9.2f} | {'n/a' if cpu_ms is None else f'{cpu_ms:.0f}':>13} | "
                   f"{main_ms:>14.1f} | {detail}")

@@ -55,7 +55,8 @@ from polstereo.data.synthetic.rigs import RIG_PRESETS
                    "empty are removed).")
 @click.option("--shard-size", type=click.IntRange(1), default=None, metavar="N",
               help="Write each split as shards of N samples: train-00000.h5, train-00001.h5, ... (the training "
-                   "commands read them with a glob, --train 'OUT_DIR/train-*.h5').")
+                   "commands read them with a glob, --train 'OUT_DIR/train-*.h5'). With --workers, each worker "
+                   "writes whole shards itself, the fastest way to make a large set.")
 @click.option("--resume", is_flag=True,
               help="With --shard-size: keep the shards an interrupted run of the same command finished and make "
                    "only the rest.")

@@ -175,6 +175,34 @@ def _encoded_samples(config: SyntheticConfig, indices: Sequence[int], workers: i
         pool.join()
 
 
+def _write_file(config: SyntheticConfig, folder: Path, wanted: "_OutputFile") -> tuple[int, int]:
+    """Render and write one whole output file (a shard) into ``folder``, as a pool worker does
+    when the output is sharded; returns its transparent and total pixel counts."""
+    transparent = total = 0
+    with H5Writer(folder / wanted.name, angles_deg=config.angles_deg, color=config.color,
+                  provenance=wanted.provenance) as writer:
+        for index in range(wanted.first, wanted.first + wanted.count):
+            encoded, transparent_pixels, pixels = _encoded_sample_at(config, index)
+            writer.append_encoded(encoded)
+            transparent += transparent_pixels
+            total += pixels
+    return transparent, total
+
+
+def _written_shards(config: SyntheticConfig, folder: Path, todo: Sequence["_OutputFile"], workers: int):
+    """``(file, transparent, total)`` as ``workers`` processes finish writing the files ``todo``
+    into ``folder``, each file by one worker: nothing passes through this process."""
+    pool = _worker_pool(workers)
+    try:
+        for wanted, (transparent, total) in zip(todo, pool.imap(functools.partial(_write_file, config, folder),
+                                                                 todo, chunksize=1)):
+            yield wanted, transparent, total
+        pool.close()
+    finally:
+        pool.terminate()
+        pool.join()
+
+
 @dataclass(frozen=True)
 class _OutputFile:
     """One file of the output set: a whole split, or one shard of it."""
@@ -254,7 +282,8 @@ def generate_dataset(out_dir: str | os.PathLike, config: SyntheticConfig, num: i
     the workers render and compress, this process only copies the compressed chunks.
 
     ``shard_size`` N splits each split into files of N samples, ``train-00000.h5``,
-    ``train-00001.h5``, ... (the same samples as the unsharded files, in order). A sharded
+    ``train-00001.h5``, ... (the same samples as the unsharded files, in order); with
+    several ``workers`` each worker writes whole shards itself. A sharded
     run keeps its finished shards when interrupted (in ``out_dir``/.partial-make-synthetic);
     ``resume`` reuses those and makes only the rest, and the result is the set an
     uninterrupted run makes. Without ``resume`` a kept staging folder is discarded.
@@ -306,10 +335,21 @@ def generate_dataset(out_dir: str | os.PathLike, config: SyntheticConfig, num: i
                         mask = reader.read(i, normalize=False, fields=("transparent",)).transparent
                         transparent += int(mask.sum())
                         total += mask.size
-        samples = _encoded_samples(config, [i for f in todo for i in range(f.first, f.first + f.count)],
-                                   min(workers, max(sum(f.count for f in todo), 1)))
         bar = tqdm(total=num, initial=num - sum(f.count for f in todo), disable=not progress, unit="sample",
                    desc="make-synthetic")
+        if shard_size is not None and workers > 1 and len(todo) > 1:  # each worker writes whole shards
+            shards = _written_shards(config, staged, todo, min(workers, len(todo)))
+            try:
+                for f, transparent_pixels, pixels in shards:
+                    transparent += transparent_pixels
+                    total += pixels
+                    bar.update(f.count)
+            finally:
+                bar.close()
+                shards.close()
+            todo = []
+        samples = _encoded_samples(config, [i for f in todo for i in range(f.first, f.first + f.count)],
+                                   min(workers, max(sum(f.count for f in todo), 1)))
         try:
             for f in todo:
                 with H5Writer(staged / f.name, angles_deg=config.angles_deg, color=config.color,

@@ -52,6 +52,18 @@ def test_shards_do_not_depend_on_the_number_of_workers(tmp_path):
     assert _bytes(tmp_path / "one") == _bytes(tmp_path / "two")
 
 
+def test_with_workers_each_shard_is_written_by_a_worker_not_this_process(tmp_path, monkeypatch):
+    passed_through = []
+    real = generate._encoded_samples
+    monkeypatch.setattr(generate, "_encoded_samples",
+                        lambda config, indices, workers: passed_through.extend(indices) or real(config, indices, workers))
+    generate_dataset(tmp_path / "two", TINY, 4, split=(1, 0, 0), shard_size=2, workers=2, progress=False)
+    assert passed_through == []  # no sample came back to the main process to be written
+    generate_dataset(tmp_path / "one", TINY, 4, split=(1, 0, 0), shard_size=2, workers=1, progress=False)
+    assert passed_through == [0, 1, 2, 3]
+    assert _bytes(tmp_path / "one") == _bytes(tmp_path / "two")
+
+
 def _interrupt_at(monkeypatch, stop_index):
     real = generate._sample_at
 
