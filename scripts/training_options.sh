@@ -2,7 +2,8 @@
 # Environment: MODEL, SCALE (multiplies sample and step counts), STEP_SCALE (multiplies step counts
 # instead of SCALE, may be fractional, e.g. to fit a time budget), SIZE, CROP, BATCH, DEVICE, WORKERS (loader),
 # MAXCORR, GEN_WORKERS (make-synthetic processes), CORR_SEARCH (correction search radius, 0 = off), GLASS, TEXTURES,
-# SYNTH_ARGS (extra make-synthetic options), A_ARGS and B_ARGS (extra stage A / stage B options).
+# SYNTH_ARGS (extra make-synthetic options), A_ARGS and B_ARGS (extra stage A / stage B options),
+# A_STEPS and A_GENERIC_STEPS (stage A's steps and how many of them draw generic scenes; 0 = glass only).
 MODEL=${MODEL:-tiny}
 SCALE=${SCALE:-1}
 SIZE=${SIZE:-"320 256"}
