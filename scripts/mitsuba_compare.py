@@ -39,8 +39,7 @@ from polstereo.data.synthetic.render import render_view
 from polstereo.data.synthetic.scene import Environment, Material, Scene, SceneObject, StereoRig
 from polstereo.polar.stokes import aolp, dolp
 
-VARIANT = "scalar_spectral_polarized"  # the llvm_* variants crash on these machines
-FOV_DEG = 40.0
+from mitsuba_evidence import FOV_DEG, load_mitsuba  # scripts/ is on the path when a script runs
 CAMERA_Z = 4.0   # Mitsuba: the camera at z = 4 looks down -z; the generator: camera at 0 looking down +z
 WALL_Z = -3.0    # Mitsuba's wall plane, 7 units from the camera
 SKY, WALL = 0.3, 1.0
@@ -194,12 +193,9 @@ def main() -> int:
     parser.add_argument("--size", type=int, nargs=2, default=(160, 120), metavar=("W", "H"))
     parser.add_argument("--json", type=argparse.FileType("w"), help="also write the rows as JSON")
     args = parser.parse_args()
-    try:
-        import mitsuba as mi
-    except ImportError:
-        print("Error: this diagnostic needs Mitsuba 3: pip install mitsuba", file=sys.stderr)
+    mi = load_mitsuba()
+    if mi is None:
         return 1
-    mi.set_variant(VARIANT)
     width, height = args.size
     focal = (width / 2.0) / np.tan(np.radians(FOV_DEG) / 2.0)
     rows = []

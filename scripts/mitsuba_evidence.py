@@ -97,6 +97,17 @@ def render_sample(mi, sample_dir: Path, params: dict, width: int, height: int, s
     (sample_dir / "glass_depth.exr").unlink()
 
 
+def load_mitsuba():
+    """Mitsuba 3 set to the polarized variant, or None after a one-line error when it is missing."""
+    try:
+        import mitsuba as mi
+    except ImportError:
+        print("Error: this diagnostic needs Mitsuba 3: pip install mitsuba", file=sys.stderr)
+        return None
+    mi.set_variant(VARIANT)
+    return mi
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", type=Path)
@@ -109,12 +120,9 @@ def main() -> int:
     parser.add_argument("--baseline", type=float, default=DEFAULT_BASELINE_M,
                         help="stereo baseline in scene units; the cameras are 4 units from the glass")
     args = parser.parse_args()
-    try:
-        import mitsuba as mi
-    except ImportError:
-        print("Error: this diagnostic needs Mitsuba 3: pip install mitsuba", file=sys.stderr)
+    mi = load_mitsuba()
+    if mi is None:
         return 1
-    mi.set_variant(VARIANT)
     rng = np.random.default_rng(args.seed)
     src = args.out / "src"
     for i in range(args.scenes):

@@ -10,6 +10,7 @@ import dataclasses
 import click
 import pytest
 
+from polstereo.cli.common import config_defaults
 from polstereo.cli.main import cli
 from polstereo.evaluation.evaluate import EvalConfig
 from polstereo.export.onnx import ExportConfig
@@ -28,14 +29,6 @@ def _unset(value) -> bool:
     return value is None or value in ((), []) or repr(value) == "Sentinel.UNSET"
 
 
-def _field_default(field: dataclasses.Field):
-    if field.default is not dataclasses.MISSING:
-        return field.default
-    if field.default_factory is not dataclasses.MISSING:
-        return field.default_factory()
-    return dataclasses.MISSING
-
-
 def _options(command: str):
     cmd = cli.get_command(click.Context(cli), command)
     return cmd, [p for p in cmd.params if isinstance(p, click.Option)]
@@ -44,18 +37,19 @@ def _options(command: str):
 @pytest.mark.parametrize("command,config", COMMANDS, ids=[c for c, _ in COMMANDS])
 def test_every_option_default_is_its_config_fields(command, config):
     cmd, options = _options(command)
-    fields = {f.name: f for f in dataclasses.fields(config)}
+    fields = {f.name for f in dataclasses.fields(config)}
+    defaults = config_defaults(config)
     drift, orphans = [], []
     for option in options:
         if option.name in CLI_ONLY:
             continue
-        field = fields.get(RENAMED.get(option.name, option.name))
-        if field is None:
+        name = RENAMED.get(option.name, option.name)
+        if name not in fields:
             orphans.append(option.name)
             continue
-        expected = _field_default(field)
-        if expected is dataclasses.MISSING:  # a required field: the option has no default either
+        if name not in defaults:  # a required field: the option has no default either
             continue
+        expected = defaults[name]
         ctx = click.Context(cmd)
         got = option.get_default(ctx, call=True)
         if not _unset(got):  # as the command receives it: converted, and through the option's callback

@@ -14,7 +14,7 @@ import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -159,48 +159,45 @@ def _worker_pool(workers: int):
     return ctx.Pool(workers, initializer=_one_thread_per_worker)
 
 
-def _encoded_samples(config: SyntheticConfig, indices: Sequence[int], workers: int):
-    """Samples ``indices`` in order, rendered and compressed by ``workers`` processes."""
-    make = functools.partial(_encoded_sample_at, config)
+def _pooled(func, items: Sequence, workers: int):
+    """``func(item)`` for each item, in order, by ``workers`` processes (this one for 1)."""
     if workers <= 1:
-        for i in indices:
-            yield make(i)
+        yield from map(func, items)
         return
     pool = _worker_pool(workers)
     try:
-        yield from pool.imap(make, indices, chunksize=1)
+        yield from pool.imap(func, items, chunksize=1)
         pool.close()
     finally:
         pool.terminate()
         pool.join()
+
+
+def _encoded_samples(config: SyntheticConfig, indices: Sequence[int], workers: int):
+    """Samples ``indices`` in order, rendered and compressed by ``workers`` processes."""
+    return _pooled(functools.partial(_encoded_sample_at, config), indices, workers)
+
+
+def _write_encoded(path: Path, config: SyntheticConfig, wanted: "_OutputFile", samples,
+                   on_sample: Callable[[], None] = lambda: None) -> tuple[int, int]:
+    """Write the next ``wanted.count`` of the encoded ``samples`` as the file ``path``;
+    returns its transparent and total pixel counts."""
+    transparent = total = 0
+    with H5Writer(path, angles_deg=config.angles_deg, color=config.color, provenance=wanted.provenance) as writer:
+        for _ in range(wanted.count):
+            encoded, transparent_pixels, pixels = next(samples)
+            writer.append_encoded(encoded)
+            transparent += transparent_pixels
+            total += pixels
+            on_sample()
+    return transparent, total
 
 
 def _write_file(config: SyntheticConfig, folder: Path, wanted: "_OutputFile") -> tuple[int, int]:
     """Render and write one whole output file (a shard) into ``folder``, as a pool worker does
-    when the output is sharded; returns its transparent and total pixel counts."""
-    transparent = total = 0
-    with H5Writer(folder / wanted.name, angles_deg=config.angles_deg, color=config.color,
-                  provenance=wanted.provenance) as writer:
-        for index in range(wanted.first, wanted.first + wanted.count):
-            encoded, transparent_pixels, pixels = _encoded_sample_at(config, index)
-            writer.append_encoded(encoded)
-            transparent += transparent_pixels
-            total += pixels
-    return transparent, total
-
-
-def _written_shards(config: SyntheticConfig, folder: Path, todo: Sequence["_OutputFile"], workers: int):
-    """``(file, transparent, total)`` as ``workers`` processes finish writing the files ``todo``
-    into ``folder``, each file by one worker: nothing passes through this process."""
-    pool = _worker_pool(workers)
-    try:
-        for wanted, (transparent, total) in zip(todo, pool.imap(functools.partial(_write_file, config, folder),
-                                                                 todo, chunksize=1)):
-            yield wanted, transparent, total
-        pool.close()
-    finally:
-        pool.terminate()
-        pool.join()
+    when the output is sharded."""
+    samples = (_encoded_sample_at(config, i) for i in range(wanted.first, wanted.first + wanted.count))
+    return _write_encoded(folder / wanted.name, config, wanted, samples)
 
 
 @dataclass(frozen=True)
@@ -338,9 +335,9 @@ def generate_dataset(out_dir: str | os.PathLike, config: SyntheticConfig, num: i
         bar = tqdm(total=num, initial=num - sum(f.count for f in todo), disable=not progress, unit="sample",
                    desc="make-synthetic")
         if shard_size is not None and workers > 1 and len(todo) > 1:  # each worker writes whole shards
-            shards = _written_shards(config, staged, todo, min(workers, len(todo)))
+            shards = _pooled(functools.partial(_write_file, config, staged), todo, min(workers, len(todo)))
             try:
-                for f, transparent_pixels, pixels in shards:
+                for f, (transparent_pixels, pixels) in zip(todo, shards):
                     transparent += transparent_pixels
                     total += pixels
                     bar.update(f.count)
@@ -352,14 +349,10 @@ def generate_dataset(out_dir: str | os.PathLike, config: SyntheticConfig, num: i
                                    min(workers, max(sum(f.count for f in todo), 1)))
         try:
             for f in todo:
-                with H5Writer(staged / f.name, angles_deg=config.angles_deg, color=config.color,
-                              provenance=f.provenance) as writer:
-                    for _ in range(f.count):
-                        encoded, transparent_pixels, pixels = next(samples)
-                        writer.append_encoded(encoded)
-                        transparent += transparent_pixels
-                        total += pixels
-                        bar.update(1)
+                transparent_pixels, pixels = _write_encoded(staged / f.name, config, f, samples,
+                                                            lambda: bar.update(1))
+                transparent += transparent_pixels
+                total += pixels
         finally:
             bar.close()
             samples.close()  # the worker processes end before the set is committed
