@@ -37,3 +37,23 @@ def test_shipped_model_went_through_all_stages_and_runs(name, base, max_epe):
     assert disparity.shape == sample.shape and np.isfinite(disparity).all()
     valid = sample.valid_mask()
     assert np.abs(disparity - sample.disparity)[valid].mean() < max_epe
+
+
+def test_constraints_pin_every_dependency_within_the_ranges_pyproject_allows():
+    import tomllib
+
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = [Requirement(text) for text in project["dependencies"] + project["optional-dependencies"]["test"]]
+    pins = {}
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[name.strip().lower().replace("_", "-")] = version.strip()
+    for requirement in wanted:
+        name = requirement.name.lower().replace("_", "-")
+        if name == "torch":
+            continue  # pinned apart: the Makefile's TORCH_PIN (the CPU build)
+        assert name in pins, f"{name} has no pin in constraints.txt"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name])

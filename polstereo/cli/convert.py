@@ -8,6 +8,7 @@ import click
 
 from polstereo.cli.common import emit_json, json_option, quiet_option, show_progress
 from polstereo.errors import EXIT_USAGE, PolstereoError
+from polstereo.io.lock import output_lock
 
 LAYOUTS = ("folder", "mitsuba", "mosaic")  # keep in step with converters.registry (checked by a test)
 # File-role options --left GLOB ...: globs in each sample directory, '' switches a role off.
@@ -101,7 +102,8 @@ def convert_dataset_cmd(src: Path, out: Path, layout: str, angles: str, color: s
                            split_file=split_file, seed=seed, workers=workers, progress=show_progress(quiet),
                            overwrite=overwrite, compression=compression)
     try:
-        report = convert_dataset(config)
+        with output_lock(out, "data set"):
+            report = convert_dataset(config)
     except ConversionFailed as failed:
         emit_json(failed.report.to_dict(), json_out)
         for line in failed.report.lines()[1:]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from polstereo.cli.common import SizeCommand, emit_json, json_option, quiet_option, size_option
+from polstereo.io.lock import output_lock
 
 
 @click.command("export", cls=SizeCommand)
@@ -34,7 +35,8 @@ def export_cmd(checkpoint: Path, out: Path, json_out: str | None, quiet: bool, *
     config = ExportConfig(checkpoint=checkpoint, out=out, **options)
     log = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
     try:
-        report = export_onnx(config, log=log)
+        with output_lock(out, "file"):
+            report = export_onnx(config, log=log)
     except ParityError as err:
         emit_json({**err.report, "written": False}, json_out)
         raise

@@ -9,6 +9,7 @@ import click
 from polstereo.errors import PolstereoError
 
 from polstereo.cli.common import emit_json, json_option, quiet_option, show_progress
+from polstereo.io.lock import output_lock
 
 _FORMATS = ("pfm", "npy", "png16")
 
@@ -89,7 +90,8 @@ def infer_cmd(checkpoint: Path | None, json_out: str | None, quiet: bool, vis_ra
     config = InferConfig(checkpoint=checkpoint, angles_deg=options.pop("angles"), vis_range=vis_range or None,
                          progress=show_progress(quiet), keep_arrays=False, **options)
     log = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
-    results = run_inference(config, log=log)
+    with output_lock(config.out, "output folder"):
+        results = run_inference(config, log=log)
     failed = [r for r in results if "error" in r]
     if not quiet:
         click.echo(f"wrote {len(results) - len(failed)} pair(s) to {config.out}", err=True)

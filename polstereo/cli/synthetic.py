@@ -10,6 +10,7 @@ import click
 
 from polstereo.cli.common import SizeCommand, emit_json, json_option, quiet_option, show_progress, size_option
 from polstereo.data.synthetic.rigs import RIG_PRESETS
+from polstereo.io.lock import output_lock
 
 
 @click.command("make-synthetic", cls=SizeCommand)
@@ -94,8 +95,9 @@ def make_synthetic_cmd(out_dir: Path, num: int, seed: int, size: tuple[int, int]
     if ideal_polarizer:
         config = dataclasses.replace(config, extinction_ratio=None)
     config = config.validated()
-    summary = generate_dataset(out_dir, config, num, split=split, workers=workers, progress=show_progress(quiet),
-                               overwrite=overwrite, shard_size=shard_size, resume=resume)
+    with output_lock(out_dir, "data set"):
+        summary = generate_dataset(out_dir, config, num, split=split, workers=workers, progress=show_progress(quiet),
+                                   overwrite=overwrite, shard_size=shard_size, resume=resume)
     emit_json(summary, json_out)
     if json_out != "-" and not quiet:
         files = ", ".join(f"{name}.h5 ({info['samples']})" if "shards" not in info

@@ -33,6 +33,11 @@ class DistInfo:
         return self.rank == 0
 
 
+def launched_as_main() -> bool:
+    """Whether this process is rank 0 of its torchrun launch (or runs alone), before joining the group."""
+    return int(os.environ.get("WORLD_SIZE", "1")) <= 1 or int(os.environ.get("RANK", "0")) == 0
+
+
 def init_distributed(device: torch.device) -> tuple[DistInfo, torch.device]:
     """Join the process group torchrun describes; returns the info and this rank's device."""
     world = int(os.environ.get("WORLD_SIZE", "1"))

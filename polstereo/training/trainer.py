@@ -11,6 +11,7 @@ continues from ``last.ckpt`` and ends with the same weights as an uninterrupted 
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import math
 import time
@@ -25,9 +26,11 @@ from polstereo.errors import PolstereoError
 from polstereo.evaluation.evaluate import evaluate_model
 from polstereo.interrupts import ctrl_c_requests_stop
 from polstereo.io.atomic import removed_if_left_empty
+from polstereo.io.lock import output_lock
 from polstereo.training.checkpoint import rng_state, save_checkpoint
 from polstereo.training.config import TrainConfig, TrainResult
-from polstereo.training.distributed import all_reduce_sum, barrier, cleanup, release_after_error
+from polstereo.training.distributed import (all_reduce_sum, barrier, cleanup, launched_as_main,
+                                           release_after_error)
 from polstereo.training.logbook import Logbook, brief, val_score
 from polstereo.training.setup import RunSetup, set_up, training_module
 from polstereo.training.step import MAX_CONSECUTIVE_NONFINITE, TrainStep
@@ -48,8 +51,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
         try:
             if cfg.deterministic:
                 torch.use_deterministic_algorithms(True, warn_only=True)
-            with removed_if_left_empty(cfg.out):  # a run that fails at its start leaves no empty --out
-                return _train(cfg, log, stop)
+            # one writer per run folder, taken before anything looks at it; only rank 0 writes
+            with output_lock(cfg.out, "run folder") if launched_as_main() else contextlib.nullcontext():
+                with removed_if_left_empty(cfg.out):  # a run that fails at its start leaves no empty --out
+                    return _train(cfg, log, stop)
         except BaseException as err:
             release_after_error(err)
             raise

@@ -1,8 +1,8 @@
 import dataclasses
-import hashlib
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -174,29 +174,45 @@ def test_each_glass_kind_makes_transparent_pixels():
         assert max(shares) > 0.01, kind
 
 
-# sha256 over (left, right, disparity, transparent, valid, occlusion) of samples 0-2, computed by
-# the loop of the test below run on a pristine `git worktree` of commit 4097f37 (before photo
-# textures, rig presets and the extinction ratio; there without the `textures` field): --glass
-# solid, procedural textures, no rig and an ideal polarizer must still make these bytes.
+# Samples 0-2 of two configurations as commit 4097f37 made them (before photo textures, rig
+# presets and the extinction ratio): --glass solid, procedural textures, no rig and an ideal
+# polarizer must still make these scenes. Stored as arrays, not a digest: the generator's float
+# maths goes through numpy's matrix products, whose last bits depend on the BLAS kernel of the
+# CPU. The file was written with OPENBLAS_CORETYPE=Haswell, whose bytes are 4097f37's exactly.
+# Measured spread against it on an AMD EPYC (2026-12-07) under the SkylakeX (default), Prescott
+# and Zen kernels: masks identical, at most 33 of 36864 pixel values 1-2 LSB apart, disparity
+# within 5e-4 px. The tolerances below are about 10x that spread.
+REFERENCE = Path(__file__).parent / "references" / "earlier_scenes.npz"
 EARLIER_SCENES = {
-    "mono8": (dict(width=64, height=48, glass=("solid",), opaque=(2, 3), transparent=(1, 2), seed=5),
-              "f3beecdcd5dbbfc90b3bfca63e55bacefa16347ec301c1ff4f2cd38c3ada0629"),
-    "rgb12": (dict(width=64, height=48, glass=("solid",), opaque=(2, 3), transparent=(1, 2), seed=7, color="rgb",
-                   bit_depth=12), "da3ee364d753ac337db56a333e37bde0ac516a517eb6a7ec18faea126748e972"),
+    "mono8": dict(width=64, height=48, glass=("solid",), opaque=(2, 3), transparent=(1, 2), seed=5),
+    "rgb12": dict(width=64, height=48, glass=("solid",), opaque=(2, 3), transparent=(1, 2), seed=7, color="rgb",
+                  bit_depth=12),
 }
+MAX_LSB, MAX_SHARE_OFF, DISPARITY_ATOL_PX, MAX_MASK_PIXELS_OFF = 4, 0.01, 5e-3, 2
+
+
+def _assert_close_to_reference(name: str, got: np.ndarray, want: np.ndarray) -> None:
+    assert got.shape == want.shape and got.dtype == want.dtype, name
+    if want.dtype == bool:
+        assert np.count_nonzero(got != want) <= MAX_MASK_PIXELS_OFF, name
+    elif want.dtype.kind == "f":
+        assert np.array_equal(np.isfinite(got), np.isfinite(want)), name
+        finite = np.isfinite(want)
+        np.testing.assert_allclose(got[finite], want[finite], rtol=0, atol=DISPARITY_ATOL_PX, err_msg=name)
+    else:
+        off = np.abs(got.astype(np.int64) - want.astype(np.int64))
+        assert off.max() <= MAX_LSB and np.count_nonzero(off) <= MAX_SHARE_OFF * off.size, name
 
 
 @pytest.mark.parametrize("case", sorted(EARLIER_SCENES))
-def test_solid_glass_with_procedural_textures_makes_the_earlier_scenes_bit_for_bit(case):
-    values, digest = EARLIER_SCENES[case]
-    config = SyntheticConfig(**values, textures="procedural")
-    h = hashlib.sha256()
-    for index in (0, 1, 2):
-        sample = generate_sample(config, sample_rng(config.seed, index))
-        for array in (sample.left, sample.right, sample.disparity, sample.transparent, sample.valid,
-                      sample.occlusion):
-            h.update(np.ascontiguousarray(array).tobytes())
-    assert h.hexdigest() == digest
+def test_solid_glass_with_procedural_textures_makes_the_earlier_scenes(case):
+    config = SyntheticConfig(**EARLIER_SCENES[case], textures="procedural")
+    with np.load(REFERENCE) as reference:
+        for index in (0, 1, 2):
+            sample = generate_sample(config, sample_rng(config.seed, index))
+            for field in FIELDS:
+                key = f"{case}_{index}_{field}"
+                _assert_close_to_reference(key, getattr(sample, field), reference[key])
 
 
 def test_a_provenance_record_from_before_photo_textures_means_the_old_generator():

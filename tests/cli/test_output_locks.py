@@ -1,0 +1,71 @@
+"""One writer per output folder: a second command into the same --out is refused, the first completes."""
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from click.testing import CliRunner
+
+from polstereo.cli.main import cli
+from polstereo.io.lock import lock_path
+from polstereo.training.checkpoint import load_checkpoint
+from tests.training.conftest import tiny_data  # noqa: F401  (fixture)
+
+POLSTEREO = [sys.executable, "-c", "from polstereo.cli.main import main; main()"]
+SLOW_ADAPT = ["--steps", "150", "--batch-size", "1", "--crop-size", "32", "48", "--workers", "0", "--iters", "1",
+              "--val-every", "0", "--save-every", "50", "--log-every", "10", "--quiet"]
+
+
+def start(*args) -> subprocess.Popen:
+    return subprocess.Popen([*POLSTEREO, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_lock(output, process: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not lock_path(output).exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the first run never took its lock"
+        time.sleep(0.05)
+
+
+def invoke(*args):
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def test_a_second_adapt_into_the_same_out_exits_1_and_the_first_completes_intact(tiny_data, tmp_path):
+    out = tmp_path / "A"
+    first = start("adapt", "--init", "none", "--train", tiny_data / "train.h5", "--out", out, *SLOW_ADAPT)
+    try:
+        wait_for_lock(out, first)
+        second = invoke("adapt", "--init", "none", "--train", tiny_data / "train.h5", "--out", out, *SLOW_ADAPT)
+        assert first.poll() is None, "the first run ended before the second started: nothing was tested"
+    finally:
+        _, err = first.communicate(timeout=300)
+    assert second.exit_code == 1 and second.output.count("\n") == 1, second.output
+    assert f"another polstereo process (pid {first.pid}" in second.output
+    assert first.returncode == 0, err
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()
+             if json.loads(line).get("type") == "train"]
+    assert steps == sorted(set(steps)) and steps[-1] == 150  # one run's lines, not two interleaved
+    assert load_checkpoint(out / "last.ckpt")["step"] == 150
+    assert not lock_path(out).exists()
+
+
+def test_a_second_make_synthetic_is_refused_and_a_killed_one_leaves_no_blocking_lock(tmp_path):
+    out = tmp_path / "set"
+    args = ["make-synthetic", out, "--num", "400", "--size", "96", "64", "--workers", "1", "--quiet"]
+    first = start(*args)
+    try:
+        wait_for_lock(out, first)
+        second = invoke(*args, "--overwrite")
+        assert first.poll() is None, "the first run ended before the second started: nothing was tested"
+        assert second.exit_code == 1 and second.output.count("\n") == 1, second.output
+        assert f"pid {first.pid}" in second.output
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    again = invoke("make-synthetic", out, "--num", "6", "--size", "64", "48", "--workers", "1", "--quiet",
+                   "--overwrite")
+    assert again.exit_code == 0, again.output
+    assert (out / "test.h5").exists() and not lock_path(out).exists()
