@@ -61,8 +61,10 @@ def _options(func):
                      help="Stage B: the new correction module also predicts a slope field and integrates it "
                           "into a surface (a screened Poisson solve over ~32 px, learned; docs/models.md)."),
         click.option("--base-input", type=click.Choice(BASE_INPUTS), default=None,
-                     help="Stage A: what the base model matches: the intensity S0/2, or (early fusion) "
-                          "intensity + normalized Stokes in its three input channels "
+                     help="Stage A: what the base model matches: the intensity S0/2; (early fusion) "
+                          "intensity + normalized Stokes in its three input channels; or (polarization-adapter, "
+                          "a warm start) the intensity plus the residual of a small polarization network that "
+                          "starts at zero, so the first step is exactly the --init base "
                           "[default: the checkpoint's, intensity]."),
         click.option("--shape-weight", type=click.FloatRange(0), default=DEFAULTS["shape_weight"], show_default=True,
                      help="Weight of the label-free shape-consistency loss: the DoLP-weighted "

@@ -10,12 +10,15 @@ from is chosen per call, as the three-stage plan needs:
   (``detach_warp``).
 
 What the base sees is ``base_input``: ``"intensity"`` (the design: S0/2, the image an
-ordinary camera would give) or ``"polarization"`` (early fusion, the obvious alternative
+ordinary camera would give), ``"polarization"`` (early fusion, the obvious alternative
 to a correction: the base's three input channels carry the intensity and the normalized
-Stokes, see :func:`base_image`).
+Stokes, see :func:`base_image`) or ``"polarization-adapter"`` (the intensity plus the
+residual of a small :class:`~polstereo.models.adapter.PolarizationAdapter`, zero at
+initialisation: a warm start from an intensity base that equals it at step 0).
 
 Freezing a part (``freeze_base()`` ...) turns off its gradients *and* keeps its
-normalization layers in eval mode through later ``model.train()`` calls.
+normalization layers in eval mode through later ``model.train()`` calls. The adapter
+belongs to the part ``"base"``: it is frozen and trained with it.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 from torch import nn
 
 from polstereo.errors import EXIT_USAGE, PolstereoError
+from polstereo.models.adapter import PolarizationAdapter, adapter_features, unpolarized_features
 from polstereo.models.correction import CorrectionModule, bounded_correction, saturation_fraction, search_costs
 from polstereo.models.warp import warp
 from polstereo.polar.features import intensity_image, pol_features
@@ -35,7 +39,8 @@ from polstereo.polar.stokes import DEFAULT_ANGLES_DEG
 
 WARP_SOURCES = ("gt", "pred")
 PARTS = ("base", "correction")
-BASE_INPUTS = ("intensity", "polarization")
+BASE_INPUTS = ("intensity", "polarization", "polarization-adapter")
+ADAPTER_INPUT = "polarization-adapter"
 DEFAULT_MAX_CORRECTION = 4.0  # px: the correction bound of a model built without one
 
 
@@ -89,41 +94,78 @@ class PolStereoModel(nn.Module):
         correction: a :class:`CorrectionModule`, or None for a base-only model (stage A).
         max_correction: bound of the correction, pixels.
         angles_deg: polarizer angles of the input stacks (per-call override in ``forward``).
-        base_input: ``"intensity"`` or ``"polarization"`` (early fusion), see :func:`base_image`.
+        base_input: ``"intensity"``, ``"polarization"`` (early fusion, see :func:`base_image`)
+            or ``"polarization-adapter"`` (see :mod:`polstereo.models.adapter`).
+        adapter: the :class:`PolarizationAdapter` of a ``"polarization-adapter"`` model
+            (default: a new one, zero at initialisation); None for the other inputs.
     """
 
     def __init__(self, base: nn.Module, correction: CorrectionModule | None = None,
                  max_correction: float = DEFAULT_MAX_CORRECTION, angles_deg: Sequence[float] = DEFAULT_ANGLES_DEG,
-                 base_input: str = "intensity"):
+                 base_input: str = "intensity", adapter: PolarizationAdapter | None = None):
         super().__init__()
         check_bound(max_correction)
-        if base_input not in BASE_INPUTS:
-            raise PolstereoError(f"unknown base_input {base_input!r}; expected one of {', '.join(BASE_INPUTS)}")
-        self.base_input = base_input
+        _check_base_input(base_input)
+        if adapter is not None and base_input != ADAPTER_INPUT:
+            raise PolstereoError(f"a polarization adapter needs base_input {ADAPTER_INPUT!r}, not {base_input!r}")
+        self._base_input = base_input
         self.base = base
-        self.correction = correction
+        # registered even when None, so parameters (and optimizer state) keep one order
+        # however the model was put together: base, correction, adapter
+        self.add_module("correction", correction)
+        self.add_module("adapter", adapter if adapter is not None or base_input != ADAPTER_INPUT
+                        else PolarizationAdapter())
         self.max_correction = float(max_correction)
         self.angles_deg = tuple(float(a) for a in angles_deg)
         self._frozen = {part: False for part in PARTS}
 
+    @property
+    def base_input(self) -> str:
+        """What the base sees (:data:`BASE_INPUTS`); assigning it is :meth:`set_base_input`."""
+        return self._base_input
+
+    @base_input.setter
+    def base_input(self, value: str) -> None:
+        self.set_base_input(value)
+
+    def set_base_input(self, base_input: str, seed: int = 0) -> "PolStereoModel":
+        """Change what the base sees. Switching to ``"polarization-adapter"`` attaches a new
+        adapter (zero residual, hidden layers from ``seed``; kept if there is one already),
+        frozen and in the mode the base is; switching away from it drops the adapter."""
+        _check_base_input(base_input)
+        if base_input == ADAPTER_INPUT and self.adapter is None:
+            reference = next(self.base.parameters(), None)
+            adapter = PolarizationAdapter(seed=seed)
+            if reference is not None:
+                adapter = adapter.to(device=reference.device, dtype=reference.dtype)
+            frozen = self._frozen["base"]
+            self.adapter = adapter.requires_grad_(not frozen).train(self.training and not frozen)
+        elif base_input != ADAPTER_INPUT:
+            self.adapter = None
+        self._base_input = base_input
+        return self
+
     # ------------------------------------------------------------------ freezing
-    def _part(self, part: str) -> nn.Module | None:
+    def _part_modules(self, part: str) -> list[nn.Module]:
+        """The modules of a part that exist: ``base`` is the base and its adapter."""
         if part not in PARTS:
             raise ValueError(f"unknown part {part!r}; expected one of {PARTS}")
-        return getattr(self, part)
+        modules = [self.base, self.adapter] if part == "base" else [self.correction]
+        return [m for m in modules if m is not None]
 
     def set_frozen(self, part: str, frozen: bool) -> "PolStereoModel":
-        """Freeze (no gradients, eval-mode normalization) or unfreeze ``base`` / ``correction``."""
-        module = self._part(part)
+        """Freeze (no gradients, eval-mode normalization) or unfreeze ``base`` (with the
+        adapter) / ``correction``."""
+        modules = self._part_modules(part)
         self._frozen[part] = bool(frozen)
-        if module is not None:
+        for module in modules:
             for p in module.parameters():
                 p.requires_grad_(not frozen)
             module.train(self.training and not frozen)
         return self
 
     def is_frozen(self, part: str) -> bool:
-        self._part(part)
+        self._part_modules(part)
         return self._frozen[part]
 
     def freeze_base(self):
@@ -141,9 +183,9 @@ class PolStereoModel(nn.Module):
     def train(self, mode: bool = True) -> "PolStereoModel":
         super().train(mode)
         for part, frozen in self._frozen.items():
-            module = getattr(self, part)
-            if frozen and module is not None:
-                module.eval()
+            if frozen:
+                for module in self._part_modules(part):
+                    module.eval()
         return self
 
     # ------------------------------------------------------------------ forward
@@ -152,8 +194,11 @@ class PolStereoModel(nn.Module):
         """Base model alone on ordinary images ``(B, C, H, W)`` in [0, 1] (no polarization).
 
         An early-fusion base (``base_input="polarization"``) gets them as unpolarized light:
-        grey intensity and Stokes channels at ½."""
-        if self.base_input == "polarization":
+        grey intensity and Stokes channels at ½; the adapter too (S1 = S2 = DoLP = 0), so
+        ordinary pairs take the same path as angle stacks."""
+        if self.adapter is not None:
+            left, right = (self.adapter(unpolarized_features(x), x) for x in (left, right))
+        elif self.base_input == "polarization":
             grey = [x.mean(dim=1, keepdim=True) for x in (left, right)]
             left, right = (torch.cat([g, torch.full_like(g, 0.5), torch.full_like(g, 0.5)], dim=1) for g in grey)
         return self.base(left, right, iters=iters, all_estimates=all_estimates)
@@ -186,6 +231,9 @@ class PolStereoModel(nn.Module):
         intensity_right = intensity_image(right, angles).clamp(0.0, 1.0)
         if self.base_input == "intensity":
             base_left, base_right = intensity_left, intensity_right
+        elif self.adapter is not None:
+            base_left = self.adapter(adapter_features(left, angles, intensity_left), intensity_left)
+            base_right = self.adapter(adapter_features(right, angles, intensity_right), intensity_right)
         else:
             base_left = base_image(left, angles, self.base_input, intensity_left)
             base_right = base_image(right, angles, self.base_input, intensity_right)
@@ -222,6 +270,11 @@ class PolStereoModel(nn.Module):
             warp_valid=valid,
         )
         return out
+
+
+def _check_base_input(base_input: str) -> None:
+    if base_input not in BASE_INPUTS:
+        raise PolstereoError(f"unknown base_input {base_input!r}; expected one of {', '.join(BASE_INPUTS)}")
 
 
 def _check_stacks(left: torch.Tensor, right: torch.Tensor, n_angles: int) -> None:

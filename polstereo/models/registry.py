@@ -18,7 +18,9 @@ config changed after it was written is refused. Training checkpoints
      "correction": {...CorrectionConfig fields...} | True (defaults) | None,
      "max_correction": 4.0,
      "angles_deg": [0.0, 45.0, 90.0, 135.0],
-     "base_input": "intensity" | "polarization"}  (what the base matches; early fusion)
+     "base_input": "intensity" | "polarization" | "polarization-adapter"}
+        (what the base matches: early fusion, or the intensity plus an adapter's residual,
+         whose weights are the state dict's ``adapter.*``; absent: "intensity")
 """
 
 from __future__ import annotations

@@ -28,7 +28,9 @@ class TrainConfig:
     correction_context: str | None = None  # "dilated" or "unet" context of a new correction module
     correction_shape: bool | None = None  # a new correction module takes the one-view shape cues
     correction_integrate: bool | None = None  # a new correction module integrates a predicted slope field
-    base_input: str | None = None  # "polarization": early fusion, the base matches intensity + Stokes (stage A)
+    # what the base matches (stage A may change it): "intensity", "polarization" (early fusion:
+    # intensity + Stokes) or "polarization-adapter" (intensity + a zero-initialised adapter's residual)
+    base_input: str | None = None
     shape_weight: float = 0.0  # weight of the label-free shape-consistency loss (polar/shape.py)
     shape_min_dolp: float = 0.02  # pixels with a lower DoLP do not count in that loss
     dataset_steps: list[int] | None = None
