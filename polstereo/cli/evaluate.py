@@ -114,17 +114,26 @@ def _echo_shape_evidence(shape: dict) -> None:
 @click.option("--device", default="auto", show_default=True)
 @click.option("--amp", type=click.Choice(["auto", "bf16", "fp16", "off"]), default="off", show_default=True)
 @click.option("--use-ema", is_flag=True, help="Evaluate the EMA teacher's weights (runs with --mask-ratio/--ema-decay).")
+@click.option("--per-sample", "per_sample_csv", type=_PATH, default=None, metavar="OUT.csv",
+              help="Write one CSV row per sample (and --iters count): its glass kinds, lighting, pixels, EPE and "
+                   "bad-2 per region for base and final, saturation (docs/metrics.md).")
+@click.option("--by", type=click.Choice(["kind", "lighting"]), multiple=True,
+              help="Also print sample-averaged results per glass kind or lighting family, as the samples "
+                   "record them (repeatable).")
 @quiet_option
 @json_option
-def eval_cmd(checkpoint, data, iters, max_samples, save_vis, device, amp, use_ema, quiet, json_out):
+def eval_cmd(checkpoint, data, iters, max_samples, save_vis, device, amp, use_ema, per_sample_csv, by, quiet,
+             json_out):
     """Metrics per region (all / transparent / opaque), base-only and with correction.
 
     EPE, rmse, bad-1/2/3, 1/3/5 px accuracies, relepe and D1 (docs/metrics.md),
-    pixel-weighted over the dataset, for each --iters count.
+    pixel-weighted over the dataset, for each --iters count; per sample with
+    --per-sample, per glass kind or lighting with --by.
     """
     from polstereo.evaluation.evaluate import EvalConfig, run_eval
 
-    cfg = EvalConfig(checkpoint, data, tuple(iters), max_samples, save_vis, device, amp, use_ema)
+    cfg = EvalConfig(checkpoint, data, tuple(iters), max_samples, save_vis, device, amp, use_ema,
+                     per_sample_csv=per_sample_csv, by=tuple(by))
     report = run_eval(cfg, log=click.echo if not quiet and json_out != "-" else lambda _: None)
     emit_json(report, json_out)
     if json_out != "-" and not quiet:
@@ -136,6 +145,8 @@ METRIC_COLUMNS = ("epe", "rmse", "bad1", "bad2", "bad3", "acc1", "acc3", "acc5",
 
 
 def _eval_lines(report: dict) -> list[str]:
+    from polstereo.evaluation.breakdown import BY_KEYS, aggregate_lines
+
     lines = [f"eval {report['checkpoint']} on {report['data']}"
              + ("" if report["has_correction"] else " (base only: no correction module or no polarization)")]
     for run in report["runs"]:
@@ -156,4 +167,10 @@ def _eval_lines(report: dict) -> list[str]:
                             else ""))
         if run.get("vis_dir"):
             lines.append(f"  pictures: {run['vis_dir']}")
+        for key in BY_KEYS:
+            if f"by_{key}" in run and (run[f"by_{key}"]["recorded"] or run is report["runs"][0]):
+                lines += aggregate_lines(run[f"by_{key}"], with_base=report["has_correction"])
+    if report.get("per_sample_csv"):
+        lines.append(f"per-sample values: {report['per_sample_csv']['path']} "
+                     f"({report['per_sample_csv']['rows']} rows)")
     return lines

@@ -5,7 +5,8 @@ Layout (docs/format.md is the specification; keep the two in step)::
     /                       attrs: format="polstereo", format_version=1,
                                    angles_deg (float64[A]), color ("mono"|"rgb"),
                                    provenance (JSON text), created_by, num_samples
-    /samples/000000         group, attrs: name, scene_id, [focal_px], [baseline_m]
+    /samples/000000         group, attrs: name, scene_id, [focal_px], [baseline_m],
+                                   [glass_kinds] ("solid-sphere,pane"; "" = no glass), [lighting]
         left   (A, C, H, W) uint8 | uint16 | float32, attr white_level
         right  (A, C, H, W) same shape and dtype as left
         [disparity]   (H, W) float32, pixels of the left image, non-finite = invalid
@@ -44,6 +45,7 @@ IMAGE_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
 DEFAULT_WHITE_LEVEL = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0, np.dtype(np.float32): 1.0}
 MASK_NAMES = ("transparent", "valid", "occlusion")
 SAMPLE_ATTRS_FLOAT = ("focal_px", "baseline_m")
+SAMPLE_ATTRS_TEXT = ("glass_kinds", "lighting")  # optional descriptions of the scene (docs/format.md)
 DISK_MARGIN = 2**20  # bytes kept free beyond a sample's size for HDF5's metadata and caches
 TILE = 64  # spatial chunk edge: a 256x320 crop touches at most 5x6 tiles per dataset
 
@@ -68,6 +70,9 @@ class Sample:
     ``angles_deg``), C colour channels. Stored as uint8/uint16/float32; ``white_level`` is
     the stored value that means 1.0 (default 255, 65535 or 1.0 by dtype; 4095 for
     12-bit data in uint16). Readers that normalise return float32 in [0, 1].
+
+    ``glass_kinds`` and ``lighting`` describe the scene for per-kind results
+    (``polstereo eval --by``); the vocabulary is in docs/format.md.
     """
 
     left: np.ndarray
@@ -81,6 +86,8 @@ class Sample:
     focal_px: float | None = None
     baseline_m: float | None = None
     white_level: float | None = None
+    glass_kinds: tuple[str, ...] | None = None  # glass object kinds in the sample; () no glass, None unknown
+    lighting: str | None = None                 # lighting family, one word; None unknown
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -90,6 +97,16 @@ class Sample:
     def valid_mask(self) -> np.ndarray | None:
         """Pixels with usable ground truth (see :func:`ground_truth_mask`); None without disparity."""
         return None if self.disparity is None else ground_truth_mask(self.disparity, self.valid)
+
+
+def parse_glass_kinds(value: str | Sequence[str]) -> tuple[str, ...]:
+    """Glass kinds from the attribute's text (``"solid-sphere,pane"``) or a list of names:
+    whitespace around each name and empty names dropped; ``""`` -> ``()`` (no glass)."""
+    if not isinstance(value, str):
+        if not all(isinstance(name, str) for name in value):
+            raise ValueError(f"glass kinds must be text, got {value!r}")
+        value = ",".join(value)
+    return tuple(name.strip() for name in value.split(",") if name.strip())
 
 
 def ground_truth_mask(disparity: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -133,6 +150,13 @@ def _check_sample(sample: Sample, num_angles: int, channels: int) -> None:
         value = getattr(sample, name)
         if value is not None and not (np.isfinite(value) and value > 0):
             raise PolstereoError(f"{label}: {name} must be a positive number, got {value}")
+    if sample.glass_kinds is not None and (isinstance(sample.glass_kinds, str) or any(
+            not isinstance(k, str) or not k.strip() or "," in k for k in sample.glass_kinds)):
+        raise PolstereoError(f"{label}: glass_kinds must be a list of names without commas, got "
+                             f"{sample.glass_kinds!r}")
+    if sample.lighting is not None and (not isinstance(sample.lighting, str) or "," in sample.lighting
+                                        or len(sample.lighting.split()) > 1):
+        raise PolstereoError(f"{label}: lighting must be one word, got {sample.lighting!r}")
 
 
 class H5Writer:
@@ -287,6 +311,10 @@ def _write_sample_group(group: h5py.Group, sample: Sample, compression: str, nam
     for attr in SAMPLE_ATTRS_FLOAT:
         if getattr(sample, attr) is not None:
             group.attrs[attr] = float(getattr(sample, attr))
+    if sample.glass_kinds is not None:
+        group.attrs["glass_kinds"] = ",".join(k.strip() for k in sample.glass_kinds)
+    if sample.lighting:
+        group.attrs["lighting"] = sample.lighting.strip()
     h, w = sample.shape
     tile = (min(h, TILE), min(w, TILE))
     opts = _dataset_options(compression)
@@ -413,12 +441,16 @@ def _attr_str(value: Any) -> str:
     return str(value)
 
 
-def _attr_text(f: h5py.File, name: str, default: str) -> str | None:
-    """A text attribute, or None when it is present with another type (a number, an array)."""
-    value = f.attrs.get(name, default)
+def _attr_text_value(value: Any) -> str | None:
+    """A text attribute's value (str, bytes or a 0-d string array), else None."""
     if isinstance(value, np.ndarray) and value.shape == () and value.dtype.kind in "SUO":
         value = value[()]
     return _attr_str(value) if isinstance(value, (str, bytes)) else None
+
+
+def _attr_text(f: h5py.File, name: str, default: str) -> str | None:
+    """A text attribute, or None when it is present with another type (a number, an array)."""
+    return _attr_text_value(f.attrs.get(name, default))
 
 
 def _attr_int(value: Any) -> int | None:
@@ -618,7 +650,7 @@ class H5Reader:
                     if floats[name] is None:
                         raise ValueError(f"attribute {name}={attrs[name]!r} is not a positive number")
             label = {"name": _attr_str(attrs.get("name", self.keys[index])),
-                     "scene_id": _attr_str(attrs.get("scene_id", ""))}
+                     "scene_id": _attr_str(attrs.get("scene_id", "")), **_scene_description(attrs)}
         except OSError as err:
             raise PolstereoError(f"{self.path}: sample {self.keys[index]} cannot be read ({_reason(err)}); "
                                  "the file is corrupt (checksum or truncated data)") from None
@@ -634,6 +666,19 @@ class H5Reader:
     def __iter__(self) -> Iterator[Sample]:
         for i in range(len(self)):
             yield self.read(i)
+
+
+def _scene_description(attrs: Any) -> dict[str, Any]:
+    """``glass_kinds`` and ``lighting`` of a sample group (absent: not in the dict, i.e. unknown);
+    ValueError for one that is not text."""
+    out: dict[str, Any] = {}
+    for name in SAMPLE_ATTRS_TEXT:
+        if name in attrs:
+            text = _attr_text_value(attrs[name])
+            if text is None:
+                raise ValueError(f"attribute {name}={attrs[name]!r} is not text")
+            out[name] = parse_glass_kinds(text) if name == "glass_kinds" else (text.strip() or None)
+    return out
 
 
 class ShardedReader:
@@ -821,6 +866,10 @@ def _validate_sample(g: Any, where: str, num_angles: int | None, channels: int |
         if name in g.attrs and _attr_positive(g.attrs[name]) is None:
             shown = " ".join(repr(g.attrs[name]).split())[:60]
             problems.append(f"{where}: attribute {name}={shown} must be a positive number")
+    for name in SAMPLE_ATTRS_TEXT:
+        if name in g.attrs and _attr_text_value(g.attrs[name]) is None:
+            shown = " ".join(repr(g.attrs[name]).split())[:60]
+            problems.append(f"{where}: attribute {name}={shown} must be text")
     if deep and not problems:
         problems += _validate_values(g, where)
     return problems
@@ -912,6 +961,6 @@ def require_valid(path: str | os.PathLike) -> None:
 
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "DEFAULT_ANGLES_DEG", "Sample", "H5Writer", "H5Reader", "EncodedSample",
-    "encode_sample", "ShardedReader", "data_files", "open_dataset",
+    "encode_sample", "ShardedReader", "data_files", "open_dataset", "parse_glass_kinds",
     "write_samples", "validate", "validate_isolated", "require_valid", "sample_key",
 ]

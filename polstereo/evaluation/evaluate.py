@@ -49,6 +49,9 @@ def evaluate_model(model, reader, device: torch.device | str = "cpu", iters: int
 
     ``warp_source`` is ``"pred"`` (inference behaviour) or ``"gt"`` (stage B's view).
     ``on_sample(batch, outputs)`` sees each sample's outputs (for pictures, logs).
+    ``per_sample`` lists, per scored sample, its name, index in the file, recorded
+    ``glass_kinds`` and ``lighting`` (None: not recorded), correction saturation and its
+    ``final`` and ``base`` metrics per region (:mod:`polstereo.evaluation.breakdown`).
     Under DDP, ``shard=(rank, world)`` splits the samples and ``reduce`` sums the
     running totals over ranks (per-sample values stay local).
     """
@@ -56,7 +59,7 @@ def evaluate_model(model, reader, device: torch.device | str = "cpu", iters: int
     model.eval()
     final, base = MetricAccumulator(), MetricAccumulator()
     saturation, saturated_samples, count = 0.0, 0, 0
-    names, bad_names, bad_data = [], [], []
+    described, bad_names, bad_data = [], [], []
     device = torch.device(device)
     correction = getattr(model, "correction", None)
     channels = None if correction is None else correction.config.color_channels
@@ -84,11 +87,15 @@ def evaluate_model(model, reader, device: torch.device | str = "cpu", iters: int
                 continue
             final.update(pred, batch.disparity, batch.valid, batch.transparent)
             base.update(base_pred, batch.disparity, batch.valid, batch.transparent)
+            sample_saturation = None
             if out.get("saturation_fraction") is not None:
-                saturation += float(out["saturation_fraction"])
+                sample_saturation = float(out["saturation_fraction"])
+                saturation += sample_saturation
                 saturated_samples += 1
             count += 1
-            names.append(batch.name)
+            described.append({"name": batch.name, "index": batch.index,
+                              "glass_kinds": None if batch.glass_kinds is None else list(batch.glass_kinds),
+                              "lighting": batch.lighting, "saturation_fraction": sample_saturation})
             if on_sample is not None:
                 on_sample(batch, out)
     finally:
@@ -110,7 +117,7 @@ def evaluate_model(model, reader, device: torch.device | str = "cpu", iters: int
         raise PolstereoError(f"the model produced non-finite disparities on {bad_count} sample(s){example}")
     if count == 0:
         raise PolstereoError(f"{reader.path}: no sample with a disparity map to evaluate on")
-    per_sample = [{"name": n, "final": f, "base": b} for n, f, b in zip(names, final.per_sample, base.per_sample)]
+    per_sample = [{**d, "final": f, "base": b} for d, f, b in zip(described, final.per_sample, base.per_sample)]
     return EvalResult(final=final.result(), base=base.result(),
                       saturation_fraction=saturation / saturated_samples if saturated_samples else None,
                       samples=count, per_sample=per_sample)
@@ -130,15 +137,27 @@ class EvalConfig:
     device: str = "auto"
     amp: str = "off"
     use_ema: bool = False              # the EMA teacher's weights
+    per_sample_csv: Path | None = None  # one row per sample and iteration count (breakdown.PER_SAMPLE_COLUMNS)
+    by: tuple[str, ...] = ()           # sample-averaged summaries per "kind" and/or "lighting" (breakdown.BY_KEYS)
 
 
 def run_eval(cfg: EvalConfig, log: Callable[[str], None] = lambda _: None) -> dict:
-    """Score ``cfg.checkpoint`` once per iteration count; the report ``polstereo eval`` prints."""
+    """Score ``cfg.checkpoint`` once per iteration count; the report ``polstereo eval`` prints.
+
+    With ``cfg.by``, each run gains ``by_kind`` / ``by_lighting`` (:func:`~polstereo.evaluation.breakdown.aggregate`);
+    with ``cfg.per_sample_csv`` the per-sample values are written there too (its folder is
+    checked before anything is evaluated).
+    """
     from polstereo.data.h5format import open_dataset
     from polstereo.devices import resolve_amp, resolve_device
+    from polstereo.evaluation.breakdown import aggregate, check_by, check_csv_path, write_per_sample_csv
     from polstereo.evaluation.ordinary import OrdinaryStereoFolder
     from polstereo.models.registry import load_for_inference
 
+    for key in cfg.by:
+        check_by(key)
+    if cfg.per_sample_csv is not None:
+        check_csv_path(cfg.per_sample_csv)
     device = resolve_device(cfg.device)
     model, payload = load_for_inference(cfg.checkpoint, use_ema=cfg.use_ema, map_location=device)
     model = model.to(device).eval()
@@ -159,11 +178,16 @@ def run_eval(cfg: EvalConfig, log: Callable[[str], None] = lambda _: None) -> di
                              on_sample=None if vis_dir is None else _vis_writer(vis_dir), autocast_dtype=amp_dtype)
         runs.append({"iters": count if count is not None else _default_iters(model), **res.to_dict(),
                      "polarization_gain": polarization_gain(res.base, res.final),
-                     **({"vis_dir": str(vis_dir)} if vis_dir is not None else {})})
-    return {"checkpoint": str(cfg.checkpoint), "data": str(cfg.data),
-            "has_correction": model.correction is not None and not ordinary, "ordinary_pairs": ordinary,
-            "max_correction": model.max_correction,
-            "lineage": [e.get("stage") for e in payload.get("lineage", [])], "runs": runs}
+                     **({"vis_dir": str(vis_dir)} if vis_dir is not None else {}),
+                     **{f"by_{key}": aggregate(res.per_sample, key) for key in dict.fromkeys(cfg.by)}})
+    report = {"checkpoint": str(cfg.checkpoint), "data": str(cfg.data),
+              "has_correction": model.correction is not None and not ordinary, "ordinary_pairs": ordinary,
+              "max_correction": model.max_correction,
+              "lineage": [e.get("stage") for e in payload.get("lineage", [])], "runs": runs}
+    if cfg.per_sample_csv is not None:
+        rows = write_per_sample_csv(cfg.per_sample_csv, runs)
+        report["per_sample_csv"] = {"path": str(cfg.per_sample_csv), "rows": rows}
+    return report
 
 
 def polarization_gain(base: dict, final: dict) -> dict:

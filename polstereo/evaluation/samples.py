@@ -29,6 +29,8 @@ class Batch:
     valid: torch.Tensor        # (1, 1, H, W) bool
     transparent: torch.Tensor | None
     polarized: bool = True     # False: ordinary pair, left/right are (1, C, H, W) images
+    glass_kinds: tuple[str, ...] | None = None  # the sample's record (docs/format.md); None unknown
+    lighting: str | None = None
 
 
 def iterate_samples(reader: H5Reader, device: torch.device | str = "cpu", max_samples: int | None = None,
@@ -54,4 +56,5 @@ def iterate_samples(reader: H5Reader, device: torch.device | str = "cpu", max_sa
         disp = np.where(valid, disp, np.nan).astype(np.float32)
         as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None].to(device)  # noqa: E731
         yield Batch(index=i, name=s.name, left=as_t(s.left), right=as_t(s.right), disparity=as_t(disp[None]),
-                    valid=as_t(valid[None]), transparent=None if s.transparent is None else as_t(s.transparent[None]))
+                    valid=as_t(valid[None]), transparent=None if s.transparent is None else as_t(s.transparent[None]),
+                    glass_kinds=s.glass_kinds, lighting=s.lighting)

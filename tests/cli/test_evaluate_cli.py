@@ -162,3 +162,89 @@ def test_eval_of_a_mono_model_on_rgb_data_equals_eval_on_their_luminance(checkpo
         assert run.exit_code == 0, run.output
         results[name] = json.loads((tmp_path / f"{name}.json").read_text())["runs"][0]["final"]["all"]["epe"]
     assert results["rgb"] == pytest.approx(results["mono"], rel=1e-4)
+
+
+def _kinds_file(path, kinds):
+    """Samples of the tiny kind, one per entry of ``kinds`` (None: not recorded), lit alternately."""
+    import numpy as np
+
+    from polstereo.data.h5format import write_samples
+    from tests.training.conftest import shifted_sample
+
+    rng = np.random.default_rng(5)
+    samples = [dataclasses.replace(shifted_sample(rng), name=f"k{i}", glass_kinds=k,
+                                   lighting=None if k is None else ("overhead", "uniform")[i % 2])
+               for i, k in enumerate(kinds)]
+    write_samples(path, samples)
+    return path
+
+
+def test_eval_per_sample_csv_has_one_row_per_sample_with_the_json_values(tiny_data, checkpoints, tmp_path):
+    import csv
+
+    result = invoke("eval", checkpoints / "full.ckpt", "--data", tiny_data / "val.h5", "--per-sample",
+                    tmp_path / "s.csv", "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((tmp_path / "s.csv").open()))
+    run = json.loads((tmp_path / "r.json").read_text())["runs"][0]
+    assert [r["sample"] for r in rows] == [s["name"] for s in run["per_sample"]] == [s.name for s in H5Reader(
+        tiny_data / "val.h5")]
+    for row, sample in zip(rows, run["per_sample"]):
+        for output in ("base", "final"):
+            for region in ("transparent", "opaque", "all"):
+                assert int(row[f"{region}_pixels"]) == sample[output][region]["pixels"]
+                assert float(row[f"{output}_{region}_epe"]) == sample[output][region]["epe"]
+                assert float(row[f"{output}_{region}_bad2"]) == sample[output][region]["bad2"]
+        assert float(row["saturation_fraction"]) == sample["saturation_fraction"]
+        assert row["glass_kinds"] == row["lighting"] == "" and int(row["iters"]) == run["iters"]
+    assert f"per-sample values: {tmp_path / 's.csv'} (2 rows)" in result.output
+
+
+def test_eval_per_sample_csv_with_several_iters_has_a_row_per_sample_and_count(tiny_data, checkpoints, tmp_path):
+    import csv
+
+    result = invoke("eval", checkpoints / "full.ckpt", "--data", tiny_data / "val.h5", "--iters", 1, "--iters", 2,
+                    "--per-sample", tmp_path / "s.csv", "--quiet")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((tmp_path / "s.csv").open()))
+    assert [(r["iters"], r["index"]) for r in rows] == [("1", "0"), ("1", "1"), ("2", "0"), ("2", "1")]
+
+
+def test_eval_by_kind_prints_and_reports_the_per_kind_aggregate(checkpoints, tmp_path):
+    from polstereo.evaluation.breakdown import aggregate
+
+    data = _kinds_file(tmp_path / "k.h5", [("solid-sphere",), ("solid-sphere", "pane"), (), None])
+    result = invoke("eval", checkpoints / "full.ckpt", "--data", data, "--by", "kind", "--by", "lighting",
+                    "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output
+    run = json.loads((tmp_path / "r.json").read_text())["runs"][0]
+    assert run["by_kind"] == aggregate(run["per_sample"], "kind")
+    assert {k: g["samples"] for k, g in run["by_kind"]["groups"].items()} == {
+        "pane": 1, "solid-sphere": 2, "none": 1, "unknown": 1}
+    assert {k: g["samples"] for k, g in run["by_lighting"]["groups"].items()} == {
+        "overhead": 2, "uniform": 1, "unknown": 1}
+    assert [s["glass_kinds"] for s in run["per_sample"]] == [["solid-sphere"], ["solid-sphere", "pane"], [], None]
+    table = result.output.split("per kind")[1]
+    assert "solid-sphere" in table and "(all samples)" in table and "per lighting" in result.output
+
+
+def test_eval_by_kind_on_a_file_without_kinds_says_so_and_keeps_the_overall_results(tiny_data, checkpoints):
+    result = invoke("eval", checkpoints / "full.ckpt", "--data", tiny_data / "val.h5", "--by", "kind",
+                    "--iters", 1, "--iters", 2)
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.output.splitlines() if "no sample records its glass_kinds" in line]
+    assert len(notes) == 1 and "EPE reduction by the correction" in result.output
+    assert "transparent  final" in result.output
+
+
+def test_eval_per_sample_into_a_missing_folder_fails_before_evaluating(checkpoints, tmp_path):
+    result = invoke("eval", tmp_path / "no.ckpt", "--data", tmp_path / "no.h5", "--per-sample",
+                    tmp_path / "missing" / "s.csv")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [f"Error: {tmp_path / 'missing' / 's.csv'}: folder "
+                                                  f"{tmp_path / 'missing'} does not exist"]
+
+
+def test_eval_by_an_unknown_key_is_a_usage_error(tiny_data, checkpoints):
+    result = invoke("eval", checkpoints / "full.ckpt", "--data", tiny_data / "val.h5", "--by", "colour")
+    assert result.exit_code == 2 and "'colour' is not one of 'kind', 'lighting'" in result.output

@@ -258,6 +258,10 @@ def _one_sample_file(tmp_path, rng, change):
      "/samples/000000/left: white_level 'x' must be a positive number"),
     (lambda f: f["samples/000000"].attrs.__setitem__("focal_px", "x"),
      "/samples/000000: attribute focal_px='x' must be a positive number"),
+    (lambda f: f["samples/000000"].attrs.__setitem__("glass_kinds", np.array([1, 2])),
+     "attribute glass_kinds=array([1, 2]) must be text"),
+    (lambda f: f["samples/000000"].attrs.__setitem__("lighting", np.array([1.0, 2.0])),
+     "attribute lighting=array([1., 2.]) must be text"),
 ])
 def test_wrong_typed_attributes_are_violations_not_tracebacks(tmp_path, rng, change, problem):
     path = _one_sample_file(tmp_path, rng, change)
@@ -269,6 +273,7 @@ def test_wrong_typed_attributes_are_violations_not_tracebacks(tmp_path, rng, cha
     lambda f: f.attrs.__setitem__("angles_deg", [0.0, 45.0, np.nan, 135.0]),
     lambda f: f["samples/000000/left"].attrs.__setitem__("white_level", "x"),
     lambda f: f["samples/000000"].attrs.__setitem__("baseline_m", np.array([1.0, 2.0])),
+    lambda f: f["samples/000000"].attrs.__setitem__("glass_kinds", 3),
 ])
 def test_reader_refuses_wrong_typed_attributes_with_one_line(tmp_path, rng, change):
     path = _one_sample_file(tmp_path, rng, change)
@@ -322,3 +327,47 @@ def test_a_flush_failure_on_close_is_one_line_and_leaves_no_file(tmp_path, rng, 
         write_samples(tmp_path / "new.h5", [make_sample(rng)])
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_glass_kinds_and_lighting_round_trip_and_absent_ones_read_as_unknown(tmp_path, rng):
+    samples = [make_sample(rng, name="glass"), make_sample(rng, name="empty"), make_sample(rng, name="old")]
+    samples[0].glass_kinds, samples[0].lighting = ("solid-sphere", "pane"), "window-env"
+    samples[1].glass_kinds = ()
+    write_samples(tmp_path / "k.h5", samples)
+    assert validate(tmp_path / "k.h5") == []
+    got = list(H5Reader(tmp_path / "k.h5"))
+    assert [(s.glass_kinds, s.lighting) for s in got] == [(("solid-sphere", "pane"), "window-env"), ((), None),
+                                                          (None, None)]
+    with h5py.File(tmp_path / "k.h5") as f:
+        assert f["samples/000000"].attrs["glass_kinds"] == "solid-sphere,pane"
+        assert f["samples/000001"].attrs["glass_kinds"] == ""
+        assert "glass_kinds" not in f["samples/000002"].attrs and "lighting" not in f["samples/000002"].attrs
+
+
+def test_encoded_samples_carry_glass_kinds_and_lighting(tmp_path, rng):
+    from polstereo.data.h5format import encode_sample
+
+    sample = make_sample(rng, name="e")
+    sample.glass_kinds, sample.lighting = ("thin-cup",), "room-env"
+    with H5Writer(tmp_path / "e.h5") as writer:
+        writer.append_encoded(encode_sample(sample, 4, 1))
+    got = H5Reader(tmp_path / "e.h5").read(0)
+    assert (got.glass_kinds, got.lighting) == (("thin-cup",), "room-env")
+
+
+def test_hand_written_glass_kinds_text_is_split_and_trimmed(tmp_path, rng):
+    path = _one_sample_file(tmp_path, rng, lambda f: f["samples/000000"].attrs.__setitem__(
+        "glass_kinds", np.bytes_(b" sphere , slab,")))
+    assert validate(path) == [] and H5Reader(path).read(0).glass_kinds == ("sphere", "slab")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("glass_kinds", ("sphere,slab",), "glass_kinds must be a list of names without commas"),
+    ("glass_kinds", "sphere", "glass_kinds must be a list of names without commas"),
+    ("lighting", "two words", "lighting must be one word"),
+])
+def test_writer_rejects_malformed_scene_descriptions(tmp_path, rng, field, value, message):
+    sample = make_sample(rng)
+    setattr(sample, field, value)
+    with pytest.raises(PolstereoError, match=message):
+        write_samples(tmp_path / "bad.h5", [sample])

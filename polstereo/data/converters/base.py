@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from polstereo.data.h5format import DEFAULT_ANGLES_DEG, Sample
+from polstereo.data.h5format import DEFAULT_ANGLES_DEG, Sample, parse_glass_kinds
 from polstereo.errors import EXIT_USAGE, PolstereoError
 from polstereo.io.images import read_disparity, read_image
 from polstereo.polar.color import luma
@@ -71,7 +71,7 @@ GROUND_TRUTH_ROLES: dict[str, FileRole] = {
     "mask": FileRole("mask.*", True, "transparency mask, nonzero = transparent surface"),
     "occlusion": FileRole("occlusion.*", False, "occlusion mask, nonzero = not visible in the right view"),
     "valid": FileRole("valid.*", False, "extra validity mask, nonzero = usable ground truth"),
-    "meta": FileRole("meta.json", False, "JSON with focal_px, baseline_m, scene_id"),
+    "meta": FileRole("meta.json", False, "JSON with focal_px, baseline_m, scene_id, glass_kinds, lighting"),
 }
 
 
@@ -180,6 +180,17 @@ def read_meta(path: Path | None) -> dict[str, Any]:
         value = meta.get(key)
         if value is not None and not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
             raise SkipSample(BAD_VALUES, f"{path}: {key} must be a positive number, got {value!r}")
+    kinds = meta.get("glass_kinds")
+    if kinds is not None:
+        if not isinstance(kinds, (str, list)) or not all(isinstance(k, str) for k in kinds):
+            raise SkipSample(BAD_VALUES, f"{path}: glass_kinds must be a list of names or a comma-separated "
+                                         f"string, got {kinds!r}")
+        meta["glass_kinds"] = parse_glass_kinds(kinds)
+    lighting = meta.get("lighting")
+    if lighting is not None:
+        if not isinstance(lighting, str) or "," in lighting or len(lighting.split()) > 1:
+            raise SkipSample(BAD_VALUES, f"{path}: lighting must be one word, got {lighting!r}")
+        meta["lighting"] = lighting.strip() or None
     return meta
 
 
@@ -305,6 +316,7 @@ class Converter:
             focal_px=_meta_float(meta, "focal_px", self.options.focal_px),
             baseline_m=_meta_float(meta, "baseline_m", self.options.baseline_m),
             white_level=white_level_for(left.dtype, self.options),
+            glass_kinds=meta.get("glass_kinds"), lighting=meta.get("lighting"),
         )
 
 

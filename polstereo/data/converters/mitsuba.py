@@ -5,7 +5,13 @@
     SRC/<sample>/left.exr  right.exr    Stokes images (integrator "stokes")
                  [disparity.*]           disparity file, or
                  [depth.exr | depth.npy] depth (also read from a 'depth' channel of left.exr)
-                 mask.png  [occlusion.png] [valid.png] [meta.json: focal_px, baseline_m, scene_id]
+                 mask.png  [occlusion.png] [valid.png]
+                 [meta.json: focal_px, baseline_m, scene_id, glass_kinds, lighting]
+
+``meta.json`` may describe the scene for per-kind results (``polstereo eval --by``):
+``glass_kinds``, the glass objects in view (a list of names or a comma-separated string;
+``[]`` = no glass), and ``lighting``, the lighting family (one word). They become the
+sample attributes of the same names (docs/format.md); any layout reads them the same way.
 
 Channels, as Mitsuba 3.9 writes them (checked by rendering in the tests): the ``stokes``
 integrator puts ``S0.R S0.G S0.B S1.R ... S3.B`` after the film's own ``R G B`` (or

@@ -21,7 +21,7 @@ import numpy as np
 from polstereo.data.h5format import EncodedSample, H5Reader, H5Writer, Sample, encode_sample
 from polstereo.data.synthetic.config import SyntheticConfig
 from polstereo.data.synthetic.render import render_pair
-from polstereo.data.synthetic.scene import random_scene
+from polstereo.data.synthetic.scene import Scene, random_scene
 from polstereo.errors import EXIT_USAGE, PolstereoError
 from polstereo.io.atomic import atomic_file_set
 
@@ -77,7 +77,9 @@ def generate_sample(config: SyntheticConfig, rng: np.random.Generator, name: str
 
     Ground truth: disparity (float32, pixels of the left image) of the first surface
     hit, transparency mask (that surface is glass), valid mask (a surface was hit) and
-    occlusion mask (the point is hidden from, or outside, the right camera).
+    occlusion mask (the point is hidden from, or outside, the right camera). The sample
+    records the kinds of glass the left view shows (:func:`visible_glass_kinds`) and the
+    scene's lighting family.
     """
     config.validated()
     scene = random_scene(config, rng)
@@ -89,7 +91,16 @@ def generate_sample(config: SyntheticConfig, rng: np.random.Generator, name: str
     right = sensor_images(pair.right.stokes, config, exposure, rng)
     return Sample(left=left, right=right, disparity=pair.disparity, transparent=pair.transparent,
                   valid=np.isfinite(pair.disparity), occlusion=pair.occlusion, name=name, scene_id=scene_id,
-                  focal_px=config.focal, baseline_m=config.baseline_m, white_level=float(config.white_level))
+                  focal_px=config.focal, baseline_m=config.baseline_m, white_level=float(config.white_level),
+                  glass_kinds=visible_glass_kinds(scene, pair.left.object_index), lighting=scene.lighting or None)
+
+
+def visible_glass_kinds(scene: Scene, object_index: np.ndarray) -> tuple[str, ...]:
+    """The distinct kinds (sorted) of the glass objects that are the first surface of at least
+    one pixel of ``object_index`` ``(H, W)`` (indices into ``scene.objects``, -1 for none):
+    glass placed out of view or hidden behind other objects is not in the sample."""
+    seen = np.unique(object_index[object_index >= 0])
+    return tuple(sorted({scene.objects[i].glass_kind for i in seen.tolist()} - {""}))
 
 
 def split_counts(num: int, split: Sequence[float]) -> list[int]:

@@ -22,6 +22,13 @@ from polstereo.data.synthetic.optics import dot
 from polstereo.data.synthetic.textures import PATTERNS, PhotoTexture, Texture
 
 MATERIAL_KINDS = ("diffuse", "glossy", "glass")
+# what a sample records about its glass (the HDF5 attribute glass_kinds, docs/format.md):
+# "solid-<shape>" for --glass solid, "thin-<vessel>" for --glass thin, "pane" for --glass pane
+GLASS_OBJECT_KINDS = ("solid-sphere", "solid-ellipsoid", "solid-cylinder", "solid-box", "thin-cup", "thin-jar",
+                      "thin-bottle", "thin-bowl", "thin-vase", "pane")
+# the lighting family of random_scene (the HDF5 attribute lighting): distant lights plus a room-like
+# environment of windows, sky and lamps
+LIGHTING_FAMILY = "room-env"
 PHOTO_SHARE_IN_MIX = 0.5  # textures="mix": the chance that a surface gets a photo rather than a pattern
 
 
@@ -89,9 +96,13 @@ class Material:
 
 @dataclass(frozen=True)
 class SceneObject:
+    """A surface and its material; ``glass_kind`` (:data:`GLASS_OBJECT_KINDS`) names a glass object's
+    kind for the sample's record, ``""`` for anything else."""
+
     surface: Plane | Convex | Hollow
     material: Material
     name: str = ""
+    glass_kind: str = ""
 
 
 @dataclass(frozen=True)
@@ -151,7 +162,8 @@ class Scene:
     """Everything a view needs: surfaces, lighting and the rig.
 
     ``lights`` are distant lights: unit directions towards them ``(K, 3)`` and radiance
-    ``(K, C)``; ``ambient`` ``(C,)`` is the diffuse share of the environment.
+    ``(K, C)``; ``ambient`` ``(C,)`` is the diffuse share of the environment. ``lighting``
+    names the lighting family for the sample's record (``""``: not said).
     """
 
     rig: StereoRig
@@ -160,6 +172,7 @@ class Scene:
     light_dirs: np.ndarray
     light_radiance: np.ndarray
     ambient: np.ndarray
+    lighting: str = ""
 
     @property
     def channels(self) -> int:
@@ -346,9 +359,10 @@ def vessel(kind: str, center: np.ndarray, rotation: np.ndarray, radius: float, h
     return Hollow(outer, holes)
 
 
-def _place_vessel(rng: np.random.Generator, rig: StereoRig, near_disparity: float, radius_px: float) -> Hollow:
+def _place_vessel(rng: np.random.Generator, rig: StereoRig, near_disparity: float,
+                  radius_px: float) -> tuple[Hollow, str]:
     """A standing thin-walled vessel (tipped -0.2..0.7 rad towards the camera, so some are
-    seen from above) whose nearest point lies at about ``near_disparity``."""
+    seen from above) whose nearest point lies at about ``near_disparity``, and its kind (:data:`VESSELS`)."""
     kind = str(rng.choice(VESSELS))
     x = rng.uniform(0.05, 0.95) * (rig.width - 1)
     y = rng.uniform(0.05, 0.95) * (rig.height - 1)
@@ -360,7 +374,7 @@ def _place_vessel(rng: np.random.Generator, rig: StereoRig, near_disparity: floa
     probe = Convex("cylinder" if kind in ("cup", "jar", "bottle") else "ellipsoid", np.zeros(3), np.eye(3),
                    np.array([radius, radius, height]))
     center = rig.backproject(x, y, near_depth + probe.bounding_radius)
-    return vessel(kind, center, rotation, radius, height, wall, opening=float(rng.uniform(0.3, 0.6)))
+    return vessel(kind, center, rotation, radius, height, wall, opening=float(rng.uniform(0.3, 0.6))), kind
 
 
 def _place_pane(rng: np.random.Generator, rig: StereoRig, near_disparity: float, half_px: float) -> Convex:
@@ -443,14 +457,20 @@ def random_scene(config: SyntheticConfig, rng: np.random.Generator) -> Scene:
             shape = str(rng.choice(("ellipsoid", "ellipsoid", "cylinder", "box")))
             disp = _uniform(rng, near_lo, 0.95 * d_max)
             solid = _place_convex(rng, rig, shape, disp, rng.uniform(0.07, 0.22) * rig.width, (0.6, 1.4))
+            # _place_convex makes 40 % of the ellipsoids round (equal semi-axes): spheres
+            round_ = shape == "ellipsoid" and bool(np.all(solid.size == solid.size[0]))
+            glass_kind = f"solid-{'sphere' if round_ else shape}"
         elif kind == "thin":
-            solid = _place_vessel(rng, rig, _uniform(rng, near_lo, 0.95 * d_max), rng.uniform(0.07, 0.2) * rig.width)
+            solid, vessel_kind = _place_vessel(rng, rig, _uniform(rng, near_lo, 0.95 * d_max),
+                                               rng.uniform(0.07, 0.2) * rig.width)
+            glass_kind = f"thin-{vessel_kind}"
         else:
             solid = _place_pane(rng, rig, _uniform(rng, near_lo, 0.95 * d_max), rng.uniform(0.15, 0.35) * rig.width)
+            glass_kind = "pane"
         tint = np.ones(channels) if rng.random() < 0.7 or channels == 1 else rng.uniform(0.8, 1.0, channels)
         material = Material("glass", ior=float(rng.uniform(*config.ior_range)),
                             tint=(tint * rng.uniform(0.9, 1.0)).astype(np.float32), thin_wall=kind != "solid")
-        objects.append(SceneObject(solid, material, f"glass{i}"))
+        objects.append(SceneObject(solid, material, f"glass{i}", glass_kind))
 
     env = random_environment(rng, channels)
     n_lights = int(rng.integers(1, 4))
@@ -461,7 +481,7 @@ def random_scene(config: SyntheticConfig, rng: np.random.Generator) -> Scene:
     light_rad = np.stack([rng.uniform(0.3, 1.0) * (np.ones(channels) if channels == 1 else rng.uniform(0.85, 1.15, 3))
                           for _ in range(n_lights)])
     return Scene(rig, tuple(objects), env, light_dirs.astype(np.float32), light_rad.astype(np.float32),
-                 env.mean_radiance())
+                 env.mean_radiance(), LIGHTING_FAMILY)
 
 
 def _uniform(rng: np.random.Generator, low: float, high: float) -> float:

@@ -123,3 +123,35 @@ def test_missing_focal_length_skips_a_depth_only_sample(renders, tmp_path):
     sample = convert(tmp_path / "src", tmp_path / "out2", focal_px=50.0, baseline_m=0.1)
     assert (sample.focal_px, sample.baseline_m) == (50.0, 0.1)
     assert np.nanmax(sample.disparity) == pytest.approx(50 * 0.1 / 3.0, rel=0.02)
+
+
+def _copy_render(root, dst, meta):
+    import json
+
+    dst.mkdir(parents=True)
+    for name in ("left.exr", "right.exr", "depth.exr", "mask.png"):
+        (dst / name).write_bytes((root / "src" / "sphere" / name).read_bytes())
+    (dst / "meta.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("kinds", [["solid-sphere", "pane"], "solid-sphere, pane"])
+def test_glass_kinds_and_lighting_come_from_meta_json(renders, tmp_path, kinds):
+    root, meta = renders
+    _copy_render(root, tmp_path / "src" / "sphere", {**meta, "glass_kinds": kinds, "lighting": "area-lamp"})
+    sample = convert(tmp_path / "src", tmp_path / "out")
+    assert (sample.glass_kinds, sample.lighting) == (("solid-sphere", "pane"), "area-lamp")
+
+
+def test_meta_json_without_kinds_leaves_them_unknown_and_an_empty_list_means_no_glass(renders, tmp_path):
+    root, meta = renders
+    _copy_render(root, tmp_path / "a" / "sphere", meta)
+    _copy_render(root, tmp_path / "b" / "sphere", {**meta, "glass_kinds": []})
+    assert (convert(tmp_path / "a", tmp_path / "out_a").glass_kinds, convert(tmp_path / "b", tmp_path / "out_b")
+            .glass_kinds) == (None, ())
+
+
+def test_malformed_glass_kinds_in_meta_json_skip_the_sample(renders, tmp_path):
+    root, meta = renders
+    _copy_render(root, tmp_path / "src" / "sphere", {**meta, "glass_kinds": [1, 2]})
+    with pytest.raises(ConversionFailed, match="glass_kinds must be a list of names"):
+        convert(tmp_path / "src", tmp_path / "out")

@@ -1,0 +1,66 @@
+"""make-synthetic records the glass kinds each sample shows and its lighting family."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from polstereo.data.h5format import H5Reader
+from polstereo.data.synthetic.config import SyntheticConfig
+from polstereo.data.synthetic.generate import generate_dataset, generate_sample, sample_rng
+from polstereo.data.synthetic.scene import GLASS_OBJECT_KINDS, LIGHTING_FAMILY, random_scene
+
+TINY = SyntheticConfig(width=32, height=24, transparent=(2, 3), seed=9)
+
+
+def _samples(config, count=4):
+    return [generate_sample(config, sample_rng(config.seed, i)) for i in range(count)]
+
+
+def test_a_pane_only_set_records_only_panes():
+    for sample in _samples(dataclasses.replace(TINY, glass=("pane",))):
+        assert sample.glass_kinds == (("pane",) if sample.transparent.any() else ())
+
+
+@pytest.mark.parametrize("glass", ["solid", "thin"])
+def test_each_glass_option_records_kinds_of_its_own_family(glass):
+    samples = _samples(dataclasses.replace(TINY, glass=(glass,)))
+    assert any(s.glass_kinds for s in samples)
+    for sample in samples:
+        assert all(kind.startswith(f"{glass}-") and kind in GLASS_OBJECT_KINDS for kind in sample.glass_kinds)
+
+
+def test_recorded_kinds_are_the_glass_the_left_view_shows():
+    for sample in _samples(TINY, 6):
+        assert list(sample.glass_kinds) == sorted(set(sample.glass_kinds))
+        assert bool(sample.glass_kinds) == bool(sample.transparent.any())
+
+
+def test_scenes_without_glass_record_no_kinds_and_every_scene_its_lighting():
+    sample = generate_sample(dataclasses.replace(TINY, transparent=(0, 0)), sample_rng(TINY.seed, 0))
+    assert sample.glass_kinds == () and sample.lighting == LIGHTING_FAMILY == "room-env"
+
+
+def test_scene_objects_name_their_glass_kind_and_spheres_are_round():
+    config = dataclasses.replace(TINY, glass=("solid",), transparent=(3, 3))
+    seen = set()
+    for i in range(8):
+        scene = random_scene(config, sample_rng(config.seed, i))
+        for obj in scene.objects:
+            if obj.material.kind != "glass":
+                assert obj.glass_kind == ""
+                continue
+            assert obj.glass_kind in GLASS_OBJECT_KINDS
+            size = obj.surface.size
+            assert (obj.glass_kind == "solid-sphere") == (obj.surface.shape == "ellipsoid"
+                                                          and np.all(size == size[0]))
+            seen.add(obj.glass_kind)
+    assert {"solid-sphere", "solid-ellipsoid"} <= seen
+
+
+def test_dataset_files_carry_the_kinds_of_their_samples(tmp_path):
+    generate_dataset(tmp_path / "out", TINY, 3, split=(1, 0, 0), progress=False)
+    reader = H5Reader(tmp_path / "out" / "train.h5")
+    for i, expected in enumerate(_samples(TINY, 3)):
+        got = reader.read(i)
+        assert (got.glass_kinds, got.lighting) == (expected.glass_kinds, expected.lighting)
