@@ -126,6 +126,9 @@ def eval_cmd(checkpoint, data, iters, max_samples, save_vis, device, amp, use_em
              json_out):
     """Metrics per region (all / transparent / opaque), base-only and with correction.
 
+    CHECKPOINT is a model file, or `sgbm` for OpenCV's semi-global block matching on the
+    intensity images (a classical reference that never saw training data).
+
     EPE, rmse, bad-1/2/3, 1/3/5 px accuracies, relepe and D1 (docs/metrics.md),
     pixel-weighted over the dataset, for each --iters count; per sample with
     --per-sample, per glass kind or lighting with --by.

@@ -151,6 +151,7 @@ def run_eval(cfg: EvalConfig, log: Callable[[str], None] = lambda _: None) -> di
     from polstereo.data.h5format import open_dataset
     from polstereo.devices import resolve_amp, resolve_device
     from polstereo.evaluation.breakdown import aggregate, check_by, check_csv_path, write_per_sample_csv
+    from polstereo.evaluation.classical import SGBM_NAME, SGBMStereo
     from polstereo.evaluation.ordinary import OrdinaryStereoFolder
     from polstereo.models.registry import load_for_inference
 
@@ -159,7 +160,10 @@ def run_eval(cfg: EvalConfig, log: Callable[[str], None] = lambda _: None) -> di
     if cfg.per_sample_csv is not None:
         check_csv_path(cfg.per_sample_csv)
     device = resolve_device(cfg.device)
-    model, payload = load_for_inference(cfg.checkpoint, use_ema=cfg.use_ema, map_location=device)
+    if str(cfg.checkpoint) == SGBM_NAME and not Path(cfg.checkpoint).exists():
+        model, payload = SGBMStereo(), {"lineage": []}  # the classical reference (evaluation.classical)
+    else:
+        model, payload = load_for_inference(cfg.checkpoint, use_ema=cfg.use_ema, map_location=device)
     model = model.to(device).eval()
     data = Path(cfg.data)
     ordinary = data.is_dir()
