@@ -120,10 +120,12 @@ def _echo_shape_evidence(shape: dict) -> None:
 @click.option("--by", type=click.Choice(["kind", "lighting"]), multiple=True,
               help="Also print sample-averaged results per glass kind or lighting family, as the samples "
                    "record them (repeatable).")
+@click.option("--exclude-occluded", is_flag=True,
+              help="Score only pixels visible in both views (KITTI's 'noc'), where the file has occlusion masks.")
 @quiet_option
 @json_option
-def eval_cmd(checkpoint, data, iters, max_samples, save_vis, device, amp, use_ema, per_sample_csv, by, quiet,
-             json_out):
+def eval_cmd(checkpoint, data, iters, max_samples, save_vis, device, amp, use_ema, per_sample_csv, by,
+             exclude_occluded, quiet, json_out):
     """Metrics per region (all / transparent / opaque), base-only and with correction.
 
     CHECKPOINT is a model file, or `sgbm` for OpenCV's semi-global block matching on the
@@ -136,7 +138,7 @@ def eval_cmd(checkpoint, data, iters, max_samples, save_vis, device, amp, use_em
     from polstereo.evaluation.evaluate import EvalConfig, run_eval
 
     cfg = EvalConfig(checkpoint, data, tuple(iters), max_samples, save_vis, device, amp, use_ema,
-                     per_sample_csv=per_sample_csv, by=tuple(by))
+                     per_sample_csv=per_sample_csv, by=tuple(by), exclude_occluded=exclude_occluded)
     report = run_eval(cfg, log=click.echo if not quiet and json_out != "-" else lambda _: None)
     emit_json(report, json_out)
     if json_out != "-" and not quiet:

@@ -41,7 +41,8 @@ def evaluate_model(model, reader, device: torch.device | str = "cpu", iters: int
                    warp_source: str = "pred", max_samples: int | None = None,
                    on_sample: Callable[[Batch, dict], None] | None = None,
                    autocast_dtype: torch.dtype | None = None, shard: tuple[int, int] = (0, 1),
-                   reduce: Callable[[torch.Tensor], torch.Tensor] | None = None) -> EvalResult:
+                   reduce: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                   exclude_occluded: bool = False) -> EvalResult:
     """Score ``model`` on every labeled sample of ``reader``.
 
     ``reader`` is an :class:`H5Reader` or an ordinary-pair folder (anything with a
@@ -53,7 +54,8 @@ def evaluate_model(model, reader, device: torch.device | str = "cpu", iters: int
     ``glass_kinds`` and ``lighting`` (None: not recorded), correction saturation and its
     ``final`` and ``base`` metrics per region (:mod:`polstereo.evaluation.breakdown`).
     Under DDP, ``shard=(rank, world)`` splits the samples and ``reduce`` sums the
-    running totals over ranks (per-sample values stay local).
+    running totals over ranks (per-sample values stay local). ``exclude_occluded`` scores
+    only pixels visible in both views, where the file has an occlusion mask.
     """
     was_training = model.training
     model.eval()
@@ -65,7 +67,7 @@ def evaluate_model(model, reader, device: torch.device | str = "cpu", iters: int
     channels = None if correction is None else correction.config.color_channels
     try:
         batches = (reader.batches(device, max_samples, shard) if hasattr(reader, "batches")
-                   else iterate_samples(reader, device, max_samples, shard=shard))
+                   else iterate_samples(reader, device, max_samples, shard=shard, exclude_occluded=exclude_occluded))
         for batch in batches:
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 if batch.polarized:
@@ -139,6 +141,7 @@ class EvalConfig:
     use_ema: bool = False              # the EMA teacher's weights
     per_sample_csv: Path | None = None  # one row per sample and iteration count (breakdown.PER_SAMPLE_COLUMNS)
     by: tuple[str, ...] = ()           # sample-averaged summaries per "kind" and/or "lighting" (breakdown.BY_KEYS)
+    exclude_occluded: bool = False     # score non-occluded pixels only (where the file has an occlusion mask)
 
 
 def run_eval(cfg: EvalConfig, log: Callable[[str], None] = lambda _: None) -> dict:
@@ -179,14 +182,15 @@ def run_eval(cfg: EvalConfig, log: Callable[[str], None] = lambda _: None) -> di
     for count in counts:
         vis_dir = _vis_dir(cfg.save_vis, counts, count)
         res = evaluate_model(model, reader, device, iters=count, max_samples=cfg.max_samples,
-                             on_sample=None if vis_dir is None else _vis_writer(vis_dir), autocast_dtype=amp_dtype)
+                             on_sample=None if vis_dir is None else _vis_writer(vis_dir), autocast_dtype=amp_dtype,
+                             exclude_occluded=cfg.exclude_occluded)
         runs.append({"iters": count if count is not None else _default_iters(model), **res.to_dict(),
                      "polarization_gain": polarization_gain(res.base, res.final),
                      **({"vis_dir": str(vis_dir)} if vis_dir is not None else {}),
                      **{f"by_{key}": aggregate(res.per_sample, key) for key in dict.fromkeys(cfg.by)}})
     report = {"checkpoint": str(cfg.checkpoint), "data": str(cfg.data),
               "has_correction": model.correction is not None and not ordinary, "ordinary_pairs": ordinary,
-              "max_correction": model.max_correction,
+              "max_correction": model.max_correction, "exclude_occluded": cfg.exclude_occluded,
               "lineage": [e.get("stage") for e in payload.get("lineage", [])], "runs": runs}
     if cfg.per_sample_csv is not None:
         rows = write_per_sample_csv(cfg.per_sample_csv, runs)

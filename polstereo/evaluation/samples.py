@@ -34,10 +34,14 @@ class Batch:
 
 
 def iterate_samples(reader: H5Reader, device: torch.device | str = "cpu", max_samples: int | None = None,
-                    require_disparity: bool = True, shard: tuple[int, int] = (0, 1)) -> Iterator[Batch]:
+                    require_disparity: bool = True, shard: tuple[int, int] = (0, 1),
+                    exclude_occluded: bool = False) -> Iterator[Batch]:
     """Full-resolution samples of ``reader`` (labeled ones only when ``require_disparity``).
 
     ``shard=(rank, world)`` yields every ``world``-th of them, starting at ``rank``.
+    ``exclude_occluded``: pixels the sample's occlusion mask marks (left pixel not seen by
+    the right camera) are not ``valid`` (KITTI's "noc" pixels); samples without the mask
+    keep all their pixels.
     """
     count = 0
     rank, world = shard
@@ -53,6 +57,8 @@ def iterate_samples(reader: H5Reader, device: torch.device | str = "cpu", max_sa
         h, w = s.shape
         disp = s.disparity if s.disparity is not None else np.full((h, w), np.nan, np.float32)
         valid = s.valid_mask() if s.disparity is not None else np.zeros((h, w), bool)
+        if exclude_occluded and s.occlusion is not None:
+            valid = valid & ~s.occlusion.astype(bool)
         disp = np.where(valid, disp, np.nan).astype(np.float32)
         as_t = lambda a: torch.from_numpy(np.ascontiguousarray(a))[None].to(device)  # noqa: E731
         yield Batch(index=i, name=s.name, left=as_t(s.left), right=as_t(s.right), disparity=as_t(disp[None]),

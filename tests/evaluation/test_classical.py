@@ -37,3 +37,19 @@ def test_eval_sgbm_scores_a_file_like_a_model(h5_file, tmp_path):
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["checkpoint"] == "sgbm" and report["runs"][0]["final"]["all"]["pixels"] > 0
     assert not report["has_correction"]
+
+
+def test_exclude_occluded_scores_only_pixels_both_views_see(tmp_path):
+    from polstereo.data.h5format import H5Reader, write_samples
+    from polstereo.evaluation.samples import iterate_samples
+    from tests.conftest import make_sample
+
+    sample = make_sample(np.random.default_rng(3))
+    sample.occlusion = np.zeros(sample.disparity.shape, np.uint8)
+    sample.occlusion[:, :5] = 1
+    write_samples(tmp_path / "s.h5", [sample])
+    reader = H5Reader(tmp_path / "s.h5")
+    every = next(iterate_samples(reader)).valid
+    visible = next(iterate_samples(reader, exclude_occluded=True)).valid
+    assert every[..., :5].any() and not visible[..., :5].any()
+    assert torch.equal(every[..., 5:], visible[..., 5:])
