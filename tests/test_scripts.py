@@ -89,3 +89,13 @@ def test_bench_anchor_needs_a_raft_stereo_checkout(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"bench_anchor: no RAFT-Stereo checkout at {tmp_path / 'nowhere'} "
         f"(expected {tmp_path / 'nowhere' / 'core' / 'raft_stereo.py'})"]
+
+
+def test_motorcycle_scene_is_a_middlebury_folder_eval_reads(tmp_path):
+    from polstereo.evaluation.ordinary import OrdinaryStereoFolder
+
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "motorcycle_scene.py"), str(tmp_path / "moto")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    batch = next(OrdinaryStereoFolder(tmp_path / "moto").batches("cpu", None, (0, 1)))
+    assert batch.left.shape[-2:] == (500, 741) and 0.9 < batch.valid.float().mean() < 0.95
