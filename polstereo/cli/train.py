@@ -92,6 +92,9 @@ def _options(func):
                      help="Ignore ground truth above this in the loss [default: crop width]."),
         click.option("--transparent-weight", type=float, default=DEFAULTS["transparent_weight"], show_default=True,
                      help="Extra loss weight on transparent pixels."),
+        click.option("--robust-scale", type=click.FloatRange(0, min_open=True), default=None, metavar="PX",
+                     help="Robust loss: errors beyond PX pixels count logarithmically (scale·log(1+|e|/scale)), "
+                          "so large glass errors do not swamp the rest [default: plain L1]."),
         click.option("--gamma", type=click.FloatRange(0, 1), default=DEFAULTS["gamma"], show_default=True,
                      help="Sequence-loss decay: estimate i of n weighs gamma^(n-1-i)."),
         click.option("--iters", type=click.IntRange(1), default=None, help="Base refinement iterations."),

@@ -50,6 +50,7 @@ class TrainConfig:
     photometric: bool = True
     max_disparity: float | None = None
     transparent_weight: float = 1.0
+    robust_scale: float | None = None  # px: log-L1 beyond it (losses.robust_error); None = plain L1
     gamma: float = 0.9
     iters: int | None = None
     workers: int = 2

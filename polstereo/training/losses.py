@@ -5,11 +5,24 @@ from __future__ import annotations
 import torch
 
 
-def masked_l1(pred: torch.Tensor, gt: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Weighted mean |pred − gt|; ``weight`` is 0 on ignored pixels. All ``(B, 1, H, W)``."""
+def robust_error(error: torch.Tensor, scale: float | None) -> torch.Tensor:
+    """``|error|`` (``scale`` None), or ``scale · log(1 + |error| / scale)``: equal to |error| for
+    small errors, growing only logarithmically beyond ``scale`` pixels, so its gradient
+    ``1 / (1 + |e| / scale)`` fades on errors the model cannot close (glass it matches through)
+    instead of pulling every pixel's features towards them."""
+    error = error.abs()
+    if scale is None:
+        return error
+    return scale * torch.log1p(error / scale)
+
+
+def masked_l1(pred: torch.Tensor, gt: torch.Tensor, weight: torch.Tensor,
+              robust_scale: float | None = None) -> torch.Tensor:
+    """Weighted mean |pred − gt| (or its robust form, :func:`robust_error`); ``weight`` is 0 on
+    ignored pixels. All ``(B, 1, H, W)``."""
     pred = pred.float()
     total = weight.sum()
-    return ((pred - gt).abs() * weight).sum() / total.clamp_min(1.0)
+    return (robust_error(pred - gt, robust_scale) * weight).sum() / total.clamp_min(1.0)
 
 
 def pixel_weights(valid: torch.Tensor, transparent: torch.Tensor, gt: torch.Tensor,
@@ -26,7 +39,7 @@ def pixel_weights(valid: torch.Tensor, transparent: torch.Tensor, gt: torch.Tens
 
 
 def sequence_loss(estimates: list[torch.Tensor], gt: torch.Tensor, weight: torch.Tensor,
-                  gamma: float = 0.9) -> torch.Tensor:
+                  gamma: float = 0.9, robust_scale: float | None = None) -> torch.Tensor:
     """RAFT-style exponentially weighted L1 over a list of estimates (last weighs 1).
 
     With n estimates, estimate i (0-based) weighs ``gamma ** (n − 1 − i)``; the sum of
@@ -37,4 +50,4 @@ def sequence_loss(estimates: list[torch.Tensor], gt: torch.Tensor, weight: torch
         raise ValueError("sequence_loss needs at least one estimate")
     weights = [gamma ** (n - 1 - i) for i in range(n)]
     total = sum(weights)
-    return sum(w * masked_l1(e, gt, weight) for w, e in zip(weights, estimates)) / total
+    return sum(w * masked_l1(e, gt, weight, robust_scale) for w, e in zip(weights, estimates)) / total

@@ -46,9 +46,9 @@ def stage_loss(out: dict, batch: dict, stage: StageConfig, cfg: TrainConfig, cro
     weight = pixel_weights(batch["valid"], batch["transparent"], gt, max_disp, cfg.transparent_weight)
     total = gt.new_zeros(())
     if "sequence" in stage.loss_terms:
-        total = total + sequence_loss(out["disparities"], gt, weight, cfg.gamma)
+        total = total + sequence_loss(out["disparities"], gt, weight, cfg.gamma, cfg.robust_scale)
     if "final" in stage.loss_terms and out.get("correction") is not None:
-        total = total + masked_l1(out["disparity"], gt, weight)
+        total = total + masked_l1(out["disparity"], gt, weight, cfg.robust_scale)
     if cfg.shape_weight:
         # label-free: every pixel inside the image whose polarization is reliable, labeled or not
         total = total + cfg.shape_weight * shape_loss(out["disparity"], batch["left"], angles_deg,

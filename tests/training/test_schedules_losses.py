@@ -59,3 +59,27 @@ def test_stage_table_describes_the_plan():
     assert (b.trainable, b.frozen, b.warp_source, b.requires) == (("correction",), ("base",), "gt", "A")
     assert (c.trainable, c.frozen, c.warp_source, c.requires) == (("base", "correction"), (), "pred", "B")
     assert b.feasibility_gate and not a.feasibility_gate and not c.feasibility_gate
+
+
+def test_robust_error_is_l1_without_a_scale_and_logarithmic_beyond_it():
+    from polstereo.training.losses import robust_error
+
+    error = torch.tensor([-6.0, -0.01, 0.0, 2.0, 20.0], requires_grad=True)
+    assert torch.equal(robust_error(error, None), error.abs())
+    robust = robust_error(error, 2.0)
+    expected = 2.0 * torch.log1p(error.detach().abs() / 2.0)
+    torch.testing.assert_close(robust, expected)
+    assert abs(float(robust[1].detach()) - 0.01) < 1e-4  # small errors: |e|
+    robust.sum().backward()
+    # the gradient fades as 1 / (1 + |e| / scale): 1/4 at -6 px, 1/11 at 20 px
+    torch.testing.assert_close(error.grad[[0, 3, 4]], torch.tensor([-0.25, 0.5, 1 / 11]))
+
+
+def test_robust_scale_reaches_the_sequence_loss():
+    from polstereo.training.losses import sequence_loss
+
+    gt = torch.zeros(1, 1, 2, 2)
+    estimates = [torch.full((1, 1, 2, 2), 10.0)]
+    weight = torch.ones_like(gt)
+    assert float(sequence_loss(estimates, gt, weight)) == 10.0
+    torch.testing.assert_close(sequence_loss(estimates, gt, weight, robust_scale=1.0), torch.log1p(torch.tensor(10.0)))
