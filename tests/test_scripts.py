@@ -17,7 +17,7 @@ FAST = ["--batch-size", "1", "--crop-size", "32", "48", "--workers", "0", "--ite
 
 
 def compare(a, b):
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "compare_checkpoints.py"), str(a), str(b)],
+    return subprocess.run([sys.executable, str(ROOT / "scripts" / "lab" / "compare_checkpoints.py"), str(a), str(b)],
                           capture_output=True, text=True)
 
 
@@ -99,3 +99,15 @@ def test_motorcycle_scene_is_a_middlebury_folder_eval_reads(tmp_path):
     assert result.returncode == 0, result.stderr
     batch = next(OrdinaryStereoFolder(tmp_path / "moto").batches("cpu", None, (0, 1)))
     assert batch.left.shape[-2:] == (500, 741) and 0.9 < batch.valid.float().mean() < 0.95
+
+
+def test_compare_models_prints_the_overall_table_and_reuses_its_reports(h5_file, tmp_path):
+    command = [sys.executable, str(ROOT / "scripts" / "compare_models.py"), str(tmp_path / "cmp"), "--data",
+               str(h5_file), "a=sgbm", "b=sgbm"]
+    first = subprocess.run(command, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    rows = [line for line in first.stdout.splitlines() if line.startswith("| a |") or line.startswith("| b |")]
+    assert len(rows) == 3 * 2 and rows[0].split("|")[2:] == rows[1].split("|")[2:]  # the same method twice
+    assert (tmp_path / "cmp" / "a.json").exists()
+    again = subprocess.run(command, capture_output=True, text=True)
+    assert again.stdout == first.stdout
