@@ -14,7 +14,7 @@ inner sphere of air: nested dielectrics); the data set then serves ``polstereo e
 a thin-walled test set the models never trained on.
 
 Needs the ``mitsuba`` package (``pip install mitsuba``). A research diagnostic for
-docs/results.md, not a test.
+docs/notebook/2026-11-23-polarization-evidence.md, not a test.
 """
 
 from __future__ import annotations

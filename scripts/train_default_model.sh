@@ -7,7 +7,7 @@
 #   A_ARGS="--base-input polarization" B_ARGS="--correction-context unet --correction-shape --shape-weight 1" \
 #   scripts/train_default_model.sh work
 # (a first attempt with MAXCORR=6 stopped at check-feasibility: transparent mean error 8.49 px after stage A)
-# models/polstereo-small.ckpt came from `scripts/gpu_session.sh lease` on an H100, i.e. MODEL=small SCALE=5
+# models/polstereo-small.ckpt came from `scripts/lab/gpu_session.sh lease` on an H100, i.e. MODEL=small SCALE=5
 # STEP_SCALE=1.83 CROP="256 320" BATCH=8 DEVICE=cuda ... (models/README.md). Step counts, warm-up included,
 # scale with STEP_SCALE (default SCALE); runs made before the warm-up scaled (SCALE > 1) resume no more.
 set -euo pipefail
@@ -29,7 +29,7 @@ echo "$MODEL, steps: pretrain $(steps 1500), A $(steps "${A_STEPS:-2000}") (gene
 run_stage "$WORK/pretrain" polstereo adapt --init none --model "$MODEL" --train "$WORK/generic/train.h5" \
     --val "$WORK/generic/val.h5" --steps "$(steps 1500)" --lr 1e-3 --warmup-steps "$(steps 100)" "${COMMON[@]}"
 # stage A keeps drawing generic scenes (A_GENERIC_STEPS of its A_STEPS, interleaved): on glass data
-# alone it lost 42 % on opaque pixels (docs/results.md "Accuracy through the three stages")
+# alone it lost 42 % on opaque pixels (docs/notebook/2026-12-03-default-mix-tiny.md)
 A_TOTAL=$(steps "${A_STEPS:-2000}"); A_GENERIC=$(steps "${A_GENERIC_STEPS:-600}")
 if [ "${A_GENERIC_STEPS:-600}" = 0 ]; then
   A_DATA=(--train "$WORK/glass/train.h5")

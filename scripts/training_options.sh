@@ -1,4 +1,4 @@
-# Shared settings of scripts/train_default_model.sh and scripts/ablations.sh (sourced, not run).
+# Shared settings of scripts/train_default_model.sh and scripts/lab/ablations.sh (sourced, not run).
 # Environment: MODEL, SCALE (multiplies sample and step counts), STEP_SCALE (multiplies step counts
 # instead of SCALE, may be fractional, e.g. to fit a time budget), SIZE, CROP, BATCH, DEVICE, WORKERS (loader),
 # MAXCORR, GEN_WORKERS (make-synthetic processes), CORR_SEARCH (correction search radius, 0 = off), GLASS, TEXTURES,
@@ -17,7 +17,7 @@ MAXCORR=${MAXCORR:-12}
 GEN_WORKERS=${GEN_WORKERS:-2}
 CORR_SEARCH=${CORR_SEARCH:-10}   # the correction module's search cost volume radius, px (0 = the plain module)
 # extra make-synthetic options for both data sets, e.g. "--max-disparity 25 --bit-depth 12" for a
-# rig whose baseline is small against the distance (docs/results.md: the evidence depends on it)
+# rig whose baseline is small against the distance (docs/notebook/2026-11-23-polarization-evidence.md: the evidence depends on it)
 read -r -a SYNTH <<< "${SYNTH_ARGS:-}"
 # the glass data's kinds and both sets' textures (make-synthetic --glass, --textures), by default
 # make-synthetic's own: solid, thin-walled and pane glass, photographs and patterns (docs/synthetic.md);
@@ -26,7 +26,7 @@ GLASS=${GLASS:-solid,thin,pane}
 TEXTURES=${TEXTURES:-mix}
 # extra options of stage A (e.g. "--base-input polarization", early fusion) and of the new
 # correction module in stage B (e.g. "--correction-context unet --correction-shape --shape-weight 1");
-# docs/results.md "Shape-consistent polarization" measured both
+# docs/notebook/2026-12-03-shape-levers.md measured both
 read -r -a A_EXTRA <<< "${A_ARGS:-}"
 read -r -a B_EXTRA <<< "${B_ARGS:-}"
 STEP_SCALE=${STEP_SCALE:-$SCALE}

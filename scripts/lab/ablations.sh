@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# The ablations of docs/results.md, on the work directory of scripts/train_default_model.sh:
+# The ablations of docs/notebook/2026-11-23-first-tiny-and-ablations.md, on the work directory of scripts/train_default_model.sh:
 #  1. joint training (finetune) straight from the generic base, no stage A, same total steps as A + B + C;
 #  2. stage B with the predicted instead of the ground-truth warp, same steps as B.
-# Usage: scripts/ablations.sh WORK_DIR   (same env variables as train_default_model.sh)
+# Usage: scripts/lab/ablations.sh WORK_DIR   (same env variables as train_default_model.sh)
 set -euo pipefail
 
-WORK=${1:?usage: scripts/ablations.sh WORK_DIR}
-source "$(dirname "$0")/training_options.sh"
+WORK=${1:?usage: scripts/lab/ablations.sh WORK_DIR}
+source "$(dirname "$0")/../training_options.sh"
 
 # 1. no stage A: the correction is asked to close base errors it cannot reach (--force past the gate)
 run_stage "$WORK/joint_no_A" polstereo finetune --init "$WORK/pretrain/last.ckpt" --force --max-correction "$MAXCORR" \

@@ -1,6 +1,6 @@
 """Compare the weights of two polstereo checkpoints (or model files).
 
-    python scripts/compare_checkpoints.py runs/plain/last.ckpt runs/torchrun/last.ckpt [--atol 0]
+    python scripts/lab/compare_checkpoints.py runs/plain/last.ckpt runs/torchrun/last.ckpt [--atol 0]
 
 Prints the largest absolute difference over all weight tensors and the tensor it is in;
 exits 1 when the tensors' names or shapes differ or the difference exceeds --atol.

@@ -1,6 +1,6 @@
 """How much could a bounded correction gain on transparent pixels, and does polarization find it?
 
-    python scripts/correction_headroom.py CKPT --data TEST.h5 [--max-correction 10] [--max-samples N]
+    python scripts/lab/correction_headroom.py CKPT --data TEST.h5 [--max-correction 10] [--max-samples N]
 
 For the base model of CKPT on the labeled samples of TEST.h5, transparent-pixel EPE of:
 
@@ -14,7 +14,7 @@ For the base model of CKPT on the labeled samples of TEST.h5, transparent-pixel 
   |F(left) − warp(F(right), base + k)| is smallest: what matching the features near the
   base estimate finds without learning.
 
-A research diagnostic for docs/results.md, not a test.
+A research diagnostic for docs/notebook/2026-11-23-polarization-evidence.md, not a test.
 """
 
 from __future__ import annotations

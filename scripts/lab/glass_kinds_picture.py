@@ -1,6 +1,6 @@
 """Draw docs/images/glass_kinds.png: one generated scene per glass kind of make-synthetic.
 
-    python scripts/glass_kinds_picture.py [--out docs/images/glass_kinds.png] [--size 320 256]
+    python scripts/lab/glass_kinds_picture.py [--out docs/images/glass_kinds.png] [--size 320 256]
 
 One row per kind (solid, thin, pane: each scene has only that kind of glass), four
 pictures per row: the left view's intensity (S0/2), its AoLP as hue with DoLP as
@@ -25,7 +25,7 @@ from polstereo.io.atomic import atomic_path
 from polstereo.io.visualise import aolp_to_rgb, disparity_to_rgb, unit_to_gray
 from polstereo.polar.stokes import aolp, dolp
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SCENES = {"solid": 4, "thin": 1, "pane": 2}  # sample indices (seed 21) that show each kind well
 
 

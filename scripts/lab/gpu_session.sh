@@ -3,10 +3,10 @@
 #
 # One lease (the device gives 30 minutes; a machine goes back after 30 s idle, so make the calls
 # back to back) is two or three calls:
-#   scripts/gpu_session.sh lease  OUT   # measurements, then the default model's training starts
-#   scripts/gpu_session.sh watch  OUT   # (optional) follow the training (returns early if it fails)
-#   scripts/gpu_session.sh finish OUT   # end the training, eval, slim checkpoint, more inference variants
-#   scripts/gpu_session.sh ablate OUT   # (if time is left) the ablations, resumable, same STEP_SCALE
+#   scripts/lab/gpu_session.sh lease  OUT   # measurements, then the default model's training starts
+#   scripts/lab/gpu_session.sh watch  OUT   # (optional) follow the training (returns early if it fails)
+#   scripts/lab/gpu_session.sh finish OUT   # end the training, eval, slim checkpoint, more inference variants
+#   scripts/lab/gpu_session.sh ablate OUT   # (if time is left) the ablations, resumable, same STEP_SCALE
 #
 # `lease`: generates the training data in the background (CPU) while the GPU runs the 1-process
 # torchrun check, the core inference table and the training-speed table; then measures the
@@ -16,10 +16,10 @@
 # by git) for as long as the machine is held.
 #
 # The single parts, each on its own:
-#   scripts/gpu_session.sh torchrun    OUT   # a 1-process torchrun run vs plain runs: same weights?
-#   scripts/gpu_session.sh infer-speed OUT   # inference speed and memory per size and amp (the core table)
-#   scripts/gpu_session.sh infer-more  OUT   # channels-last, fp32, correction variants, torch.compile
-#   scripts/gpu_session.sh train-speed OUT   # training pairs/s, data-wait share, GPU utilisation
+#   scripts/lab/gpu_session.sh torchrun    OUT   # a 1-process torchrun run vs plain runs: same weights?
+#   scripts/lab/gpu_session.sh infer-speed OUT   # inference speed and memory per size and amp (the core table)
+#   scripts/lab/gpu_session.sh infer-more  OUT   # channels-last, fp32, correction variants, torch.compile
+#   scripts/lab/gpu_session.sh train-speed OUT   # training pairs/s, data-wait share, GPU utilisation
 #
 # Each part writes its tables/logs under OUT (one folder level, few files: the device tool returns
 # at most 8). Environment: MODEL (small), SCALE (data: 5), TRAIN_BUDGET (660 s for the whole
@@ -28,11 +28,11 @@
 # items, default "loop-forms profile channels-last compile-ro infer-compile compile fp32 stride4
 # anchor", each skipped once CALL_SECONDS have passed; empty: none), RAFT_STEREO (a RAFT-Stereo checkout for bench/bench_anchor.py, default
 # .cmp/RAFT-Stereo).
-# A dry run of `torchrun` on a CPU: DEVICE=cpu MODEL=tiny STEPS=3 scripts/gpu_session.sh torchrun /tmp/o
+# A dry run of `torchrun` on a CPU: DEVICE=cpu MODEL=tiny STEPS=3 scripts/lab/gpu_session.sh torchrun /tmp/o
 set -uo pipefail
 
-PART=${1:?usage: scripts/gpu_session.sh lease|watch|finish|ablate|torchrun|infer-speed|infer-more|train-speed OUT}
-OUT=${2:?usage: scripts/gpu_session.sh PART OUT}
+PART=${1:?usage: scripts/lab/gpu_session.sh lease|watch|finish|ablate|torchrun|infer-speed|infer-more|train-speed OUT}
+OUT=${2:?usage: scripts/lab/gpu_session.sh PART OUT}
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 export PYTHONUNBUFFERED=1
@@ -76,9 +76,9 @@ part_torchrun() {  # ~1.5 minutes
   polstereo adapt "${args[@]}" --out "$d/plain2"
   python3 -m torch.distributed.run --standalone --nproc_per_node 1 "$(command -v polstereo)" adapt "${args[@]}" --out "$d/torchrun"
   echo "plain vs 1-process torchrun (${STEPS:-20} steps, --deterministic, $DEVICE):"
-  python3 scripts/compare_checkpoints.py "$d/plain/last.ckpt" "$d/torchrun/last.ckpt"
+  python3 scripts/lab/compare_checkpoints.py "$d/plain/last.ckpt" "$d/torchrun/last.ckpt"
   echo "plain vs plain (the run-to-run floor of the same command):"
-  python3 scripts/compare_checkpoints.py "$d/plain/last.ckpt" "$d/plain2/last.ckpt"
+  python3 scripts/lab/compare_checkpoints.py "$d/plain/last.ckpt" "$d/plain2/last.ckpt"
   rm -rf "$d"
 }
 
@@ -301,7 +301,7 @@ EOF
 ablate)  # the ablations on the lease's work directory, with the chain's STEP_SCALE
   [ -f "$WORK/step_scale" ] && export STEP_SCALE=${STEP_SCALE:-$(cat "$WORK/step_scale")}
   echo "STEP_SCALE=${STEP_SCALE:-$SCALE}"
-  timeout -s INT -k 20 "${TRAIN_SECONDS:-540}" bash scripts/ablations.sh "$WORK" 2>&1 | tee "$OUT/ablate.log"
+  timeout -s INT -k 20 "${TRAIN_SECONDS:-540}" bash scripts/lab/ablations.sh "$WORK" 2>&1 | tee "$OUT/ablate.log"
   (cd "$WORK" && tar czf "$OUT/ablate-results.tar.gz" --ignore-failed-read eval_joint_no_A.json eval_B_pred_warp.json \
       ./joint_no_A/metrics.jsonl ./B_pred_warp/metrics.jsonl 2> /dev/null)
   ;;

@@ -1,6 +1,6 @@
 """Redraw docs/images/demo.png, the README's picture of what `make demo` shows.
 
-    python scripts/readme_picture.py [--model models/polstereo-small.ckpt] [--demo-out demo_out]
+    python scripts/lab/readme_picture.py [--model models/polstereo-small.ckpt] [--demo-out demo_out]
 
 Top row, on sample_data/test.h5 sample 0: left intensity (S0/2), ground truth, the model's
 disparity (same colour range as the ground truth), |error| (0–5 px). Bottom row, on the
@@ -24,7 +24,7 @@ from polstereo.io.visualise import comparison_pictures, image_to_rgb
 from polstereo.models.registry import load_model
 from polstereo.polar.features import intensity_image
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def row(images: list[np.ndarray], width: int) -> np.ndarray:
