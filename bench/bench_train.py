@@ -91,6 +91,11 @@ def main() -> None:
     parser.add_argument("--correction-search", type=float, default=None,
                         help="search cost volume radius of the stage-B correction module, px")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    parser.add_argument("--init", default=None,
+                        help="start the first stage from this checkpoint (e.g. models/polstereo-small.ckpt; "
+                             "--model is then only the row's label)")
+    parser.add_argument("--base-input", nargs="+", default=[None],
+                        help="stage A's --base-input values to compare (e.g. intensity polarization-adapter)")
     args = parser.parse_args()
     if args.json is not None and not args.json.parent.is_dir():  # before minutes of training, not after
         parser.error(f"--json: no directory {args.json.parent}")
@@ -100,11 +105,14 @@ def main() -> None:
         data = Path(tmp) / "train.h5"
         make_file(data, 16, h + 32, w + 32)
         data_rate = loader_rate(data, args.crop, args.batch_size, args.workers, 20) * args.batch_size
-        for model, amp, ratio in itertools.product(args.model, args.amp, args.mask_ratio):
-            previous = None
+        for model, amp, ratio, base_input in itertools.product(args.model, args.amp, args.mask_ratio,
+                                                               args.base_input):
+            previous = args.init
             for stage in args.stages:
-                out = Path(tmp) / f"{model}-{amp}-{ratio}-{stage}"
-                cfg = TrainConfig(stage=stage, out=out, train=[data], model=model, steps=args.steps,
+                out = Path(tmp) / f"{model}-{amp}-{ratio}-{base_input}-{stage}"
+                extra = {"base_input": base_input} if stage == "A" and base_input not in (None, "intensity") else {}
+                extra.update({} if previous else {"model": model})
+                cfg = TrainConfig(stage=stage, out=out, train=[data], steps=args.steps, **extra,
                                   batch_size=args.batch_size, crop_size=(h, w), workers=args.workers, val_every=0,
                                   save_every=0, log_every=1, quiet=True, amp=amp, device=args.device,
                                   mask_ratio=ratio, iters=args.iters, init=previous, force=True,
@@ -118,7 +126,8 @@ def main() -> None:
                 seconds = last["seconds"] - first["seconds"]
                 rate = (len(train_records) - args.warmup) * args.batch_size / seconds
                 wait = (last["data_wait_s"] - first["data_wait_s"]) / seconds
-                rows.append((model, stage, amp, ratio, rate, peak_cuda if peak_cuda is not None else peak_rss,
+                label = model if base_input in (None, "intensity") else f"{model}, {base_input}"
+                rows.append((label, stage, amp, ratio, rate, peak_cuda if peak_cuda is not None else peak_rss,
                              wait))
     device = "cuda" if (args.device == "auto" and torch.cuda.is_available()) else args.device
     name = torch.cuda.get_device_name() if device.startswith("cuda") else f"CPU ({torch.get_num_threads()} threads)"

@@ -13,8 +13,10 @@ from polstereo.training.checkpoint import load_checkpoint
 from tests.training.conftest import tiny_data  # noqa: F401  (fixture)
 
 POLSTEREO = [sys.executable, "-c", "from polstereo.cli.main import main; main()"]
-SLOW_ADAPT = ["--steps", "150", "--batch-size", "1", "--crop-size", "32", "48", "--workers", "0", "--iters", "1",
-              "--val-every", "0", "--save-every", "50", "--log-every", "10", "--quiet"]
+# the first run is frozen with SIGSTOP once it holds its lock, so the second always meets it
+# running, however slow or fast the machine; SIGCONT lets it finish
+ADAPT = ["--steps", "30", "--batch-size", "1", "--crop-size", "32", "48", "--workers", "0", "--iters", "1",
+              "--val-every", "0", "--save-every", "10", "--log-every", "5", "--quiet"]
 
 
 def start(*args) -> subprocess.Popen:
@@ -35,31 +37,34 @@ def invoke(*args):
 
 def test_a_second_adapt_into_the_same_out_exits_1_and_the_first_completes_intact(tiny_data, tmp_path):
     out = tmp_path / "A"
-    first = start("adapt", "--init", "none", "--train", tiny_data / "train.h5", "--out", out, *SLOW_ADAPT)
+    first = start("adapt", "--init", "none", "--train", tiny_data / "train.h5", "--out", out, *ADAPT)
     try:
         wait_for_lock(out, first)
-        second = invoke("adapt", "--init", "none", "--train", tiny_data / "train.h5", "--out", out, *SLOW_ADAPT)
-        assert first.poll() is None, "the first run ended before the second started: nothing was tested"
+        first.send_signal(signal.SIGSTOP)
+        second = invoke("adapt", "--init", "none", "--train", tiny_data / "train.h5", "--out", out, *ADAPT)
+        assert first.poll() is None
     finally:
-        _, err = first.communicate(timeout=300)
+        first.send_signal(signal.SIGCONT)
+        _, err = first.communicate(timeout=600)
     assert second.exit_code == 1 and second.output.count("\n") == 1, second.output
     assert f"another polstereo process (pid {first.pid}" in second.output
     assert first.returncode == 0, err
     steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()
              if json.loads(line).get("type") == "train"]
-    assert steps == sorted(set(steps)) and steps[-1] == 150  # one run's lines, not two interleaved
-    assert load_checkpoint(out / "last.ckpt")["step"] == 150
+    assert steps == sorted(set(steps)) and steps[-1] == 30  # one run's lines, not two interleaved
+    assert load_checkpoint(out / "last.ckpt")["step"] == 30
     assert not lock_path(out).exists()
 
 
 def test_a_second_make_synthetic_is_refused_and_a_killed_one_leaves_no_blocking_lock(tmp_path):
     out = tmp_path / "set"
-    args = ["make-synthetic", out, "--num", "400", "--size", "96", "64", "--workers", "1", "--quiet"]
+    args = ["make-synthetic", out, "--num", "40", "--size", "96", "64", "--workers", "1", "--quiet"]
     first = start(*args)
     try:
         wait_for_lock(out, first)
+        first.send_signal(signal.SIGSTOP)
         second = invoke(*args, "--overwrite")
-        assert first.poll() is None, "the first run ended before the second started: nothing was tested"
+        assert first.poll() is None
         assert second.exit_code == 1 and second.output.count("\n") == 1, second.output
         assert f"pid {first.pid}" in second.output
     finally:
