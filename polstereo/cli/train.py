@@ -64,7 +64,9 @@ def _options(func):
                      help="Stage A: what the base model matches: the intensity S0/2; (early fusion) "
                           "intensity + normalized Stokes in its three input channels; or (polarization-adapter, "
                           "a warm start) the intensity plus the residual of a small polarization network that "
-                          "starts at zero, so the first step is exactly the --init base "
+                          "starts at zero, so the first step is exactly the --init base; or (polarization-volume, "
+                          "a warm start for the built-in sizes) the intensity, and in the refinement a second "
+                          "correlation volume from a polarization encoder behind a gate that starts at zero "
                           "[default: the checkpoint's, intensity]."),
         click.option("--shape-weight", type=click.FloatRange(0), default=DEFAULTS["shape_weight"], show_default=True,
                      help="Weight of the label-free shape-consistency loss: the DoLP-weighted "

@@ -61,6 +61,18 @@ def unpolarized_features(image: torch.Tensor) -> torch.Tensor:
     return torch.cat([grey, torch.zeros_like(grey).expand(-1, ADAPTER_FEATURES - 1, -1, -1)], dim=1)
 
 
+def seeded_conv_init_(conv: nn.Conv2d, generator: torch.Generator) -> None:
+    """PyTorch's own ``Conv2d`` initialisation of ``conv``, drawn from ``generator`` (on the
+    CPU): a new layer is the same in every run with the same seed, whatever the global RNG."""
+    with torch.no_grad():
+        weight = torch.empty(conv.weight.shape)
+        nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
+        bound = 1.0 / math.sqrt(conv.weight[0].numel())
+        bias = torch.empty(conv.bias.shape).uniform_(-bound, bound, generator=generator)
+        conv.weight.copy_(weight)
+        conv.bias.copy_(bias)
+
+
 class PolarizationAdapter(nn.Module):
     """Per-view residual on the base's input image; zero at initialisation.
 
@@ -94,14 +106,7 @@ class PolarizationAdapter(nn.Module):
         generator = torch.Generator().manual_seed(int(seed))
         for conv in self.net:
             if isinstance(conv, nn.Conv2d):
-                with torch.no_grad():
-                    # torch's own Conv2d initialisation, drawn from the generator (on the CPU)
-                    weight = torch.empty(conv.weight.shape)
-                    nn.init.kaiming_uniform_(weight, a=math.sqrt(5), generator=generator)
-                    bound = 1.0 / math.sqrt(conv.weight[0].numel())
-                    bias = torch.empty(conv.bias.shape).uniform_(-bound, bound, generator=generator)
-                    conv.weight.copy_(weight)
-                    conv.bias.copy_(bias)
+                seeded_conv_init_(conv, generator)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 

@@ -14,11 +14,14 @@ ordinary camera would give), ``"polarization"`` (early fusion, the obvious alter
 to a correction: the base's three input channels carry the intensity and the normalized
 Stokes, see :func:`base_image`) or ``"polarization-adapter"`` (the intensity plus the
 residual of a small :class:`~polstereo.models.adapter.PolarizationAdapter`, zero at
-initialisation: a warm start from an intensity base that equals it at step 0).
+initialisation: a warm start from an intensity base that equals it at step 0) or
+``"polarization-volume"`` (the intensity, and in the refinement a second correlation
+volume from a polarization encoder, gated to zero at initialisation: also the base at
+step 0; built-in bases only, see :mod:`polstereo.models.polarization_volume`).
 
 Freezing a part (``freeze_base()`` ...) turns off its gradients *and* keeps its
 normalization layers in eval mode through later ``model.train()`` calls. The adapter
-belongs to the part ``"base"``: it is frozen and trained with it.
+and the polarization volume belong to the part ``"base"``: frozen and trained with it.
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from torch import nn
 
 from polstereo.errors import EXIT_USAGE, PolstereoError
 from polstereo.models.adapter import PolarizationAdapter, adapter_features, unpolarized_features
+from polstereo.models.base.network import BaseStereoNet
 from polstereo.models.correction import CorrectionModule, bounded_correction, saturation_fraction, search_costs
+from polstereo.models.polarization_volume import PolarizationVolume, PolarizationVolumeConfig
 from polstereo.models.warp import warp
 from polstereo.polar.features import intensity_image, pol_features
 from polstereo.polar.shape import shape_features
@@ -39,8 +44,9 @@ from polstereo.polar.stokes import DEFAULT_ANGLES_DEG
 
 WARP_SOURCES = ("gt", "pred")
 PARTS = ("base", "correction")
-BASE_INPUTS = ("intensity", "polarization", "polarization-adapter")
+BASE_INPUTS = ("intensity", "polarization", "polarization-adapter", "polarization-volume")
 ADAPTER_INPUT = "polarization-adapter"
+VOLUME_INPUT = "polarization-volume"
 DEFAULT_MAX_CORRECTION = 4.0  # px: the correction bound of a model built without one
 
 
@@ -94,20 +100,28 @@ class PolStereoModel(nn.Module):
         correction: a :class:`CorrectionModule`, or None for a base-only model (stage A).
         max_correction: bound of the correction, pixels.
         angles_deg: polarizer angles of the input stacks (per-call override in ``forward``).
-        base_input: ``"intensity"``, ``"polarization"`` (early fusion, see :func:`base_image`)
-            or ``"polarization-adapter"`` (see :mod:`polstereo.models.adapter`).
+        base_input: ``"intensity"``, ``"polarization"`` (early fusion, see :func:`base_image`),
+            ``"polarization-adapter"`` (see :mod:`polstereo.models.adapter`) or
+            ``"polarization-volume"`` (see :mod:`polstereo.models.polarization_volume`).
         adapter: the :class:`PolarizationAdapter` of a ``"polarization-adapter"`` model
             (default: a new one, zero at initialisation); None for the other inputs.
+        polarization_volume: the shape of a ``"polarization-volume"`` model's volume
+            (default: :class:`PolarizationVolumeConfig`); a new one is attached to the base
+            (gate at zero) unless the base has one already.
     """
 
     def __init__(self, base: nn.Module, correction: CorrectionModule | None = None,
                  max_correction: float = DEFAULT_MAX_CORRECTION, angles_deg: Sequence[float] = DEFAULT_ANGLES_DEG,
-                 base_input: str = "intensity", adapter: PolarizationAdapter | None = None):
+                 base_input: str = "intensity", adapter: PolarizationAdapter | None = None,
+                 polarization_volume: PolarizationVolumeConfig | None = None):
         super().__init__()
         check_bound(max_correction)
         _check_base_input(base_input)
         if adapter is not None and base_input != ADAPTER_INPUT:
             raise PolstereoError(f"a polarization adapter needs base_input {ADAPTER_INPUT!r}, not {base_input!r}")
+        if (polarization_volume is not None or getattr(base, "polarization", None) is not None) \
+                and base_input != VOLUME_INPUT:
+            raise PolstereoError(f"a polarization volume needs base_input {VOLUME_INPUT!r}, not {base_input!r}")
         self._base_input = base_input
         self.base = base
         # registered even when None, so parameters (and optimizer state) keep one order
@@ -115,6 +129,8 @@ class PolStereoModel(nn.Module):
         self.add_module("correction", correction)
         self.add_module("adapter", adapter if adapter is not None or base_input != ADAPTER_INPUT
                         else PolarizationAdapter())
+        if base_input == VOLUME_INPUT and self.polarization_volume is None:
+            _volume_base(base).attach_polarization(new_volume(base, polarization_volume))
         self.max_correction = float(max_correction)
         self.angles_deg = tuple(float(a) for a in angles_deg)
         self._frozen = {part: False for part in PARTS}
@@ -128,22 +144,38 @@ class PolStereoModel(nn.Module):
     def base_input(self, value: str) -> None:
         self.set_base_input(value)
 
+    @property
+    def polarization_volume(self) -> PolarizationVolume | None:
+        """The base's second, polarization correlation volume (``"polarization-volume"``), else None."""
+        return getattr(self.base, "polarization", None)
+
     def set_base_input(self, base_input: str, seed: int = 0) -> "PolStereoModel":
         """Change what the base sees. Switching to ``"polarization-adapter"`` attaches a new
         adapter (zero residual, hidden layers from ``seed``; kept if there is one already),
-        frozen and in the mode the base is; switching away from it drops the adapter."""
+        to ``"polarization-volume"`` a new polarization volume to the base (zero gate, the
+        other layers from ``seed``; built-in bases only), each frozen and in the mode the
+        base is; switching away drops them."""
         _check_base_input(base_input)
+        if base_input == VOLUME_INPUT:
+            _volume_base(self.base)  # refuse S2M2 before changing anything
         if base_input == ADAPTER_INPUT and self.adapter is None:
-            reference = next(self.base.parameters(), None)
-            adapter = PolarizationAdapter(seed=seed)
-            if reference is not None:
-                adapter = adapter.to(device=reference.device, dtype=reference.dtype)
-            frozen = self._frozen["base"]
-            self.adapter = adapter.requires_grad_(not frozen).train(self.training and not frozen)
+            self.adapter = self._like_base(PolarizationAdapter(seed=seed))
         elif base_input != ADAPTER_INPUT:
             self.adapter = None
+        if base_input == VOLUME_INPUT and self.polarization_volume is None:
+            self.base.attach_polarization(self._like_base(new_volume(self.base, seed=seed)))
+        elif base_input != VOLUME_INPUT and self.polarization_volume is not None:
+            self.base.attach_polarization(None)
         self._base_input = base_input
         return self
+
+    def _like_base(self, module: nn.Module) -> nn.Module:
+        """A new part of the base on its device and dtype, frozen and in the mode the base is."""
+        reference = next(self.base.parameters(), None)
+        if reference is not None:
+            module = module.to(device=reference.device, dtype=reference.dtype)
+        frozen = self._frozen["base"]
+        return module.requires_grad_(not frozen).train(self.training and not frozen)
 
     # ------------------------------------------------------------------ freezing
     def _part_modules(self, part: str) -> list[nn.Module]:
@@ -194,8 +226,11 @@ class PolStereoModel(nn.Module):
         """Base model alone on ordinary images ``(B, C, H, W)`` in [0, 1] (no polarization).
 
         An early-fusion base (``base_input="polarization"``) gets them as unpolarized light:
-        grey intensity and Stokes channels at ½; the adapter too (S1 = S2 = DoLP = 0), so
-        ordinary pairs take the same path as angle stacks."""
+        grey intensity and Stokes channels at ½; the adapter and the polarization volume
+        too (S1 = S2 = DoLP = 0), so ordinary pairs take the same path as angle stacks."""
+        if self.polarization_volume is not None:
+            features = (unpolarized_features(left), unpolarized_features(right))
+            return self.base(left, right, iters=iters, all_estimates=all_estimates, polarization=features)
         if self.adapter is not None:
             left, right = (self.adapter(unpolarized_features(x), x) for x in (left, right))
         elif self.base_input == "polarization":
@@ -229,15 +264,19 @@ class PolStereoModel(nn.Module):
         check_warp_source(warp_source)
         intensity_left = intensity_image(left, angles).clamp(0.0, 1.0)
         intensity_right = intensity_image(right, angles).clamp(0.0, 1.0)
-        if self.base_input == "intensity":
+        polarization = {}
+        if self.base_input in ("intensity", VOLUME_INPUT):
             base_left, base_right = intensity_left, intensity_right
+            if self.polarization_volume is not None:
+                polarization["polarization"] = (adapter_features(left, angles, intensity_left),
+                                                adapter_features(right, angles, intensity_right))
         elif self.adapter is not None:
             base_left = self.adapter(adapter_features(left, angles, intensity_left), intensity_left)
             base_right = self.adapter(adapter_features(right, angles, intensity_right), intensity_right)
         else:
             base_left = base_image(left, angles, self.base_input, intensity_left)
             base_right = base_image(right, angles, self.base_input, intensity_right)
-        out = dict(self.base(base_left, base_right, iters=iters, all_estimates=all_estimates))
+        out = dict(self.base(base_left, base_right, iters=iters, all_estimates=all_estimates, **polarization))
         base_disparity = out["disparity"]
         out["base_disparity"] = base_disparity
         if self.correction is None:
@@ -275,6 +314,22 @@ class PolStereoModel(nn.Module):
 def _check_base_input(base_input: str) -> None:
     if base_input not in BASE_INPUTS:
         raise PolstereoError(f"unknown base_input {base_input!r}; expected one of {', '.join(BASE_INPUTS)}")
+
+
+def _volume_base(base: nn.Module) -> BaseStereoNet:
+    """``base`` if it can take a polarization volume (a built-in one), else a one-line error."""
+    if not isinstance(base, BaseStereoNet):
+        raise PolstereoError(f"base_input {VOLUME_INPUT!r} needs a built-in base (tiny, small, base): its second "
+                             f"correlation volume feeds their refinement steps, which {type(base).__name__} does not "
+                             f"expose; use {ADAPTER_INPUT!r} instead")
+    return base
+
+
+def new_volume(base: BaseStereoNet, config: PolarizationVolumeConfig | None = None,
+               seed: int = 0) -> PolarizationVolume:
+    """A new polarization volume (gate at zero) shaped for ``base``'s refinement."""
+    return PolarizationVolume(base.config.motion_dim, base.config.corr_radius,
+                              config or PolarizationVolumeConfig(), seed=seed)
 
 
 def _check_stacks(left: torch.Tensor, right: torch.Tensor, n_angles: int) -> None:

@@ -18,9 +18,12 @@ config changed after it was written is refused. Training checkpoints
      "correction": {...CorrectionConfig fields...} | True (defaults) | None,
      "max_correction": 4.0,
      "angles_deg": [0.0, 45.0, 90.0, 135.0],
-     "base_input": "intensity" | "polarization" | "polarization-adapter"}
+     "base_input": "intensity" | "polarization" | "polarization-adapter" | "polarization-volume",
         (what the base matches: early fusion, or the intensity plus an adapter's residual,
-         whose weights are the state dict's ``adapter.*``; absent: "intensity")
+         whose weights are the state dict's ``adapter.*``, or the intensity with a second,
+         polarization correlation volume in the base, ``base.polarization.*``; absent: "intensity")
+     "polarization_volume": {...PolarizationVolumeConfig fields...}}
+        (only with base_input "polarization-volume"; absent: the defaults)
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from polstereo.models.base import s2m2
 from polstereo.models.base.s2m2 import S2M2Base
 from polstereo.models.correction import CorrectionConfig, CorrectionModule
 from polstereo.models.full import DEFAULT_MAX_CORRECTION, PolStereoModel
+from polstereo.models.polarization_volume import PolarizationVolumeConfig
 from polstereo.polar.stokes import DEFAULT_ANGLES_DEG
 
 MODEL_FORMAT = "polstereo.model"
@@ -66,13 +70,16 @@ def model_config(model: PolStereoModel) -> dict:
     base_cfg = base.config_dict()
     if isinstance(base, BaseStereoNet):
         base_cfg = {"kind": "builtin", "name": _base_name(base), **{k: v for k, v in base_cfg.items() if k != "kind"}}
-    return {
+    config = {
         "base": base_cfg,
         "correction": None if model.correction is None else model.correction.config.to_dict(),
         "max_correction": model.max_correction,
         "angles_deg": list(model.angles_deg),
         "base_input": model.base_input,
     }
+    if model.polarization_volume is not None:
+        config["polarization_volume"] = model.polarization_volume.config.to_dict()
+    return config
 
 
 # ---------------------------------------------------------------------------- base models
@@ -158,7 +165,8 @@ def build_model(config: dict, s2m2_factory: Callable[..., nn.Module] | None = No
     """
     if not isinstance(config, dict):
         raise PolstereoError(f"model_config must be a dict, got {type(config).__name__}")
-    _reject_unknown(config, {"base", "correction", "max_correction", "angles_deg", "base_input"}, "model")
+    _reject_unknown(config, {"base", "correction", "max_correction", "angles_deg", "base_input",
+                             "polarization_volume"}, "model")
     base = _build_base(config.get("base", "tiny"), s2m2_factory)
     correction_spec = config.get("correction")
     correction = None
@@ -168,9 +176,14 @@ def build_model(config: dict, s2m2_factory: Callable[..., nn.Module] | None = No
         correction = CorrectionModule(CorrectionConfig.from_dict(correction_spec))
     elif correction_spec not in (None, False):
         raise PolstereoError(f"model_config 'correction' must be a dict, true or null, got {correction_spec!r}")
+    volume_spec = config.get("polarization_volume")
+    if volume_spec is not None and not isinstance(volume_spec, dict):
+        raise PolstereoError(f"model_config 'polarization_volume' must be a dict, got {volume_spec!r}")
     return PolStereoModel(base, correction, max_correction=float(config.get("max_correction", DEFAULT_MAX_CORRECTION)),
                           angles_deg=config.get("angles_deg", DEFAULT_ANGLES_DEG),
-                          base_input=config.get("base_input", "intensity"))
+                          base_input=config.get("base_input", "intensity"),
+                          polarization_volume=None if volume_spec is None
+                          else PolarizationVolumeConfig.from_dict(volume_spec))
 
 
 # ---------------------------------------------------------------------------- files

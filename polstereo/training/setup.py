@@ -234,14 +234,15 @@ def _check_resume_options(cfg: TrainConfig, saved: dict, path: Path) -> None:
 # ------------------------------------------------------------------------------ model preparation
 def prepare_model(model, cfg: TrainConfig, stage: StageConfig, color_channels: int):
     """Add or re-bound the correction module as the stage needs, set ``--base-input`` (stage A;
-    ``polarization-adapter`` attaches a zero-initialised adapter to an intensity base), then
-    freeze per stage (the adapter with the base)."""
+    ``polarization-adapter`` attaches a zero-initialised adapter to an intensity base,
+    ``polarization-volume`` a second correlation volume with a zero gate to a built-in
+    base), then freeze per stage (adapter and volume with the base)."""
     _fit_correction(model, cfg, stage, color_channels)
     if cfg.base_input is not None and cfg.base_input != model.base_input:
         if stage.name != "A":
             raise PolstereoError(f"--base-input {cfg.base_input}: the --init checkpoint's base matches "
                                  f"{model.base_input}; only adapt (stage A) may change what the base sees")
-        # a new adapter's hidden layers come from the run's seed: reruns start identically
+        # a new adapter's (or volume's) layers come from the run's seed: reruns start identically
         model.set_base_input(cfg.base_input, seed=cfg.seed)
     if cfg.max_correction is not None:  # checked by check_options
         model.max_correction = float(cfg.max_correction)

@@ -2,7 +2,9 @@
 
 Reads like the figure: encode both views to 1/4 resolution -> global matching over
 the whole row (initial disparity + confidence) -> ``iters`` local refinement steps
-with correlation lookups -> convex upsampling to full resolution.
+with correlation lookups -> convex upsampling to full resolution. A base may carry a
+second, gated correlation volume from polarization (``polarization``, see
+:mod:`polstereo.models.polarization_volume`), looked up in the same steps.
 
 Sizes are data (:data:`MODEL_CONFIGS`); :func:`create_model` builds one by name with
 overrides, and :meth:`BaseConfig.to_dict` is the plain-dict form a checkpoint stores.
@@ -11,6 +13,7 @@ overrides, and :meth:`BaseConfig.to_dict` is the plain-dict form a checkpoint st
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -23,6 +26,9 @@ from polstereo.models.layers import NORMS
 from polstereo.models.base.matching import correlation_1d, global_matching
 from polstereo.models.base.refine import CorrPyramid, UpdateBlock, corr_lookup, corr_pyramid
 from polstereo.models.base.upsample import convex_upsample
+
+if TYPE_CHECKING:
+    from polstereo.models.polarization_volume import PolarizationVolume
 
 FACTOR = 4  # the network works at 1/4 resolution
 
@@ -100,8 +106,10 @@ def to_rgb(image: torch.Tensor) -> torch.Tensor:
 class BaseStereoNet(nn.Module):
     """Built-in stereo network, see the module docstring.
 
-    ``forward(left, right, iters=None, all_estimates=None)`` takes rectified images
-    ``(B, C, H, W)`` in [0, 1] (C = 1 or 3, any H, W) and returns a dict:
+    ``forward(left, right, iters=None, all_estimates=None, polarization=None)`` takes
+    rectified images ``(B, C, H, W)`` in [0, 1] (C = 1 or 3, any H, W) and, for a base
+    with a polarization volume (:meth:`attach_polarization`), the two views' polarization
+    features ``(B, 4, H, W)`` (default: the images as unpolarized light). Returns a dict:
 
     - ``disparity`` ``(B, 1, H, W)``: final estimate, pixels, >= 0;
     - ``disparities``: full-resolution estimates, oldest first. With ``all_estimates``
@@ -122,18 +130,31 @@ class BaseStereoNet(nn.Module):
         self.match_log_scale = nn.Parameter(torch.zeros(()))
         self.update = UpdateBlock(c.corr_levels * (2 * c.corr_radius + 1), c.hidden_dim, c.context_dim,
                                   c.motion_dim, FACTOR)
+        # registered when None, so a base given a volume later keeps its parameter order
+        self.add_module("polarization", None)
+
+    def attach_polarization(self, volume: "PolarizationVolume | None") -> "BaseStereoNet":
+        """Give the refinement a second, gated correlation volume (None: take it away).
+        It must be built for this base's ``motion_dim`` and ``corr_radius``."""
+        self.polarization = volume
+        return self
 
     def config_dict(self) -> dict:
         """Plain-dict description for checkpoints (see ``polstereo.models.registry``)."""
         return {"kind": "builtin", "config": self.config.to_dict()}
 
     def forward(self, left: torch.Tensor, right: torch.Tensor, iters: int | None = None,
-                all_estimates: bool | None = None) -> dict:
+                all_estimates: bool | None = None,
+                polarization: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
         check_image_pair(left, right)
         h, w = left.shape[-2:]
         m = self.config.pad_multiple
+        if self.polarization is not None:
+            if polarization is None:
+                polarization = (self.polarization.unpolarized(left), self.polarization.unpolarized(right))
+            polarization = tuple(pad_to_multiple(f, m) for f in polarization)
         out = self.forward_padded(pad_to_multiple(to_rgb(left), m), pad_to_multiple(to_rgb(right), m), iters,
-                                  all_estimates)
+                                  all_estimates, polarization)
         return {
             "disparity": out["disparity"][..., :h, :w],
             "disparities": [e[..., :h, :w] for e in out["disparities"]],
@@ -142,8 +163,10 @@ class BaseStereoNet(nn.Module):
         }
 
     def forward_padded(self, left: torch.Tensor, right: torch.Tensor, iters: int | None = None,
-                       all_estimates: bool | None = None) -> dict:
-        """The network proper on ``(B, 3, H, W)`` images in [0, 1] with H, W multiples of 4.
+                       all_estimates: bool | None = None,
+                       polarization: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict:
+        """The network proper on ``(B, 3, H, W)`` images in [0, 1] with H, W multiples of 4
+        (and, with a polarization volume, the views' features ``(B, 4, H, W)``, required).
 
         Same outputs as :meth:`forward`, at the given size. Export this one (with H, W
         declared as multiples of ``pad_multiple``) and pad/crop outside the graph:
@@ -155,6 +178,7 @@ class BaseStereoNet(nn.Module):
         corr = correlation_1d(feat_left, feat_right)
         disparity, confidence = global_matching(corr * self.match_log_scale.exp())
         pyramid = CorrPyramid(corr_pyramid(corr, self.config.corr_levels), self.config.corr_radius)
+        pol_pyramid = None if self.polarization is None else self.polarization.pyramid(*polarization)
 
         estimates = []
         for step in range(iters + 1):
@@ -162,7 +186,8 @@ class BaseStereoNet(nn.Module):
                 # Detached as in RAFT: each step learns a correction, not through earlier steps.
                 disparity = disparity.detach()
                 lookup = corr_lookup(pyramid, disparity, self.config.corr_radius)
-                hidden, delta = self.update(hidden, context, lookup, disparity)
+                pol_motion = None if pol_pyramid is None else self.polarization.motion(pol_pyramid, disparity)
+                hidden, delta = self.update(hidden, context, lookup, disparity, pol_motion)
                 disparity = (disparity + delta.float()).clamp_min(0.0)
             # Upsampling every step is for the sequence loss; inference needs only the last.
             if all_estimates or step == iters:

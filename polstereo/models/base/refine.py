@@ -161,8 +161,13 @@ class UpdateBlock(nn.Module):
         # Scaled down as in RAFT: keeps the initial upsampling weights close to uniform.
         return 0.25 * self.mask_head(hidden)
 
-    def forward(self, hidden, context, corr_features, disparity):
-        motion = self.motion(torch.cat([self.corr_enc(corr_features), self.disp_enc(disparity)], dim=1))
+    def forward(self, hidden, context, corr_features, disparity, extra_corr=None):
+        """``extra_corr``: ``(B, motion_dim, h, w)`` added to the encoded correlation (a
+        second volume's gated lookups, :mod:`polstereo.models.polarization_volume`)."""
+        corr = self.corr_enc(corr_features)
+        if extra_corr is not None:
+            corr = corr + extra_corr.to(corr.dtype)
+        motion = self.motion(torch.cat([corr, self.disp_enc(disparity)], dim=1))
         motion = torch.cat([motion, disparity], dim=1)
         hidden = self.gru(hidden, torch.cat([motion, context], dim=1))
         return hidden, self.delta_head(hidden)
