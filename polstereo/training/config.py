@@ -29,7 +29,8 @@ class TrainConfig:
     correction_shape: bool | None = None  # a new correction module takes the one-view shape cues
     correction_integrate: bool | None = None  # a new correction module integrates a predicted slope field
     # what the base matches (stage A may change it): "intensity", "polarization" (early fusion:
-    # intensity + Stokes) or "polarization-adapter" (intensity + a zero-initialised adapter's residual)
+    # intensity + Stokes), "polarization-adapter" (intensity + a zero-initialised adapter's residual) or
+    # "polarization-volume" (a gated second correlation volume of polarization features)
     base_input: str | None = None
     shape_weight: float = 0.0  # weight of the label-free shape-consistency loss (polar/shape.py)
     shape_min_dolp: float = 0.02  # pixels with a lower DoLP do not count in that loss
