@@ -4,7 +4,9 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from polstereo.cli.main import cli
@@ -12,6 +14,7 @@ from polstereo.io.lock import lock_path
 from polstereo.training.checkpoint import load_checkpoint
 from tests.training.conftest import tiny_data  # noqa: F401  (fixture)
 
+ROOT = Path(__file__).resolve().parents[2]
 POLSTEREO = [sys.executable, "-c", "from polstereo.cli.main import main; main()"]
 # the first run is frozen with SIGSTOP once it holds its lock, so the second always meets it
 # running, however slow or fast the machine; SIGCONT lets it finish
@@ -74,3 +77,24 @@ def test_a_second_make_synthetic_is_refused_and_a_killed_one_leaves_no_blocking_
                    "--overwrite")
     assert again.exit_code == 0, again.output
     assert (out / "test.h5").exists() and not lock_path(out).exists()
+
+
+HOLD = "import sys, time\nfrom polstereo.io.lock import output_lock\nwith output_lock(sys.argv[1]):\n" \
+       "    print('held', flush=True)\n    time.sleep(120)\n"
+
+
+@pytest.mark.parametrize("command", ["convert-dataset", "export", "infer"])
+def test_every_writer_command_refuses_an_output_another_process_writes(command, tmp_path, h5_file):
+    out = tmp_path / ("model.onnx" if command == "export" else "out")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = {"convert-dataset": ["convert-dataset", tmp_path, out],
+                "export": ["export", ROOT / "models" / "polstereo-tiny-cpu.ckpt", out],
+                "infer": ["infer", ROOT / "models" / "polstereo-tiny-cpu.ckpt", "--data", h5_file, "--out", out]}
+        result = invoke(*args[command])
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 1 and f"another polstereo process (pid {holder.pid}" in result.output, result.output
+    assert not out.exists()
