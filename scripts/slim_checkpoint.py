@@ -3,7 +3,7 @@
 Keeps the model config and weights, the stage, lineage, validation metrics and the EMA
 teacher; drops optimizer, scheduler, grad-scaler and RNG states. The input's integrity
 digest is checked and the result gets its own. The result still loads with
-``polstereo.models.registry.load_model`` (weights_only=True).
+``polstereo.models.files.load_model`` (weights_only=True).
 Usage: python scripts/slim_checkpoint.py IN.ckpt OUT.ckpt
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 
 from polstereo.errors import PolstereoError
-from polstereo.models.registry import MODEL_FORMAT, MODEL_FORMAT_VERSION
+from polstereo.models.files import MODEL_FORMAT, MODEL_FORMAT_VERSION
 from polstereo.training.checkpoint import load_checkpoint, model_from_payload, write_payload
 
 KEEP = ("stage", "lineage", "val_metrics", "feasibility", "ema_state_dict", "ema_decay", "train_config",

@@ -8,7 +8,8 @@ import torch
 from click.testing import CliRunner
 
 from polstereo.cli.main import cli
-from polstereo.models.registry import build_model, read_payload, save_model
+from polstereo.models.files import read_payload, save_model
+from polstereo.models.registry import build_model
 from tests.training.conftest import tiny_data  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from polstereo.data.h5format import H5Reader, validate
-from polstereo.models.registry import load_model
+from polstereo.models.files import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ _PATH = click.Path(path_type=Path)
 
 
 def _load(checkpoint: Path, device: str, use_ema: bool = False):
-    from polstereo.models.registry import load_for_inference
+    from polstereo.models.files import load_for_inference
     from polstereo.devices import resolve_device
 
     dev = resolve_device(device)

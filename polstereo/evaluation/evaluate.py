@@ -156,7 +156,7 @@ def run_eval(cfg: EvalConfig, log: Callable[[str], None] = lambda _: None) -> di
     from polstereo.evaluation.breakdown import aggregate, check_by, check_csv_path, write_per_sample_csv
     from polstereo.evaluation.classical import SGBM_NAME, SGBMStereo
     from polstereo.evaluation.ordinary import OrdinaryStereoFolder
-    from polstereo.models.registry import load_for_inference
+    from polstereo.models.files import load_for_inference
 
     for key in cfg.by:
         check_by(key)

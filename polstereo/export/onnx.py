@@ -398,7 +398,7 @@ def export_onnx(config: ExportConfig, model: nn.Module | None = None, log: Calla
     if model is None:
         if config.checkpoint is None:
             raise PolstereoError("give a checkpoint to export")
-        from polstereo.models.registry import load_for_inference
+        from polstereo.models.files import load_for_inference
 
         model, payload = load_for_inference(config.checkpoint, use_ema=config.use_ema, map_location="cpu")
         source.update(checkpoint=Path(config.checkpoint).name, stage=payload.get("stage"), step=payload.get("step"))

@@ -355,7 +355,7 @@ def run_inference(config: InferConfig, model=None, log: Callable[[str], None] = 
     loading ``config.checkpoint``. ``log`` receives the few lines meant for people (each
     no-correction note once per run).
     """
-    from polstereo.models.registry import load_for_inference
+    from polstereo.models.files import load_for_inference
     from polstereo.devices import resolve_amp, resolve_device
 
     config.check()

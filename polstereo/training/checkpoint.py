@@ -1,6 +1,6 @@
 """Training checkpoints: a model file plus everything a run needs to continue.
 
-A checkpoint is a :func:`polstereo.models.registry.save_model` payload (model config
+A checkpoint is a :func:`polstereo.models.files.save_model` payload (model config
 and weights, so ``polstereo infer`` and ``eval`` read it directly) with these extra
 keys, all plain values or tensors (loaded with ``weights_only=True``)::
 
@@ -16,7 +16,7 @@ keys, all plain values or tensors (loaded with ``weights_only=True``)::
     digest              "sha256:<hex>" over everything else in the file (see :func:`payload_digest`)
 
 The digest is checked on every load (training ``--init`` and ``--resume``, ``eval``,
-``infer``, ``export``), by the model-file functions of :mod:`polstereo.models.registry`
+``infer``, ``export``), by the model-file functions of :mod:`polstereo.models.files`
 that this module re-exports: a file whose weights or config changed after it was
 written is refused. Files written before digests existed load with a one-line note on
 stderr.
@@ -29,10 +29,10 @@ from typing import Any
 
 import torch
 
-from polstereo.models.registry import (_PAYLOAD_KEYS, CHECKPOINT_VERSION, DIGEST_KEY, MODEL_FORMAT,
-                                       MODEL_FORMAT_VERSION, check_payload, load_checkpoint, load_for_inference,
-                                       load_model_checked, model_config, model_from_payload, payload_digest,
-                                       verify_digest, write_payload)
+from polstereo.models.files import (_PAYLOAD_KEYS, CHECKPOINT_VERSION, DIGEST_KEY, MODEL_FORMAT, MODEL_FORMAT_VERSION,
+                                    check_payload, load_checkpoint, load_for_inference, load_model_checked,
+                                    model_from_payload, payload_digest, verify_digest, write_payload)
+from polstereo.models.registry import model_config
 
 _RESERVED = (*_PAYLOAD_KEYS, DIGEST_KEY)
 __all__ = ["CHECKPOINT_VERSION", "DIGEST_KEY", "check_payload", "lineage_stages", "load_checkpoint",

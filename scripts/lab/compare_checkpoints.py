@@ -14,7 +14,7 @@ import sys
 
 
 from polstereo.errors import PolstereoError
-from polstereo.models.registry import read_payload
+from polstereo.models.files import read_payload
 
 
 def max_difference(a: dict, b: dict) -> tuple[float, str]:

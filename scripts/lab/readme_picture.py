@@ -21,7 +21,7 @@ from polstereo.data.h5format import H5Reader
 from polstereo.errors import PolstereoError
 from polstereo.io.atomic import atomic_path
 from polstereo.io.visualise import comparison_pictures, image_to_rgb
-from polstereo.models.registry import load_model
+from polstereo.models.files import load_model
 from polstereo.polar.features import intensity_image
 
 ROOT = Path(__file__).resolve().parents[2]

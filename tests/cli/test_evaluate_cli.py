@@ -7,7 +7,8 @@ from click.testing import CliRunner
 
 from polstereo.cli.main import cli
 from polstereo.data.h5format import H5Reader
-from polstereo.models.registry import build_model, save_model
+from polstereo.models.files import save_model
+from polstereo.models.registry import build_model
 from tests.training.conftest import tiny_data  # noqa: F401  (fixture)
 
 

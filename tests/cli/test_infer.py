@@ -73,7 +73,8 @@ def test_a_bad_pair_in_a_batch_is_reported_and_the_others_are_written(tmp_path, 
 
     from polstereo.cli.main import cli
     from polstereo.io.images import write_image
-    from polstereo.models.registry import build_model, save_model
+    from polstereo.models.files import save_model
+    from polstereo.models.registry import build_model
 
     save_model(tmp_path / "m.ckpt", build_model({"base": "tiny"}))
     for view in ("L", "R"):

@@ -74,15 +74,15 @@ def test_eval_json_on_a_read_only_disk_is_one_line_exit_1(tiny_data, ckpt, tmp_p
 
 
 def test_checkpoint_write_on_a_full_disk_is_one_line_and_leaves_no_file(tmp_path, monkeypatch):
-    from polstereo.models import registry
+    from polstereo.models import files
     from polstereo.training import checkpoint
 
     def no_space(obj, f):
         with open(f, "wb") as fh:
             fh.write(b"partial")
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 576 vs 534")
-    monkeypatch.setattr(registry.torch, "save", no_space)  # checkpoints are written by the model-file writer
-    monkeypatch.setattr(registry.shutil, "disk_usage", lambda p: SimpleNamespace(free=0))
+    monkeypatch.setattr(files.torch, "save", no_space)  # checkpoints are written by the model-file writer
+    monkeypatch.setattr(files.shutil, "disk_usage", lambda p: SimpleNamespace(free=0))
     from polstereo.errors import PolstereoError
 
     with pytest.raises(PolstereoError, match="last.ckpt: cannot write \\(no space left on device\\)"):

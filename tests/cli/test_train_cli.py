@@ -66,7 +66,7 @@ def test_untrusted_pickle_checkpoint_is_refused(tiny_data, tmp_path):
 
 
 def test_correction_search_shapes_the_new_module_only(tiny_data, tmp_path):
-    from polstereo.models.registry import read_payload
+    from polstereo.models.files import read_payload
 
     train = tiny_data / "train.h5"
     assert invoke("adapt", "--train", train, "--out", tmp_path / "A", *FAST).exit_code == 0

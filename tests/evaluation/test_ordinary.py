@@ -9,7 +9,8 @@ from polstereo.cli.main import cli
 from polstereo.errors import PolstereoError
 from polstereo.evaluation.ordinary import OrdinaryStereoFolder
 from polstereo.io.images import write_disparity, write_image, write_pfm
-from polstereo.models.registry import build_model, save_model
+from polstereo.models.files import save_model
+from polstereo.models.registry import build_model
 
 
 def textured_pair(rng, h=40, w=56, shift=3):

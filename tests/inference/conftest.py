@@ -12,7 +12,8 @@ from torch import nn
 
 from polstereo.io.images import write_image
 from polstereo.models.full import PolStereoModel
-from polstereo.models.registry import build_model, save_model
+from polstereo.models.files import save_model
+from polstereo.models.registry import build_model
 from polstereo.polar.mosaic import mosaic
 
 H, W = 48, 64

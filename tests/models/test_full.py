@@ -171,7 +171,7 @@ def test_disparities_stay_float32_under_bf16_autocast(model, stacks):
 
 
 def test_search_cost_volume_model_round_trips_and_keeps_ground_truth_out(stacks, tmp_path):
-    from polstereo.models.registry import load_model, save_model
+    from polstereo.models.files import load_model, save_model
 
     torch.manual_seed(0)
     model = build_model({"base": "tiny", "correction": {"width": 8, "dilations": [1], "search_radius": 4},
@@ -264,7 +264,7 @@ def test_early_fusion_base_image_carries_intensity_and_normalized_stokes():
 
 
 def test_early_fusion_model_round_trips_and_takes_ordinary_images(stacks, tmp_path):
-    from polstereo.models.registry import load_model, save_model
+    from polstereo.models.files import load_model, save_model
 
     torch.manual_seed(0)
     model = build_model({"base": "tiny", "base_input": "polarization"}).eval()

@@ -12,7 +12,8 @@ import torch
 from polstereo.data.h5format import write_samples
 from polstereo.errors import PolstereoError
 from polstereo.models.polarization_volume import PolarizationVolume, PolarizationVolumeConfig
-from polstereo.models.registry import build_model, load_model, model_config, save_model, write_payload
+from polstereo.models.files import load_model, save_model, write_payload
+from polstereo.models.registry import build_model, model_config
 from polstereo.training.checkpoint import load_checkpoint
 from polstereo.training.config import TrainConfig
 from polstereo.training.setup import prepare_model, set_up, starting_point

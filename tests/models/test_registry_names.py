@@ -6,7 +6,8 @@ import pytest
 from polstereo.errors import PolstereoError
 from polstereo.models.base.network import MODEL_CONFIGS
 from polstereo.models.base.s2m2 import S2M2_SIZES
-from polstereo.models.registry import BASE_KINDS, MODEL_NAMES, base_name, base_spec, build_model, read_payload
+from polstereo.models.files import read_payload
+from polstereo.models.registry import BASE_KINDS, MODEL_NAMES, base_name, base_spec, build_model
 from tests.models.test_s2m2 import StandIn
 
 

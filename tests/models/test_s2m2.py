@@ -10,7 +10,7 @@ from torch import nn
 
 from polstereo.errors import PolstereoError
 from polstereo.models import build_model, load_model, model_config, save_model
-from polstereo.models.registry import write_payload
+from polstereo.models.files import write_payload
 from polstereo.models.base.s2m2 import S2M2Base, size_from_weights_name, srgb_encode, weights_file_name
 
 

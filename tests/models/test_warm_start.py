@@ -14,7 +14,8 @@ from polstereo.data.h5format import write_samples
 from polstereo.errors import PolstereoError
 from polstereo.models.adapter import PolarizationAdapter, adapter_features
 from polstereo.models.base.s2m2 import weights_file_name
-from polstereo.models.registry import build_model, load_model, model_config, save_model, write_payload
+from polstereo.models.files import load_model, save_model, write_payload
+from polstereo.models.registry import build_model, model_config
 from polstereo.training.checkpoint import load_checkpoint
 from polstereo.training.config import TrainConfig
 from polstereo.training.setup import prepare_model, set_up, starting_point

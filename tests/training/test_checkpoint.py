@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from polstereo.cli.main import cli
 from polstereo.errors import PolstereoError
-from polstereo.models.registry import build_model, save_model
+from polstereo.models.files import save_model
+from polstereo.models.registry import build_model
 from polstereo.training.checkpoint import (DIGEST_KEY, load_checkpoint, load_for_inference, payload_digest,
                                            save_checkpoint)
 
@@ -81,7 +82,7 @@ def test_a_file_without_digest_loads_with_a_one_line_note(tmp_path, tiny_model, 
 
 @pytest.mark.parametrize("name", ["polstereo-small.ckpt", "polstereo-tiny-cpu.ckpt"])
 def test_the_shipped_models_carry_a_digest_and_a_copy_without_one_still_loads_unchanged(name, tmp_path, capsys):
-    from polstereo.models.registry import load_model
+    from polstereo.models.files import load_model
 
     path = ROOT / "models" / name
     checked, payload = load_for_inference(path)

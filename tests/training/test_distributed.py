@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from polstereo.data.h5format import write_samples
-from polstereo.models.registry import build_model, load_model
+from polstereo.models.files import load_model
+from polstereo.models.registry import build_model
 from polstereo.training.checkpoint import load_checkpoint
 from tests.training.conftest import shifted_sample
 

@@ -13,8 +13,6 @@ overrides, and :meth:`BaseConfig.to_dict` is the plain-dict form a checkpoint st
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,9 +24,6 @@ from polstereo.models.layers import NORMS
 from polstereo.models.base.matching import correlation_1d, global_matching
 from polstereo.models.base.refine import CorrPyramid, UpdateBlock, corr_lookup, corr_pyramid
 from polstereo.models.base.upsample import convex_upsample
-
-if TYPE_CHECKING:
-    from polstereo.models.polarization_volume import PolarizationVolume
 
 FACTOR = 4  # the network works at 1/4 resolution
 
@@ -133,7 +128,7 @@ class BaseStereoNet(nn.Module):
         # registered when None, so a base given a volume later keeps its parameter order
         self.add_module("polarization", None)
 
-    def attach_polarization(self, volume: "PolarizationVolume | None") -> "BaseStereoNet":
+    def attach_polarization(self, volume: nn.Module | None) -> "BaseStereoNet":
         """Give the refinement a second, gated correlation volume (None: take it away).
         It must be built for this base's ``motion_dim`` and ``corr_radius``."""
         self.polarization = volume
