@@ -112,12 +112,12 @@ def main() -> None:
                 out = Path(tmp) / f"{model}-{amp}-{ratio}-{base_input}-{stage}"
                 extra = {"base_input": base_input} if stage == "A" and base_input not in (None, "intensity") else {}
                 extra.update({} if previous else {"model": model})
-                cfg = TrainConfig(stage=stage, out=out, train=[data], steps=args.steps, **extra,
-                                  batch_size=args.batch_size, crop_size=(h, w), workers=args.workers, val_every=0,
-                                  save_every=0, log_every=1, quiet=True, amp=amp, device=args.device,
-                                  mask_ratio=ratio, iters=args.iters, init=previous, force=True,
-                                  max_correction=4.0,
-                                  correction_search=args.correction_search if stage == "B" else None)
+                cfg = TrainConfig.from_flat(stage=stage, out=out, train=[data], steps=args.steps, **extra,
+                                            batch_size=args.batch_size, crop_size=(h, w), workers=args.workers,
+                                            val_every=0, save_every=0, log_every=1, quiet=True, amp=amp,
+                                            device=args.device, mask_ratio=ratio, iters=args.iters, init=previous,
+                                            force=True, max_correction=4.0,
+                                            correction_search=args.correction_search if stage == "B" else None)
                 peak_rss, peak_cuda = run_stage(cfg)
                 previous = str(out / "last.ckpt")
                 records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]

@@ -15,15 +15,23 @@ from polstereo.errors import PolstereoError
 from polstereo.io.atomic import atomic_path
 
 
+def config_fields(config_class) -> dict[str, dataclasses.Field]:
+    """The option fields of a library config dataclass by the name its option sets: its own
+    fields, or a sectioned config's ``flat_fields()`` (TrainConfig: every section's, by flat name)."""
+    flat = getattr(config_class, "flat_fields", None)
+    return flat() if flat is not None else {f.name: f for f in dataclasses.fields(config_class)}
+
+
 def config_defaults(config_class) -> dict[str, Any]:
-    """``{field: default}`` of a library config dataclass (fields without one left out): the
-    one place a command option's default is written (tests/cli/test_option_defaults.py)."""
+    """``{field: default}`` of a library config dataclass (fields without one left out; a sectioned
+    config's by flat name): the one place a command option's default is written
+    (tests/cli/test_option_defaults.py)."""
     out = {}
-    for f in dataclasses.fields(config_class):
+    for name, f in config_fields(config_class).items():
         if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
+            out[name] = f.default
         elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
+            out[name] = f.default_factory()
     return out
 
 
@@ -110,6 +118,62 @@ class SizeCommand(click.Command):
         return super().parse_args(ctx, expanded)
 
 
+class SectionedCommand(SizeCommand):
+    """A command whose options belong to sections of its library config: ``--help`` lists them
+    under one heading per section, and a ``--config`` file may nest their values by section.
+
+    ``sections``: ``{key: heading}`` in help order; ``paths``: ``{parameter name: path}``, the
+    path (section key first) of the config field the parameter sets, e.g. ``("model",
+    "correction", "search_radius")``. Parameters without a path go under "Other options".
+    """
+
+    def __init__(self, *args: Any, sections: dict[str, str], paths: dict[str, tuple[str, ...]], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.sections, self.paths = sections, paths
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        groups: dict[str | None, list] = {key: [] for key in self.sections}
+        groups[None] = []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                key = self.paths.get(param.name, (None,))[0]
+                groups[key if key in groups else None].append(record)
+        for key, heading in [*self.sections.items(), (None, "Other options")]:
+            if groups[key]:
+                with formatter.section(heading):
+                    formatter.write_dl(groups[key])
+
+    def config_entries(self, data: dict, path: Path) -> list[tuple[str, str, Any]]:
+        """``(key as written, parameter name or None, value)`` of a config file's mapping, its
+        sections (``model: {max_correction: 6}``) walked; a top-level key is left to the
+        option spellings (None), a key inside a section must be one of its fields or a flat
+        name of that section (``model: {correction-search: 4}``)."""
+        by_path = {p: name for name, p in self.paths.items()}
+        groups = {p[:i] for p in self.paths.values() for i in range(1, len(p))}
+        entries: list[tuple[str, str, Any]] = []
+
+        def walk(values: dict, prefix: tuple[str, ...]) -> None:
+            for key, value in values.items():
+                where = prefix + (str(key).replace("-", "_"),)
+                shown = ".".join(map(str, prefix + (key,)))
+                if isinstance(value, dict) and where in groups:
+                    walk(value, where)
+                elif not prefix:
+                    entries.append((str(key), None, value))
+                else:
+                    name = by_path.get(where)
+                    if name is None and self.paths.get(where[-1], ())[:len(prefix)] == prefix:
+                        name = where[-1]
+                    if name is None:
+                        raise click.BadParameter(f"unknown key {shown!r} in {path} (not an option of "
+                                                 f"'polstereo {self.name}')", param_hint="'--config'")
+                    entries.append((shown, name, value))
+
+        walk(data, ())
+        return entries
+
+
 def emit_json(data: Any, target: str | None) -> None:
     """Write ``data`` as JSON to stdout (``-``) or atomically to a file."""
     if target is None:
@@ -139,7 +203,7 @@ def show_progress(quiet: bool) -> bool:
 def _param_names(command: click.Command) -> dict[str, str]:
     """Every spelling a config key may use for a parameter -> the parameter's name.
 
-    ``dataset-steps``, ``dataset_steps`` and, for ``--train`` (param ``train_files``), ``train``.
+    ``dataset-steps`` and ``dataset_steps``; the long option names and the parameter name.
     """
     names: dict[str, str] = {}
     for param in command.params:
@@ -170,13 +234,18 @@ def read_config_file(path: Path, command: click.Command) -> dict[str, Any]:
         raise click.BadParameter(f"{path} must hold a mapping of option: value", param_hint="'--config'")
     names = _param_names(command)
     params = {param.name: param for param in command.params}
-    values = {}
-    for key, value in data.items():
-        name = names.get(str(key).replace("-", "_"))
+    entries = (command.config_entries(data, path) if isinstance(command, SectionedCommand)
+               else [(str(key), None, value) for key, value in data.items()])
+    values, given_as = {}, {}
+    for key, name, value in entries:
+        name = name or names.get(key.replace("-", "_"))
         if name is None:
             raise click.BadParameter(f"unknown key {key!r} in {path} (not an option of "
                                      f"'polstereo {command.name}')", param_hint="'--config'")
-        values[name] = _config_value(params[name], key, value, path)
+        if name in values:
+            raise click.BadParameter(f"{path}: keys {given_as[name]!r} and {key!r} set the same option",
+                                     param_hint="'--config'")
+        values[name], given_as[name] = _config_value(params[name], key, value, path), key
     return values
 
 
@@ -251,5 +320,6 @@ def with_config_option(command: click.Command) -> click.Command:
         return command
     command.params.insert(0, click.Option(
         ["--config"], type=click.Path(dir_okay=False), is_eager=True, expose_value=False, callback=_apply_config,
-        help="YAML file of option values (keys as the long option names); command-line flags win."))
+        help="YAML file of option values (keys as the long option names; the training commands' also "
+             "nested by section, as their config.yaml); command-line flags win."))
     return command

@@ -44,10 +44,11 @@ def check_feasibility_cmd(checkpoint, data, max_correction, statistic, iters, ma
     """
     from polstereo.data.h5format import open_dataset
     from polstereo.evaluation.feasibility import base_error_statistics, feasibility_verdict, infeasible_reason
-    from polstereo.models.full import check_bound
 
     model, payload, dev = _load(checkpoint, device)
-    bound = check_bound(max_correction if max_correction is not None else model.max_correction)
+    if max_correction is not None:
+        model.max_correction = max_correction  # the model checks its bound
+    bound = model.max_correction
     reader = open_dataset(data)  # a file, or a glob of shards
     stats = base_error_statistics(model, reader, dev, bound, iters=iters, max_samples=max_samples)
     feasible, value, region = feasibility_verdict(stats, bound, statistic)

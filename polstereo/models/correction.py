@@ -40,7 +40,7 @@ chain of convolutions. ``raw`` then gives
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -58,6 +58,25 @@ CONTEXTS = ("dilated", "unet")
 UNET_LEVELS = 4  # 1/2 ... 1/16
 INTEGRATION_SCALE_PX = 32.0  # initial screening scale of the integration layer: λ = 1 / scale²
 MIN_SCREENING = 1e-4  # λ floor: keeps the solve's constant mode bounded
+
+
+def switch(option: str, help: str, *, metavar: str | None = None, choices: tuple[str, ...] | None = None,
+           check=None) -> dict:
+    """Field metadata of a :class:`CorrectionConfig` switch a training run may set.
+
+    ``option``: the command-line flag; ``help``: what it does to the new module (the default
+    is added from the field); ``choices``: the values of a text field; ``check(value)``: what
+    the option accepts beyond what the config accepts, raising PolstereoError.
+    A boolean switch is a flag (given: True; not given: the module's default).
+    """
+    return {"option": option, "help": help, "metavar": metavar, "choices": choices, "check": check}
+
+
+def check_search_option(radius: float) -> float:
+    """What ``--correction-search`` accepts: 0 (off) or a radius from 2 to 64 px."""
+    if not (radius == 0 or 2.0 <= radius <= 64.0):
+        raise PolstereoError(f"{radius} is not 0 (off) or a radius from 2 to 64 px (the step is 2 px)")
+    return radius
 
 
 @dataclass(frozen=True)
@@ -79,6 +98,11 @@ class CorrectionConfig(PlainConfig):
     saturation_threshold: |tanh(raw)| above this counts as saturated.
     search_radius, search_step: the search cost volume's offsets from the base disparity,
         ``-radius..radius`` in ``step`` px (0 = off, the design's plain pol_diff input).
+
+    A field with :func:`switch` metadata is one a training run may set when it builds a new
+    module: it becomes ``TrainConfig.model.correction.<field>`` and the command-line option
+    the metadata names, generated with its type, default and help (a new switch is a field
+    here, nothing more; docs/architecture.md).
     """
 
     what = "correction module"
@@ -88,12 +112,21 @@ class CorrectionConfig(PlainConfig):
     dilations: tuple[int, ...] = (1, 2, 4)
     norm: str = "group"
     saturation_threshold: float = DEFAULT_SATURATION_THRESHOLD
-    search_radius: float = 0.0
+    search_radius: float = field(default=0.0, metadata=switch(
+        "--correction-search", "a cost volume of polarization and intensity disagreement at base + k for "
+        "|k| <= PX (step 2 px; 0 = plain pol_diff)", metavar="PX", check=check_search_option))
     search_step: float = 2.0
-    context_stride: int = 2
-    context: str = "dilated"
-    shape_features: bool = False
-    integrate: bool = False
+    context_stride: int = field(default=2, metadata=switch(
+        "--correction-context-stride", "resolution of the context blocks, 1/2 or 1/4", metavar="2|4"))
+    context: str = field(default="dilated", metadata=switch(
+        "--correction-context", "the context: dilated blocks at 1/2 (or --correction-context-stride 4), or an "
+        "encoder-decoder down to 1/16 that spans whole objects", choices=CONTEXTS))
+    shape_features: bool = field(default=False, metadata=switch(
+        "--correction-shape", "also take the one-view shape cues (DoLP, AoLP as 4φ and 2φ, zenith, the base's "
+        "gradient and its consistency with the AoLP; docs/models.md)"))
+    integrate: bool = field(default=False, metadata=switch(
+        "--correction-integrate", "also predict a slope field and integrate it into a surface (a screened "
+        "Poisson solve over ~32 px, learned; docs/models.md)"))
 
     def __post_init__(self):
         if self.color_channels not in (1, 3):

@@ -115,7 +115,7 @@ class PolStereoModel(nn.Module):
                  base_input: str = "intensity", adapter: PolarizationAdapter | None = None,
                  polarization_volume: PolarizationVolumeConfig | None = None):
         super().__init__()
-        check_bound(max_correction)
+        self.max_correction = max_correction  # checked here, as on every later assignment
         _check_base_input(base_input)
         if adapter is not None and base_input != ADAPTER_INPUT:
             raise PolstereoError(f"a polarization adapter needs base_input {ADAPTER_INPUT!r}, not {base_input!r}")
@@ -131,9 +131,17 @@ class PolStereoModel(nn.Module):
                         else PolarizationAdapter())
         if base_input == VOLUME_INPUT and self.polarization_volume is None:
             _volume_base(base).attach_polarization(new_volume(base, polarization_volume))
-        self.max_correction = float(max_correction)
         self.angles_deg = tuple(float(a) for a in angles_deg)
         self._frozen = {part: False for part in PARTS}
+
+    @property
+    def max_correction(self) -> float:
+        """Bound of the correction, pixels; assigning it checks it (:func:`check_bound`)."""
+        return self._max_correction
+
+    @max_correction.setter
+    def max_correction(self, value: float) -> None:
+        self._max_correction = check_bound(value)
 
     @property
     def base_input(self) -> str:

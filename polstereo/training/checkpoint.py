@@ -8,7 +8,8 @@ keys, all plain values or tensors (loaded with ``weights_only=True``)::
     stage               "A" | "B" | "C"
     lineage             [{stage, command, init, train, dataset_steps, val, steps, steps_done,
                           complete, metrics, finished_at}, ...]   every stage so far, oldest first
-    train_config        the options of the run that wrote it
+    train_config        the options of the run that wrote it (TrainConfig.plain: nested by section;
+                        flat, keyed by long option name, in files written before the sections)
     step                optimisation steps done in this run
     optimizer, scheduler, scaler   their state dicts
     rng                 {"torch": ByteTensor, "cuda": [ByteTensor, ...]}

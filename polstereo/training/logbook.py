@@ -4,9 +4,10 @@
 "lr", ...}`` every ``--log-every`` steps and ``{"type": "val", "step", "final", "base",
 "saturation_fraction"}`` per validation; non-finite numbers are written as null. A
 ``--resume`` first drops the records of steps after its checkpoint (the resumed run
-writes them again). ``config.yaml`` holds the run's options as ``--config`` reads them
-back; it is written with the first checkpoint, so a run that fails at its start leaves
-none. Only rank 0 writes.
+writes them again). ``config.yaml`` holds the run's options by section (``data:``,
+``model:``, ``optim:``, ``mim:``, ``run:``, keys as TrainConfig names them) as ``--config``
+reads them back; it is written with the first checkpoint, so a run that fails at its start
+leaves none. Only rank 0 writes.
 """
 
 from __future__ import annotations
@@ -157,12 +158,12 @@ def brief(metrics: dict | None) -> dict | None:
 
 
 def write_config_file(path: Path, options: dict) -> None:
-    """The run's resolved options as YAML keyed by long option name (what ``--config`` reads back)."""
+    """The run's resolved options (``TrainConfig.plain``: nested by section) as YAML, what ``--config``
+    reads back."""
     import yaml
 
-    plain = {k.replace("_", "-"): (list(v) if isinstance(v, tuple) else v) for k, v in options.items()}
     with atomic_path(path) as tmp:
-        tmp.write_text(yaml.safe_dump(plain, sort_keys=False, default_flow_style=None))
+        tmp.write_text(yaml.safe_dump(options, sort_keys=False, default_flow_style=None))
 
 
 def truncate_log(path: Path, last_step: int) -> None:

@@ -3,7 +3,8 @@
 :func:`set_up` resolves the stage (and a ``--warp-source`` override), checks the
 options, opens the data and fixes the deterministic data plan, builds the model from
 ``--init`` (checking the lineage) or from ``last.ckpt`` on ``--resume`` (checking the
-options did not change), adds or re-bounds the correction module and freezes what the
+options did not change), adds or re-bounds the correction module (shaped by the model
+section's correction switches, passed to its config as they are) and freezes what the
 stage freezes, gates stage B on feasibility, and builds the optimiser, the masked
 modelling head and the EMA teacher, restored on ``--resume``. Errors users can cause are
 one-line PolstereoErrors, raised before anything is written.
@@ -27,25 +28,20 @@ from polstereo.errors import EXIT_USAGE, InfeasibleError, PolstereoError
 from polstereo.evaluation.feasibility import base_error_statistics, feasibility_verdict, infeasible_reason
 from polstereo.models.base.s2m2 import S2M2Base
 from polstereo.models.correction import CorrectionConfig, CorrectionModule
-from polstereo.models.full import check_bound, check_warp_source
+from polstereo.models.full import check_warp_source
 from polstereo.models.registry import base_spec, build_model
 from polstereo.training.checkpoint import lineage_stages, load_model_checked, restore_rng
-from polstereo.training.config import TrainConfig
+from polstereo.training.config import CorrectionOptions, TrainConfig
 from polstereo.training.distributed import DistInfo, init_distributed
 from polstereo.training.mim import EMATeacher, ReconstructionHead, StudentWithHead
 from polstereo.training.stages import STAGES, StageConfig
 from polstereo.training.step import Optimiser, StepCounters, make_optimiser
 
-# options that may change between an interrupted run and its --resume (a run directory may
-# also be moved: --out is where it is now)
+# options (by flat name) that may change between an interrupted run and its --resume (a run
+# directory may also be moved: --out is where it is now)
 RESUME_MAY_DIFFER = ("workers", "quiet", "device", "log_every", "val_every", "save_every", "val_samples",
                      "tensorboard", "force", "amp", "deterministic", "val", "out")
 PATH_OPTIONS = ("train", "init")  # compared as the files they name (a symlink or relative path is the same file)
-
-# what --correction-* options set in a new correction module's config
-CORRECTION_OPTIONS = {"search_radius": "--correction-search", "context_stride": "--correction-context-stride",
-                      "context": "--correction-context", "shape_features": "--correction-shape",
-                      "integrate": "--correction-integrate"}
 
 
 # ------------------------------------------------------------------------------ stage and options
@@ -53,34 +49,35 @@ def resolve_stage(cfg: TrainConfig) -> StageConfig:
     """The stage's row of the table, with the pol_diff warp ``--warp-source`` overrides."""
     if cfg.stage not in STAGES:
         raise PolstereoError(f"unknown stage {cfg.stage!r}")
-    stage = STAGES[cfg.stage]
-    if cfg.warp_source is not None:
-        check_warp_source(cfg.warp_source, "--warp-source")
+    stage, warp_source = STAGES[cfg.stage], cfg.model.warp_source
+    if warp_source is not None:
+        check_warp_source(warp_source, "--warp-source")
         if stage.warp_source is None:
             raise PolstereoError(f"--warp-source: stage {stage.name} ({stage.command}) has no correction module")
-        stage = dataclasses.replace(stage, warp_source=cfg.warp_source)
+        stage = dataclasses.replace(stage, warp_source=warp_source)
     return stage
 
 
 def check_options(cfg: TrainConfig) -> None:
-    """One-line errors for option values that would otherwise fail deep inside the loop."""
-    if cfg.steps <= 0 or cfg.batch_size <= 0:
+    """One-line errors for option values that would otherwise fail deep inside the loop.
+
+    ``--max-correction`` is not among them: the model checks its bound when it is set."""
+    optim = cfg.optim
+    if cfg.run.steps <= 0 or cfg.data.batch_size <= 0:
         raise PolstereoError("--steps and --batch-size must be positive")
-    low, high = cfg.scale_range
+    low, high = cfg.data.scale_range
     if not 0 < low <= high:
         raise PolstereoError(f"--scale-range needs 0 < MIN <= MAX, got {low} {high}")
-    if cfg.lr is not None and not cfg.lr > 0:
-        raise PolstereoError(f"--lr must be positive, got {cfg.lr}")
-    if not (cfg.shape_weight >= 0 and math.isfinite(cfg.shape_weight)):
-        raise PolstereoError(f"--shape-weight must be a finite number >= 0, got {cfg.shape_weight}")
-    if not 0 <= cfg.shape_min_dolp < 1:
-        raise PolstereoError(f"--shape-min-dolp must be in [0, 1), got {cfg.shape_min_dolp}")
-    if cfg.min_lr < 0 or (cfg.clip_grad_norm is not None and cfg.clip_grad_norm < 0):
+    if optim.lr is not None and not optim.lr > 0:
+        raise PolstereoError(f"--lr must be positive, got {optim.lr}")
+    if not (optim.shape_weight >= 0 and math.isfinite(optim.shape_weight)):
+        raise PolstereoError(f"--shape-weight must be a finite number >= 0, got {optim.shape_weight}")
+    if not 0 <= optim.shape_min_dolp < 1:
+        raise PolstereoError(f"--shape-min-dolp must be in [0, 1), got {optim.shape_min_dolp}")
+    if optim.min_lr < 0 or (optim.clip_grad_norm is not None and optim.clip_grad_norm < 0):
         raise PolstereoError("--min-lr and --clip-grad-norm must not be negative")
-    if cfg.max_correction is not None:
-        check_bound(cfg.max_correction)
-    if not 0.0 <= cfg.mask_ratio < 1.0:
-        raise PolstereoError(f"--mask-ratio must be in [0, 1), got {cfg.mask_ratio}")
+    if not 0.0 <= cfg.mim.mask_ratio < 1.0:
+        raise PolstereoError(f"--mask-ratio must be in [0, 1), got {cfg.mim.mask_ratio}")
 
 
 # ------------------------------------------------------------------------------ data plan
@@ -111,22 +108,23 @@ def open_training_data(cfg: TrainConfig, world_size: int) -> TrainingData:
     The plan is deterministic: ``--dataset-steps`` (default: ``--steps`` split evenly)
     global batches of ``batch_size x world_size`` samples per file, in ``--dataset-order``.
     """
-    files = [Path(p) for p in cfg.train]
+    data, steps, seed = cfg.data, cfg.run.steps, cfg.run.seed
+    files = [Path(p) for p in data.train]
     if not files:
         raise PolstereoError("no --train file given")
-    augment = AugmentConfig(crop_size=tuple(cfg.crop_size), scale_range=tuple(cfg.scale_range),
-                            vflip_prob=cfg.vflip_prob)
-    if not cfg.photometric:
+    augment = AugmentConfig(crop_size=tuple(data.crop_size), scale_range=tuple(data.scale_range),
+                            vflip_prob=data.vflip_prob)
+    if not data.photometric:
         augment = dataclasses.replace(augment, gain_range=(1.0, 1.0), offset_range=(0.0, 0.0), asymmetric_prob=0.0)
-    datasets = [StereoCropDataset(p, augment, seed=cfg.seed) for p in files]
+    datasets = [StereoCropDataset(p, augment, seed=seed) for p in files]
     if augment.crop_size is not None:
         _check_crop_fits(datasets, files, augment.crop_size, augment.scale_range)
-    val_reader = open_dataset(cfg.val) if cfg.val else None  # a file, or a glob of shards
-    steps_per = cfg.dataset_steps or _split_steps(cfg.steps, len(datasets))
-    if sum(steps_per) != cfg.steps and cfg.dataset_steps:
-        raise PolstereoError(f"--dataset-steps sum to {sum(steps_per)} but --steps is {cfg.steps}")
-    plan = MixturePlan([len(d) for d in datasets], steps_per, cfg.batch_size * world_size, seed=cfg.seed,
-                       order=cfg.dataset_order)
+    val_reader = open_dataset(data.val) if data.val else None  # a file, or a glob of shards
+    steps_per = data.dataset_steps or _split_steps(steps, len(datasets))
+    if sum(steps_per) != steps and data.dataset_steps:
+        raise PolstereoError(f"--dataset-steps sum to {sum(steps_per)} but --steps is {steps}")
+    plan = MixturePlan([len(d) for d in datasets], steps_per, data.batch_size * world_size, seed=seed,
+                       order=data.dataset_order)
     return TrainingData(files, datasets, MixtureDataset(datasets), val_reader, list(steps_per), plan)
 
 
@@ -164,8 +162,8 @@ class Start:
 
 def starting_point(cfg: TrainConfig, stage: StageConfig, last_path: Path) -> Start:
     """``last.ckpt`` on ``--resume`` (same stage, same options), else the ``--init`` model."""
-    if not cfg.resume:
-        if last_path.exists() and not cfg.force:
+    if not cfg.run.resume:
+        if last_path.exists() and not cfg.run.force:
             raise PolstereoError(f"{last_path} exists: use --resume to continue that run, or another --out")
         return Start(*_initial_model(cfg, stage))
     if not last_path.exists():
@@ -181,21 +179,21 @@ def starting_point(cfg: TrainConfig, stage: StageConfig, last_path: Path) -> Sta
 
 def _initial_model(cfg: TrainConfig, stage: StageConfig) -> tuple[nn.Module, list[dict], str]:
     """Build the starting model from ``--init``; returns ``(model, lineage, init description)``."""
-    init = cfg.init
-    spec = base_spec(cfg.model)
+    init, force = cfg.model.init, cfg.run.force
+    spec = base_spec(cfg.model.name)
     if init is None or str(init).lower() == "none":
-        if stage.requires and not cfg.force:
+        if stage.requires and not force:
             raise PolstereoError(f"{stage.command} needs --init with a stage {stage.requires} checkpoint "
                                  f"(or --force to start from scratch)")
         return build_model({"base": spec}), [], "none"
     if spec["kind"] == "s2m2":
         # official S2M2 weights: {"state_dict": ...} without a polstereo model config or lineage
-        _check_lineage(init, stage, [], "official S2M2 weights have no stage", cfg.force)
+        _check_lineage(init, stage, [], "official S2M2 weights have no stage", force)
         return build_model({"base": {**spec, "weights": str(init)}}), [], f"s2m2:{init}"
     model, payload = load_model_checked(init)
     lineage = [dict(entry) for entry in payload.get("lineage", [])]
     have = lineage_stages(payload)
-    _check_lineage(init, stage, have, f"this one has {', '.join(have) or 'no stage'}", cfg.force)
+    _check_lineage(init, stage, have, f"this one has {', '.join(have) or 'no stage'}", force)
     return model, lineage, str(init)
 
 
@@ -219,12 +217,15 @@ def _same_files(a, b) -> bool:
 
 
 def _check_resume_options(cfg: TrainConfig, saved: dict, path: Path) -> None:
-    """Refuse a --resume whose options would change the data plan, schedule or losses."""
-    current = cfg.plain()
+    """Refuse a --resume whose options would change the data plan, schedule or losses.
+
+    Compared by flat name, so a checkpoint written before the config had sections (a flat
+    ``train_config``) compares as one written now."""
+    current, saved = cfg.flat(), TrainConfig.flatten(saved)
     changed = sorted(k for k, v in saved.items()
                      if k in current and k not in TrainConfig.INVOCATION_ONLY + RESUME_MAY_DIFFER
                      and current[k] != v and not (k in PATH_OPTIONS and _same_files(current[k], v)))
-    if changed and not cfg.force:
+    if changed and not cfg.run.force:
         details = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r} -> {current[k]!r}" for k in changed[:3])
         raise PolstereoError(f"--resume: options differ from the run in {path} ({details}"
                              f"{', ...' if len(changed) > 3 else ''}); resume with the same options "
@@ -237,32 +238,33 @@ def prepare_model(model, cfg: TrainConfig, stage: StageConfig, color_channels: i
     ``polarization-adapter`` attaches a zero-initialised adapter to an intensity base,
     ``polarization-volume`` a second correlation volume with a zero gate to a built-in
     base), then freeze per stage (adapter and volume with the base)."""
-    _fit_correction(model, cfg, stage, color_channels)
-    if cfg.base_input is not None and cfg.base_input != model.base_input:
+    options = cfg.model
+    _fit_correction(model, options.correction, stage, color_channels)
+    if options.base_input is not None and options.base_input != model.base_input:
         if stage.name != "A":
-            raise PolstereoError(f"--base-input {cfg.base_input}: the --init checkpoint's base matches "
+            raise PolstereoError(f"--base-input {options.base_input}: the --init checkpoint's base matches "
                                  f"{model.base_input}; only adapt (stage A) may change what the base sees")
         # a new adapter's (or volume's) layers come from the run's seed: reruns start identically
-        model.set_base_input(cfg.base_input, seed=cfg.seed)
-    if cfg.max_correction is not None:  # checked by check_options
-        model.max_correction = float(cfg.max_correction)
+        model.set_base_input(options.base_input, seed=cfg.run.seed)
+    if options.max_correction is not None:
+        model.max_correction = options.max_correction  # the model checks the bound
     for part in ("base", "correction"):
         if getattr(model, part) is not None:
             model.set_frozen(part, part not in stage.trainable)
     return model
 
 
-def _fit_correction(model, cfg: TrainConfig, stage: StageConfig, color_channels: int) -> None:
-    """Give the model the correction module the stage needs, shaped by ``--correction-*`` when new.
+def _fit_correction(model, switches: CorrectionOptions, stage: StageConfig, color_channels: int) -> None:
+    """Give the model the correction module the stage needs, shaped by the ``switches``
+    (``cfg.model.correction``, the :class:`CorrectionConfig` fields by name) when new.
 
-    Those options only shape a new module: asking an existing one for another shape is refused.
+    They only shape a new module: asking an existing one for another shape is refused. A
+    switch is asked for when set (a flag: when True).
     """
-    shape = {"search_radius": cfg.correction_search, "context_stride": cfg.correction_context_stride,
-             "context": cfg.correction_context, "shape_features": cfg.correction_shape or None,
-             "integrate": cfg.correction_integrate or None}
-    shape = {k: v for k, v in shape.items() if v is not None}
+    shape = {k: v for k, v in dataclasses.asdict(switches).items() if v is not None and v is not False}
+    flag = {f.name: f.metadata["option"] for f in dataclasses.fields(switches)}
     if shape and not stage.with_correction:
-        raise PolstereoError(f"{', '.join(CORRECTION_OPTIONS[k] for k in shape)} shape the correction module; "
+        raise PolstereoError(f"{', '.join(flag[k] for k in shape)} shape the correction module; "
                              f"stage {stage.name} ({stage.command}) trains none")
     if stage.with_correction and model.correction is None:
         model.correction = CorrectionModule(CorrectionConfig(color_channels=color_channels, **shape))
@@ -271,7 +273,7 @@ def _fit_correction(model, cfg: TrainConfig, stage: StageConfig, color_channels:
         have = None if model.correction is None else getattr(model.correction.config, key)
         if have != value:
             show = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
-            raise PolstereoError(f"{CORRECTION_OPTIONS[key]} {show(value)}: the --init checkpoint already has a "
+            raise PolstereoError(f"{flag[key]} {show(value)}: the --init checkpoint already has a "
                                  f"correction module with {key} {show(have)}; the option only shapes a new one "
                                  "(stage B, or finetune from a checkpoint without one)")
 
@@ -281,26 +283,27 @@ def feasibility_gate(model, cfg: TrainConfig, reader, device: torch.device, log:
 
     Returns the record the checkpoint keeps; raises InfeasibleError (exit 3) unless ``--force``.
     """
-    stats = base_error_statistics(model, reader, device, model.max_correction, iters=cfg.iters,
-                                  max_samples=cfg.val_samples)
-    ok, value, region = feasibility_verdict(stats, model.max_correction, cfg.feasibility_statistic)
-    log(f"feasibility: base {cfg.feasibility_statistic} error on {region} pixels {value:.3f} px "
+    statistic = cfg.run.feasibility_statistic
+    stats = base_error_statistics(model, reader, device, model.max_correction, iters=cfg.model.iters,
+                                  max_samples=cfg.data.val_samples)
+    ok, value, region = feasibility_verdict(stats, model.max_correction, statistic)
+    log(f"feasibility: base {statistic} error on {region} pixels {value:.3f} px "
         f"vs max_correction {model.max_correction:g} px -> {'feasible' if ok else 'INFEASIBLE'}")
     ev = stats.get("evidence", {}).get(region, {})
     if ev.get("pixels"):
         log(f"polarization evidence on {region} pixels the base gets wrong: {ev['polarization']:.3f} agree "
             f"better at the true disparity (0.5 = no signal; intensity {ev['intensity']:.3f})")
-    if not ok and not cfg.force:
-        reason = infeasible_reason(cfg.feasibility_statistic, region, value, model.max_correction)
+    if not ok and not cfg.run.force:
+        reason = infeasible_reason(statistic, region, value, model.max_correction)
         raise InfeasibleError(f"infeasible stage B start: {reason}, or pass --force")
     return {"stats": stats, "feasible": ok, "value": value, "region": region,
-            "statistic": cfg.feasibility_statistic, "max_correction": model.max_correction}
+            "statistic": statistic, "max_correction": model.max_correction}
 
 
 def reconstruction_head(cfg: TrainConfig, model, color_channels: int,
                         device: torch.device) -> ReconstructionHead | None:
     """The masked-modelling head on the base's left features (None without ``--mask-ratio``)."""
-    if cfg.mask_ratio <= 0:
+    if cfg.mim.mask_ratio <= 0:
         return None
     feature_dim = getattr(getattr(model.base, "config", None), "feature_dim", None)
     if feature_dim is None:
@@ -311,7 +314,8 @@ def reconstruction_head(cfg: TrainConfig, model, color_channels: int,
 
 def make_teacher(cfg: TrainConfig, model, resume: dict | None) -> EMATeacher | None:
     """The EMA teacher (``--ema-decay``, 0.999 with ``--mask-ratio``; None without either)."""
-    decay = cfg.ema_decay if cfg.ema_decay is not None else (0.999 if cfg.mask_ratio > 0 else None)
+    mim = cfg.mim
+    decay = mim.ema_decay if mim.ema_decay is not None else (0.999 if mim.mask_ratio > 0 else None)
     if decay is None:
         return None
     teacher = EMATeacher(model, decay)
@@ -377,15 +381,15 @@ class RunSetup:
 def set_up(cfg: TrainConfig, log: Callable[[str], None]) -> RunSetup:
     """Check the options, open the data, build and prepare the model and its optimiser (see module doc)."""
     stage = resolve_stage(cfg)
-    out_dir = Path(cfg.out)
+    out_dir = Path(cfg.run.out)
     if out_dir.exists() and not out_dir.is_dir():
         raise PolstereoError(f"{out_dir}: exists and is not a directory; --out names a run directory")
-    dist_info, device = init_distributed(resolve_device(cfg.device))
+    dist_info, device = init_distributed(resolve_device(cfg.run.device))
     if not dist_info.is_main:
         log = lambda msg: None  # noqa: E731  (one voice: rank 0)
-    amp_dtype = resolve_amp(cfg.amp, device)
+    amp_dtype = resolve_amp(cfg.run.amp, device)
     check_options(cfg)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.run.seed)
     data = open_training_data(cfg, dist_info.world_size)
     start = starting_point(cfg, stage, out_dir / "last.ckpt")
     model = prepare_model(start.model, cfg, stage, data.color_channels).to(device)

@@ -41,18 +41,18 @@ def stage_loss(out: dict, batch: dict, stage: StageConfig, cfg: TrainConfig, cro
     ground truth above ``--max-disparity`` (default: the crop width ``crop_w``, pixels)
     does not count.
     """
-    gt = batch["disparity"]
-    max_disp = cfg.max_disparity if cfg.max_disparity is not None else float(crop_w)
-    weight = pixel_weights(batch["valid"], batch["transparent"], gt, max_disp, cfg.transparent_weight)
+    gt, optim = batch["disparity"], cfg.optim
+    max_disp = cfg.data.max_disparity if cfg.data.max_disparity is not None else float(crop_w)
+    weight = pixel_weights(batch["valid"], batch["transparent"], gt, max_disp, optim.transparent_weight)
     total = gt.new_zeros(())
     if "sequence" in stage.loss_terms:
-        total = total + sequence_loss(out["disparities"], gt, weight, cfg.gamma, cfg.robust_scale)
+        total = total + sequence_loss(out["disparities"], gt, weight, optim.gamma, optim.robust_scale)
     if "final" in stage.loss_terms and out.get("correction") is not None:
-        total = total + masked_l1(out["disparity"], gt, weight, cfg.robust_scale)
-    if cfg.shape_weight:
+        total = total + masked_l1(out["disparity"], gt, weight, optim.robust_scale)
+    if optim.shape_weight:
         # label-free: every pixel inside the image whose polarization is reliable, labeled or not
-        total = total + cfg.shape_weight * shape_loss(out["disparity"], batch["left"], angles_deg,
-                                                      mask=batch["inside"], min_dolp=cfg.shape_min_dolp)
+        total = total + optim.shape_weight * shape_loss(out["disparity"], batch["left"], angles_deg,
+                                                        mask=batch["inside"], min_dolp=optim.shape_min_dolp)
     return total
 
 
@@ -69,10 +69,11 @@ class Optimiser:
 def make_optimiser(parameters: list[nn.Parameter], cfg: TrainConfig, stage: StageConfig, total_steps: int,
                    device: torch.device, amp_dtype: torch.dtype | None) -> Optimiser:
     """AdamW at ``--lr`` (default: the stage's) on the run's schedule; the scaler only for fp16."""
-    peak_lr = cfg.lr if cfg.lr is not None else stage.lr
-    optimizer = torch.optim.AdamW(parameters, lr=peak_lr, weight_decay=cfg.weight_decay)
-    schedule = Schedule(peak_lr, total_steps, cfg.min_lr, cfg.warmup_steps, cfg.decay_after_steps,
-                        cfg.lr_decay_method)
+    optim = cfg.optim
+    peak_lr = optim.lr if optim.lr is not None else stage.lr
+    optimizer = torch.optim.AdamW(parameters, lr=peak_lr, weight_decay=optim.weight_decay)
+    schedule = Schedule(peak_lr, total_steps, optim.min_lr, optim.warmup_steps, optim.decay_after_steps,
+                        optim.lr_decay_method)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     return Optimiser(parameters, optimizer, make_scheduler(optimizer, schedule), scaler)
 
@@ -137,18 +138,19 @@ class TrainStep:
     def _views(self, batch: dict):
         """The student's views and the left mask (None without masked image modelling)."""
         left, right = batch["left"], batch["right"]
-        if self.cfg.mask_ratio <= 0:
+        mim = self.cfg.mim
+        if mim.mask_ratio <= 0:
             return left, right, None
-        cfg, size, n, device = self.cfg, left.shape[-2:], left.shape[0], left.device
+        size, n, device = left.shape[-2:], left.shape[0], left.device
         # derived from the step, so a resumed run masks exactly what an uninterrupted one would
-        mask_seed = (cfg.seed * 1_000_003 + self.counters.step) * 64 + self.dist_info.rank * 2
-        mask_left = patch_mask(n, size, cfg.mask_ratio, cfg.mask_patch, mask_seed, device)
-        mask_right = patch_mask(n, size, cfg.mask_ratio, cfg.mask_patch, mask_seed + 1, device)
+        mask_seed = (self.cfg.run.seed * 1_000_003 + self.counters.step) * 64 + self.dist_info.rank * 2
+        mask_left = patch_mask(n, size, mim.mask_ratio, mim.mask_patch, mask_seed, device)
+        mask_right = patch_mask(n, size, mim.mask_ratio, mim.mask_patch, mask_seed + 1, device)
         return mask_views(left, mask_left), mask_views(right, mask_right), mask_left
 
     def _forward(self, batch: dict, left: torch.Tensor, right: torch.Tensor) -> tuple[dict, torch.Tensor | None]:
         """The student's output on its views and the teacher's disparity on the unmasked ones."""
-        stage, iters, device_type = self.stage, self.cfg.iters, batch["left"].device.type
+        stage, iters, device_type = self.stage, self.cfg.model.iters, batch["left"].device.type
         gt_for_warp = torch.where(batch["valid"], batch["disparity"], torch.full_like(batch["disparity"], math.nan))
         with torch.autocast(device_type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             out = self.train_model(left, right, angles_deg=self.angles_deg, iters=iters,
@@ -168,11 +170,11 @@ class TrainStep:
         if mask_left is not None:
             target = intensity_image(batch["left"], self.angles_deg)
             weight = (mask_left & batch["inside"]).expand_as(target).float()  # not the crop padding
-            loss = loss + cfg.mim_weight * masked_l1(out["reconstruction"], target, weight)
-        if pseudo is not None and cfg.pseudo_weight:
+            loss = loss + cfg.mim.mim_weight * masked_l1(out["reconstruction"], target, weight)
+        if pseudo is not None and cfg.mim.pseudo_weight:
             # the teacher supervises only where ground truth is missing, inside the image
             unlabeled = (~batch["valid"] & batch["inside"]).float() * torch.isfinite(pseudo).float()
-            loss = loss + cfg.pseudo_weight * masked_l1(out["disparity"], torch.nan_to_num(pseudo), unlabeled)
+            loss = loss + cfg.mim.pseudo_weight * masked_l1(out["disparity"], torch.nan_to_num(pseudo), unlabeled)
         return loss
 
     def _update(self, loss: torch.Tensor) -> None:
@@ -216,9 +218,9 @@ class TrainStep:
         """Scaled backward, gradient clipping, optimizer step; the teacher follows the student."""
         opt, cfg = self.optimiser, self.cfg
         opt.scaler.scale(loss).backward()
-        if cfg.clip_grad_norm:
+        if cfg.optim.clip_grad_norm:
             opt.scaler.unscale_(opt.optimizer)
-            torch.nn.utils.clip_grad_norm_(opt.parameters, cfg.clip_grad_norm)
+            torch.nn.utils.clip_grad_norm_(opt.parameters, cfg.optim.clip_grad_norm)
         scale_before = opt.scaler.get_scale() if opt.scaler.is_enabled() else None
         opt.scaler.step(opt.optimizer)
         opt.scaler.update()

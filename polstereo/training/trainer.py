@@ -1,11 +1,11 @@
 """One trainer for every stage; the stage table decides what it trains and how.
 
-``train(TrainConfig(stage="A", ...))`` is what ``polstereo adapt`` runs; ``learn-pol``
+``train(TrainConfig.from_flat(stage="A", ...))`` is what ``polstereo adapt`` runs; ``learn-pol``
 and ``finetune`` differ only in ``stage``. A run is set up (:mod:`.setup`: the model
 from ``--init`` with its lineage checked, frozen per stage, stage B gated on
 feasibility, a deterministic data plan), then loops over the plan one optimisation step
 at a time (:mod:`.step`), validating and saving atomic checkpoints (``last.ckpt``,
-``best.ckpt``) as it goes and recording it all (:mod:`.logbook`). ``resume=True``
+``best.ckpt``) as it goes and recording it all (:mod:`.logbook`). ``run.resume``
 continues from ``last.ckpt`` and ends with the same weights as an uninterrupted run.
 """
 
@@ -49,11 +49,11 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     with ctrl_c_requests_stop() as stop:
         try:
-            if cfg.deterministic:
+            if cfg.run.deterministic:
                 torch.use_deterministic_algorithms(True, warn_only=True)
             # one writer per run folder, taken before anything looks at it; only rank 0 writes
-            with output_lock(cfg.out, "run folder") if launched_as_main() else contextlib.nullcontext():
-                with removed_if_left_empty(cfg.out):  # a run that fails at its start leaves no empty --out
+            with output_lock(cfg.run.out, "run folder") if launched_as_main() else contextlib.nullcontext():
+                with removed_if_left_empty(cfg.run.out):  # a run that fails at its start leaves no empty --out
                     return _train(cfg, log, stop)
         except BaseException as err:
             release_after_error(err)
@@ -79,19 +79,21 @@ class _Run:
         self.start_step = setup.counters.step
         self.best_score, self.val_metrics = setup.best_score, setup.val_metrics
         total = setup.data.plan.total_steps
-        self.end_step = total if cfg.stop_after is None else min(total, cfg.stop_after)
+        self.end_step = total if cfg.run.stop_after is None else min(total, cfg.run.stop_after)
         self.entry = {"stage": setup.stage.name, "command": setup.stage.command, "init": setup.start.init_desc,
                       "train": [str(p) for p in setup.data.files], "dataset_steps": list(setup.data.steps_per),
-                      "val": str(cfg.val) if cfg.val else None, "steps": total}
+                      "val": str(cfg.data.val) if cfg.data.val else None, "steps": total}
 
     def start(self) -> None:
         """Make the run directory, its logbook, the data loader and the step; announce the plan."""
         s, cfg, plan = self.setup, self.cfg, self.setup.data.plan
         s.out_dir.mkdir(parents=True, exist_ok=True)
-        self.book = Logbook(s.out_dir, s.log, s.dist_info.is_main, cfg.tensorboard, cfg.log_every, cfg.quiet)
+        self.book = Logbook(s.out_dir, s.log, s.dist_info.is_main, cfg.run.tensorboard, cfg.run.log_every,
+                            cfg.run.quiet)
         sampler = PlanSampler(plan, start_step=self.start_step, rank=s.dist_info.rank,
                               world_size=s.dist_info.world_size)
-        self.loader = DataLoader(s.data.mixture, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+        self.loader = DataLoader(s.data.mixture, batch_size=cfg.data.batch_size, sampler=sampler,
+                                 num_workers=cfg.data.workers,
                                  pin_memory=s.device.type == "cuda", persistent_workers=False)
         # the trainer's _loss and MAX_CONSECUTIVE_NONFINITE, looked up as the run starts: tests replace them
         self.runner = TrainStep(s.model, s.stage, cfg, s.optimiser, angles_deg=s.data.angles_deg,
@@ -100,7 +102,7 @@ class _Run:
                                 teacher=s.teacher, dist_info=s.dist_info, counters=self.counters, loss=_loss,
                                 max_consecutive_nonfinite=MAX_CONSECUTIVE_NONFINITE)
         s.log(f"stage {s.stage.name} ({s.stage.command}): {plan.total_steps} steps, global batch {plan.global_batch} "
-              f"({cfg.batch_size} x {s.dist_info.world_size} process{'es' if s.dist_info.enabled else ''}), "
+              f"({cfg.data.batch_size} x {s.dist_info.world_size} process{'es' if s.dist_info.enabled else ''}), "
               f"device {s.device}" + (f", amp {str(s.amp_dtype).split('.')[-1]}" if s.amp_dtype is not None else ""))
         s.model.train()
         self.book.begin(self.start_step, self.end_step, plan.global_batch, s.stage.command)
@@ -111,7 +113,7 @@ class _Run:
         Stops at a step boundary when ``stop["requested"]`` (the first Ctrl-C): saves and
         raises PolstereoError with exit code 130.
         """
-        cfg, book, counters = self.cfg, self.book, self.counters
+        run, book, counters = self.cfg.run, self.book, self.counters
         total, last_path = self.setup.data.plan.total_steps, self.setup.last_path
         try:
             for batch in book.timed(self.loader):
@@ -121,9 +123,9 @@ class _Run:
                 step = counters.step
                 book.step_done(counters, loss, self.setup.optimiser.optimizer.param_groups[0]["lr"], out,
                                self.val_metrics)
-                if cfg.val_every and step % cfg.val_every == 0 and step < total:
+                if run.val_every and step % run.val_every == 0 and step < total:
                     self.validate(step)
-                if cfg.save_every and step % cfg.save_every == 0 and step < self.end_step:
+                if run.save_every and step % run.save_every == 0 and step < self.end_step:
                     self.save(last_path, step, complete=False)
                 if stop["requested"] and step < self.end_step:
                     raise KeyboardInterrupt
@@ -157,8 +159,8 @@ class _Run:
                 pictures.update(batch=batch, out={k: out[k] for k in ("disparity", "correction") if k in out})
 
         dist = s.dist_info
-        res = evaluate_model(s.model, s.data.val_reader, s.device, iters=self.cfg.iters,
-                             max_samples=self.cfg.val_samples,
+        res = evaluate_model(s.model, s.data.val_reader, s.device, iters=self.cfg.model.iters,
+                             max_samples=self.cfg.data.val_samples,
                              on_sample=keep_first if self.book.board is not None else None,
                              autocast_dtype=s.amp_dtype, shard=(dist.rank, dist.world_size),
                              reduce=(lambda t: all_reduce_sum(t, dist)) if dist.enabled else None)
@@ -176,8 +178,7 @@ class _Run:
         if not s.dist_info.is_main:
             return
         # config.yaml with the first checkpoint, not before: a run that fails at its start leaves none
-        self.book.before_checkpoint({k: v for k, v in cfg.plain().items() if k not in TrainConfig.INVOCATION_ONLY},
-                                    last=path == s.last_path)
+        self.book.before_checkpoint(cfg.plain(omit=TrainConfig.INVOCATION_ONLY), last=path == s.last_path)
         record = dict(self.entry, steps_done=step, complete=complete, metrics=brief(self.val_metrics),
                       finished_at=time.strftime("%Y-%m-%dT%H:%M:%S") if complete else None)
         opt = s.optimiser

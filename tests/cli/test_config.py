@@ -20,7 +20,7 @@ def test_resolved_config_repeats_a_run_exactly(tiny_data, tmp_path):
     first = invoke("adapt", "--train", tiny_data / "train.h5", "--out", tmp_path / "one", "--seed", "4", *FAST)
     assert first.exit_code == 0, first.output
     resolved = yaml.safe_load((tmp_path / "one" / "config.yaml").read_text())
-    assert resolved["seed"] == 4 and resolved["crop-size"] == [32, 48] and resolved["train"] == [
+    assert resolved["run"]["seed"] == 4 and resolved["data"]["crop_size"] == [32, 48] and resolved["data"]["train"] == [
         str(tiny_data / "train.h5")]
     again = invoke("adapt", "--config", tmp_path / "one" / "config.yaml", "--out", tmp_path / "two")
     assert again.exit_code == 0, again.output
@@ -36,7 +36,7 @@ def test_command_line_flags_win_over_the_file(tiny_data, tmp_path):
     result = invoke("adapt", "--config", config, "--steps", "1", "--out", tmp_path / "run", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["steps_done"] == 1
-    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["steps"] == 1
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["run"]["steps"] == 1
 
 
 def test_unknown_config_key_is_a_one_line_error_naming_it(tmp_path):
@@ -82,13 +82,11 @@ def test_tensorboard_missing_is_a_one_line_error(tiny_data, tmp_path, monkeypatc
 
 
 def test_every_training_option_can_be_written_and_read_back():
-    import dataclasses
-
     from polstereo.cli.common import _param_names
     from polstereo.cli.train import adapt_cmd
     from polstereo.training.trainer import TrainConfig
 
     names = _param_names(adapt_cmd)
-    missing = [f.name for f in dataclasses.fields(TrainConfig)
-               if f.name not in names and f.name not in TrainConfig.INVOCATION_ONLY]
+    missing = [name for name in TrainConfig.flat_fields()
+               if name not in names and name not in TrainConfig.INVOCATION_ONLY]
     assert missing == []

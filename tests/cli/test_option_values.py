@@ -44,10 +44,12 @@ def test_max_correction_must_be_positive_and_finite_everywhere(command, value, t
 
 @pytest.mark.parametrize("value", [float("inf"), float("nan"), 0.0])
 def test_train_config_refuses_a_meaningless_max_correction(tiny_data, tmp_path, value):
+    # the model checks its bound when the run sets it, before anything is written
     with pytest.raises(PolstereoError, match="--max-correction must be a positive number") as err:
-        train(TrainConfig(stage="A", out=tmp_path, train=[tiny_data / "train.h5"], max_correction=value),
-              log=lambda msg: None)
+        train(TrainConfig.from_flat(stage="A", out=tmp_path / "run", train=[tiny_data / "train.h5"],
+                                    crop_size=(32, 48), max_correction=value), log=lambda msg: None)
     assert err.value.exit_code == EXIT_USAGE
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("entry, message", [
@@ -76,7 +78,7 @@ def test_config_takes_a_single_train_file_and_text_numbers(tiny_data, tmp_path):
     result = invoke("adapt", "--config", config, "--out", tmp_path / "run", *FAST[2:], "--json")
     assert result.exit_code == 0, result.output
     resolved = yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())
-    assert resolved["train"] == [str(tiny_data / "train.h5")] and resolved["lr"] == 1e-4
+    assert resolved["data"]["train"] == [str(tiny_data / "train.h5")] and resolved["optim"]["lr"] == 1e-4
 
 
 def test_crop_larger_than_the_images_is_a_usage_error(tiny_data, tmp_path):
@@ -90,8 +92,8 @@ def test_crop_larger_than_the_images_is_a_usage_error(tiny_data, tmp_path):
 
 def test_crop_that_fits_only_when_upscaled_names_the_scale(tiny_data, tmp_path):
     with pytest.raises(PolstereoError, match="at the smallest --scale-range 0.5; .* Use --crop-size 20 28"):
-        train(TrainConfig(stage="A", out=tmp_path, train=[tiny_data / "train.h5"], crop_size=(32, 48),
-                          scale_range=(0.5, 1.0), workers=0), log=lambda msg: None)
+        train(TrainConfig.from_flat(stage="A", out=tmp_path, train=[tiny_data / "train.h5"], crop_size=(32, 48),
+                                    scale_range=(0.5, 1.0), workers=0), log=lambda msg: None)
 
 
 def test_nan_in_training_images_is_a_data_error_naming_the_sample(tmp_path):
@@ -119,9 +121,9 @@ def test_metrics_jsonl_holds_null_not_nan(tiny_data, tmp_path, monkeypatch):
 
     real = trainer._loss
     monkeypatch.setattr(trainer, "_loss", lambda *args: real(*args) * float("nan"))
-    train(TrainConfig(stage="A", out=tmp_path, train=[tiny_data / "train.h5"], steps=2, batch_size=1,
-                      crop_size=(32, 48), workers=0, iters=1, val_every=0, save_every=0, log_every=1, quiet=True),
-          log=lambda msg: None)
+    train(TrainConfig.from_flat(stage="A", out=tmp_path, train=[tiny_data / "train.h5"], steps=2, batch_size=1,
+                                crop_size=(32, 48), workers=0, iters=1, val_every=0, save_every=0, log_every=1,
+                                quiet=True), log=lambda msg: None)
 
     def no_constants(name):
         raise AssertionError(f"{name} in metrics.jsonl")

@@ -36,6 +36,17 @@ def test_final_is_base_plus_bounded_correction(model, stacks):
     assert torch.allclose(out["disparity"], expected)
 
 
+@pytest.mark.parametrize("bound", [float("inf"), float("nan"), 0.0, -1.0])
+def test_the_model_checks_its_bound_when_built_and_when_set(model, bound):
+    with pytest.raises(PolstereoError, match="--max-correction must be a positive number"):
+        build_model({"base": "tiny", "max_correction": bound})
+    with pytest.raises(PolstereoError, match="--max-correction must be a positive number"):
+        model.max_correction = bound
+    assert model.max_correction == MAX_CORRECTION
+    model.max_correction = 5
+    assert model.max_correction == 5.0 and isinstance(model.max_correction, float)
+
+
 def test_max_correction_bounds_final_minus_base_for_huge_raw(model, stacks, monkeypatch):
     force_raw(model, monkeypatch, lambda shape: torch.randn(shape) * 1e6)
     left, right = stacks()

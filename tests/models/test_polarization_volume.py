@@ -28,7 +28,7 @@ SHIPPED_SMALL = Path(__file__).resolve().parents[2] / "models" / "polstereo-smal
 
 def with_volume(model, tmp_path, seed=0):
     """``model`` given the volume the way ``adapt --base-input polarization-volume`` gives it."""
-    cfg = TrainConfig(stage="A", out=tmp_path / "run", train=[], base_input=VOLUME, seed=seed)
+    cfg = TrainConfig.from_flat(stage="A", out=tmp_path / "run", train=[], base_input=VOLUME, seed=seed)
     return prepare_model(model, cfg, STAGES["A"], color_channels=1)
 
 
@@ -57,7 +57,7 @@ def test_warm_start_equals_the_base_exactly_at_step_0(config, channels, tmp_path
 
 @pytest.mark.skipif(not SHIPPED_SMALL.exists(), reason="no shipped small model")
 def test_warm_start_from_the_shipped_small_model_equals_it_at_step_0(tmp_path):
-    cfg = TrainConfig(stage="A", out=tmp_path / "run", train=[], init=str(SHIPPED_SMALL), base_input=VOLUME)
+    cfg = TrainConfig.from_flat(stage="A", out=tmp_path / "run", train=[], init=str(SHIPPED_SMALL), base_input=VOLUME)
     warm = prepare_model(starting_point(cfg, STAGES["A"], tmp_path / "last.ckpt").model, cfg, STAGES["A"], 1)
     shipped, _ = load_model(SHIPPED_SMALL)
     left, right = polarized_stacks(b=1, h=32, w=48)
@@ -97,9 +97,9 @@ def test_volume_is_seeded_and_frozen_with_the_base(tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert not torch.equal(a.encoder.net[0].weight, c.encoder.net[0].weight)
     model = with_volume(build_model({"base": "tiny", "correction": True}), tmp_path)
-    prepare_model(model, TrainConfig(stage="B", out=tmp_path, train=[]), STAGES["B"], 1)
+    prepare_model(model, TrainConfig.from_flat(stage="B", out=tmp_path, train=[]), STAGES["B"], 1)
     assert not any(p.requires_grad for p in model.polarization_volume.parameters())
-    prepare_model(model, TrainConfig(stage="C", out=tmp_path, train=[]), STAGES["C"], 1)
+    prepare_model(model, TrainConfig.from_flat(stage="C", out=tmp_path, train=[]), STAGES["C"], 1)
     assert all(p.requires_grad for p in model.polarization_volume.parameters())
 
 
@@ -169,8 +169,8 @@ def tiny_init(tmp_path_factory):
 def test_adapt_attaches_a_gated_volume_keeps_the_base_and_trains_it(pol_data, tiny_init, tmp_path):
     quick = dict(steps=2, batch_size=2, crop_size=(32, 48), workers=0, val_every=0, save_every=0, quiet=True,
                  iters=1, deterministic=True, seed=4)
-    setup = set_up(TrainConfig(stage="A", out=tmp_path / "run", train=[pol_data], init=str(tiny_init),
-                               base_input=VOLUME, **quick), log=lambda msg: None)
+    setup = set_up(TrainConfig.from_flat(stage="A", out=tmp_path / "run", train=[pol_data], init=str(tiny_init),
+                                         base_input=VOLUME, **quick), log=lambda msg: None)
     init_state = load_checkpoint(tiny_init)["state_dict"]
     state = setup.model.state_dict()
     assert all(torch.equal(init_state[k], state[k]) for k in init_state)  # every base weight, step 0

@@ -54,7 +54,7 @@ def assert_same_outputs(a: dict, b: dict) -> None:
 
 
 def adapt_config(tmp_path, **options) -> TrainConfig:
-    return TrainConfig(stage="A", out=tmp_path / "run", train=[], base_input=ADAPTER, **options)
+    return TrainConfig.from_flat(stage="A", out=tmp_path / "run", train=[], base_input=ADAPTER, **options)
 
 
 def with_adapter(model, tmp_path, seed=0):
@@ -79,7 +79,7 @@ def test_warm_start_equals_the_base_exactly_at_step_0(config, channels, tmp_path
 
 @pytest.mark.skipif(not SHIPPED_SMALL.exists(), reason="no shipped small model")
 def test_warm_start_from_the_shipped_small_model_equals_it_at_step_0(tmp_path):
-    cfg = TrainConfig(stage="A", out=tmp_path / "run", train=[], init=str(SHIPPED_SMALL), base_input=ADAPTER)
+    cfg = TrainConfig.from_flat(stage="A", out=tmp_path / "run", train=[], init=str(SHIPPED_SMALL), base_input=ADAPTER)
     warm = prepare_model(starting_point(cfg, STAGES["A"], tmp_path / "last.ckpt").model, cfg, STAGES["A"], 1)
     shipped, _ = load_model(SHIPPED_SMALL)
     left, right = polarized_stacks(b=1, h=32, w=48)
@@ -103,8 +103,8 @@ def official_s2m2_weights(tmp_path, monkeypatch):
 
 
 def test_warm_start_from_official_s2m2_weights_equals_them_at_step_0(official_s2m2_weights, tmp_path):
-    cfg = TrainConfig(stage="A", out=tmp_path / "run", train=[], init=str(official_s2m2_weights), model="s2m2-S",
-                      base_input=ADAPTER)
+    cfg = TrainConfig.from_flat(stage="A", out=tmp_path / "run", train=[], init=str(official_s2m2_weights),
+                                model="s2m2-S", base_input=ADAPTER)
     plain = starting_point(cfg, STAGES["A"], tmp_path / "last.ckpt").model.eval()
     warm = prepare_model(starting_point(cfg, STAGES["A"], tmp_path / "last.ckpt").model, cfg, STAGES["A"], 1).eval()
     left, right = polarized_stacks()
@@ -135,10 +135,10 @@ def test_adapter_is_seeded_and_frozen_with_the_base(tmp_path):
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     assert not torch.equal(a.net[0].weight, c.net[0].weight)
     model = with_adapter(build_model({"base": "tiny", "correction": True}), tmp_path)
-    prepare_model(model, TrainConfig(stage="B", out=tmp_path, train=[]), STAGES["B"], 1)
+    prepare_model(model, TrainConfig.from_flat(stage="B", out=tmp_path, train=[]), STAGES["B"], 1)
     assert not any(p.requires_grad for p in model.adapter.parameters())
     assert all(p.requires_grad for p in model.correction.parameters())
-    prepare_model(model, TrainConfig(stage="C", out=tmp_path, train=[]), STAGES["C"], 1)
+    prepare_model(model, TrainConfig.from_flat(stage="C", out=tmp_path, train=[]), STAGES["C"], 1)
     assert all(p.requires_grad for p in model.adapter.parameters())
 
 
@@ -200,8 +200,8 @@ QUICK = dict(steps=2, batch_size=2, crop_size=(32, 48), workers=0, val_every=0, 
 
 
 def test_adapt_attaches_a_zero_adapter_keeps_the_base_and_trains_it(pol_data, tiny_init, tmp_path):
-    cfg = TrainConfig(stage="A", out=tmp_path / "run", train=[pol_data], init=str(tiny_init), base_input=ADAPTER,
-                      **QUICK)
+    cfg = TrainConfig.from_flat(stage="A", out=tmp_path / "run", train=[pol_data], init=str(tiny_init),
+                                base_input=ADAPTER, **QUICK)
     setup = set_up(cfg, log=lambda msg: None)
     init_state = load_checkpoint(tiny_init)["state_dict"]
     state = setup.model.state_dict()
@@ -229,8 +229,8 @@ def test_adapt_attaches_a_zero_adapter_keeps_the_base_and_trains_it(pol_data, ti
 
 def test_adapt_with_the_adapter_resumes_to_the_same_weights(pol_data, tiny_init, tmp_path):
     def run(out, **kw):
-        train(TrainConfig(stage="A", out=out, train=[pol_data], init=str(tiny_init), base_input=ADAPTER,
-                          **QUICK, **kw), log=lambda msg: None)
+        train(TrainConfig.from_flat(stage="A", out=out, train=[pol_data], init=str(tiny_init), base_input=ADAPTER,
+                                    **QUICK, **kw), log=lambda msg: None)
 
     run(tmp_path / "full")
     run(tmp_path / "split", stop_after=1)

@@ -55,8 +55,8 @@ def unlabeled(tmp_path):
 
 def test_adapt_on_unlabeled_captures_with_masking_and_teacher(unlabeled, tiny_data, tmp_path, quick):
     cfg = dict(quick, mask_ratio=0.4, ema_decay=0.9, steps=3)
-    result = train(TrainConfig(stage="A", out=tmp_path / "run", train=[unlabeled], val=tiny_data / "val.h5", **cfg),
-                   log=silent)
+    result = train(TrainConfig.from_flat(stage="A", out=tmp_path / "run", train=[unlabeled],
+                                         val=tiny_data / "val.h5", **cfg), log=silent)
     assert result.steps_done == 3 and result.skipped_steps == 0
     payload = load_checkpoint(tmp_path / "run" / "last.ckpt")
     assert payload["ema_decay"] == 0.9 and "mim_head" in payload
@@ -68,9 +68,9 @@ def test_adapt_on_unlabeled_captures_with_masking_and_teacher(unlabeled, tiny_da
 
 def test_masked_run_resumes_to_the_same_weights(unlabeled, tmp_path, quick):
     cfg = dict(quick, mask_ratio=0.4, steps=4, deterministic=True)
-    train(TrainConfig(stage="A", out=tmp_path / "full", train=[unlabeled], **cfg), log=silent)
-    train(TrainConfig(stage="A", out=tmp_path / "split", train=[unlabeled], stop_after=2, **cfg), log=silent)
-    train(TrainConfig(stage="A", out=tmp_path / "split", train=[unlabeled], resume=True, **cfg), log=silent)
+    train(TrainConfig.from_flat(stage="A", out=tmp_path / "full", train=[unlabeled], **cfg), log=silent)
+    train(TrainConfig.from_flat(stage="A", out=tmp_path / "split", train=[unlabeled], stop_after=2, **cfg), log=silent)
+    train(TrainConfig.from_flat(stage="A", out=tmp_path / "split", train=[unlabeled], resume=True, **cfg), log=silent)
     a, b = load_checkpoint(tmp_path / "full" / "last.ckpt"), load_checkpoint(tmp_path / "split" / "last.ckpt")
     for part in ("state_dict", "ema_state_dict", "mim_head"):
         for key, value in a[part].items():
@@ -78,6 +78,6 @@ def test_masked_run_resumes_to_the_same_weights(unlabeled, tmp_path, quick):
 
 
 def test_use_ema_without_a_teacher_is_a_clear_error(tiny_data, tmp_path, quick):
-    train(TrainConfig(stage="A", out=tmp_path, train=[tiny_data / "train.h5"], **quick), log=silent)
+    train(TrainConfig.from_flat(stage="A", out=tmp_path, train=[tiny_data / "train.h5"], **quick), log=silent)
     with pytest.raises(PolstereoError, match="has no EMA teacher"):
         load_for_inference(tmp_path / "last.ckpt", use_ema=True)

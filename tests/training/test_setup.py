@@ -42,8 +42,8 @@ def s2m2_weights(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("stage", ["B", "C"])
 def test_later_stages_refuse_official_s2m2_weights_without_stage_a(s2m2_weights, tiny_data, tmp_path, quick, stage):
-    cfg = TrainConfig(stage=stage, out=tmp_path / "run", train=[tiny_data / "train.h5"], init=str(s2m2_weights),
-                      model="s2m2-S", **quick)
+    cfg = TrainConfig.from_flat(stage=stage, out=tmp_path / "run", train=[tiny_data / "train.h5"],
+                                init=str(s2m2_weights), model="s2m2-S", **quick)
     required = STAGES[STAGES[stage].requires]
     needs = rf"needs a checkpoint that went through stage {required.name} \({required.command}\)"
     with pytest.raises(PolstereoError, match=needs + "; official S2M2 weights have no stage. Use --force") as err:
@@ -52,7 +52,7 @@ def test_later_stages_refuse_official_s2m2_weights_without_stage_a(s2m2_weights,
 
 
 def test_forced_learn_pol_starts_from_official_s2m2_weights(s2m2_weights, tmp_path):
-    cfg = TrainConfig(stage="B", out=tmp_path, train=[], init=str(s2m2_weights), model="s2m2-S", force=True)
+    cfg = TrainConfig.from_flat(stage="B", out=tmp_path, train=[], init=str(s2m2_weights), model="s2m2-S", force=True)
     start = starting_point(cfg, STAGES["B"], tmp_path / "last.ckpt")
     assert isinstance(start.model.base, S2M2Base)
     assert (start.lineage, start.init_desc) == ([], f"s2m2:{s2m2_weights}")
@@ -61,13 +61,13 @@ def test_forced_learn_pol_starts_from_official_s2m2_weights(s2m2_weights, tmp_pa
 
 
 def test_adapt_starts_from_official_s2m2_weights(s2m2_weights, tmp_path):
-    cfg = TrainConfig(stage="A", out=tmp_path, train=[], init=str(s2m2_weights), model="s2m2-S")
+    cfg = TrainConfig.from_flat(stage="A", out=tmp_path, train=[], init=str(s2m2_weights), model="s2m2-S")
     assert isinstance(starting_point(cfg, STAGES["A"], tmp_path / "last.ckpt").model.base, S2M2Base)
 
 
 def test_ddp_searches_for_unused_parameters_only_where_a_trainable_s2m2_base_may_leave_some(s2m2_weights,
                                                                                             tmp_path):
-    cfg = TrainConfig(stage="A", out=tmp_path, train=[], init=str(s2m2_weights), model="s2m2-S")
+    cfg = TrainConfig.from_flat(stage="A", out=tmp_path, train=[], init=str(s2m2_weights), model="s2m2-S")
     s2m2_model = starting_point(cfg, STAGES["A"], tmp_path / "last.ckpt").model
     assert may_leave_parameters_unused(prepare_model(s2m2_model, cfg, STAGES["A"], 1))  # adapt trains the base
     assert not may_leave_parameters_unused(prepare_model(s2m2_model, cfg, STAGES["B"], 1))  # base frozen

@@ -31,8 +31,8 @@ def tiny_batch() -> dict:
 
 def make_step(stage="A", model=None, head=None, amp_dtype=None, **kwargs):
     """A TrainStep for ``stage`` on a tiny model (or ``model``), prepared as the trainer prepares it."""
-    options = {k: kwargs.pop(k) for k in list(kwargs) if k in TrainConfig.__dataclass_fields__}
-    cfg = TrainConfig(stage=stage, out=None, train=[], iters=1, **options)
+    options = {k: kwargs.pop(k) for k in list(kwargs) if k in TrainConfig.flat_fields()}
+    cfg = TrainConfig.from_flat(stage=stage, out=None, train=[], iters=1, **options)
     torch.manual_seed(0)
     model = prepare_model(model or build_model({"base": "tiny"}), cfg, STAGES[stage], color_channels=1).train()
     parameters = [p for p in model.parameters() if p.requires_grad] + (list(head.parameters()) if head else [])

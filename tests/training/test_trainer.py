@@ -11,8 +11,8 @@ silent = lambda msg: None  # noqa: E731
 
 
 def run(stage, out, data, init=None, **kw):
-    return train(TrainConfig(stage=stage, out=out, train=[data / "train.h5"], val=data / "val.h5", init=init, **kw),
-                 log=silent)
+    return train(TrainConfig.from_flat(stage=stage, out=out, train=[data / "train.h5"], val=data / "val.h5",
+                                       init=init, **kw), log=silent)
 
 
 @pytest.fixture(scope="module")
@@ -152,9 +152,9 @@ def test_learn_pol_on_rgb_data(tmp_path, quick):
         samples.append(s)
     write_samples(tmp_path / "rgb.h5", samples, color="rgb")
     cfg = dict(quick, steps=2)
-    train(TrainConfig(stage="A", out=tmp_path / "A", train=[tmp_path / "rgb.h5"], **cfg), log=silent)
-    train(TrainConfig(stage="B", out=tmp_path / "B", train=[tmp_path / "rgb.h5"], init=str(tmp_path / "A" / "last.ckpt"),
-                      max_correction=100.0, **cfg), log=silent)
+    train(TrainConfig.from_flat(stage="A", out=tmp_path / "A", train=[tmp_path / "rgb.h5"], **cfg), log=silent)
+    train(TrainConfig.from_flat(stage="B", out=tmp_path / "B", train=[tmp_path / "rgb.h5"],
+                                init=str(tmp_path / "A" / "last.ckpt"), max_correction=100.0, **cfg), log=silent)
     payload = load_checkpoint(tmp_path / "B" / "last.ckpt")
     assert payload["model_config"]["correction"]["color_channels"] == 3
 
@@ -235,7 +235,7 @@ def test_dataset_steps_must_add_up(tiny_data, tmp_path, quick):
 
 def test_missing_training_file_is_a_one_line_error(tiny_data, tmp_path, quick):
     with pytest.raises(PolstereoError, match="no such file"):
-        train(TrainConfig(stage="A", out=tmp_path, train=[tmp_path / "nope.h5"], **quick), log=silent)
+        train(TrainConfig.from_flat(stage="A", out=tmp_path, train=[tmp_path / "nope.h5"], **quick), log=silent)
 
 
 def test_bf16_autocast_on_cpu_trains_without_nonfinite_losses(tiny_data, tmp_path, quick):
@@ -260,7 +260,7 @@ def test_fp16_overflow_is_counted_and_leaves_the_weights_alone(tiny_data, tmp_pa
 
 def test_warp_source_override_is_recorded_and_checked(stage_a, tiny_data, tmp_path, quick):
     run("B", tmp_path / "b", tiny_data, init=str(stage_a), max_correction=50.0, warp_source="pred", **quick)
-    assert load_checkpoint(tmp_path / "b" / "last.ckpt")["train_config"]["warp_source"] == "pred"
+    assert load_checkpoint(tmp_path / "b" / "last.ckpt")["train_config"]["model"]["warp_source"] == "pred"
     with pytest.raises(PolstereoError, match="has no correction module"):
         run("A", tmp_path / "a", tiny_data, warp_source="pred", **quick)
 
@@ -291,7 +291,7 @@ def test_learn_pol_builds_a_shape_aware_unet_module_and_trains_with_the_shape_lo
     payload = load_checkpoint(tmp_path / "b" / "last.ckpt")
     correction = payload["model_config"]["correction"]
     assert correction["context"] == "unet" and correction["shape_features"] is True
-    assert payload["train_config"]["shape_weight"] == 2.0
+    assert payload["train_config"]["optim"]["shape_weight"] == 2.0
     # finetune keeps the module; asking it for another context is refused, not ignored
     with pytest.raises(PolstereoError, match="--correction-context dilated: the --init checkpoint already has"):
         run("C", tmp_path / "c", tiny_data, init=str(tmp_path / "b" / "last.ckpt"), correction_context="dilated",
@@ -308,8 +308,9 @@ def test_shape_loss_term_changes_the_loss_only_when_weighted(monkeypatch):
              "inside": torch.ones(1, 1, 16, 16, dtype=torch.bool), "left": torch.rand(1, 4, 1, 16, 16)}
     disparity = (3.0 + 0.1 * torch.randn(1, 1, 16, 16)).requires_grad_()
     out = {"disparities": [disparity], "disparity": disparity, "correction": None}
-    plain = trainer._loss(out, batch, STAGES["A"], TrainConfig(stage="A", out=None, train=[]), 16)
-    shaped = trainer._loss(out, batch, STAGES["A"], TrainConfig(stage="A", out=None, train=[], shape_weight=3.0), 16)
+    plain = trainer._loss(out, batch, STAGES["A"], TrainConfig.from_flat(stage="A", out=None, train=[]), 16)
+    shaped = trainer._loss(out, batch, STAGES["A"],
+                           TrainConfig.from_flat(stage="A", out=None, train=[], shape_weight=3.0), 16)
     from polstereo.polar.shape import shape_loss
 
     expected = plain + 3.0 * shape_loss(disparity, batch["left"], min_dolp=0.02)
@@ -351,8 +352,8 @@ def test_finetune_on_unlabeled_captures_learns_from_the_shape_loss_alone(stage_a
     write_samples(tmp_path / "captures.h5", unlabeled)
     run("B", tmp_path / "b", tiny_data, init=str(stage_a), max_correction=50.0, **quick)
     before = load_checkpoint(tmp_path / "b" / "last.ckpt")["state_dict"]
-    train(TrainConfig(stage="C", out=tmp_path / "c", train=[tmp_path / "captures.h5"], init=str(tmp_path / "b" / "last.ckpt"),
-                      shape_weight=1.0, **quick), log=silent)
+    train(TrainConfig.from_flat(stage="C", out=tmp_path / "c", train=[tmp_path / "captures.h5"],
+                                init=str(tmp_path / "b" / "last.ckpt"), shape_weight=1.0, **quick), log=silent)
     payload = load_checkpoint(tmp_path / "c" / "last.ckpt")
     after = payload["state_dict"]
     assert payload["skipped_steps"] == 0 if "skipped_steps" in payload else True
