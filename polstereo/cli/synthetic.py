@@ -30,9 +30,19 @@ from polstereo.io.lock import output_lock
               help="Largest first-surface disparity in pixels [default: 20 % of the width, or the rig's].")
 @click.option("--transparent", nargs=2, type=click.IntRange(0), default=(1, 3), show_default=True,
               metavar="MIN MAX", help="Glass objects per scene; 0 0 makes generic data without glass.")
-@click.option("--glass", default="solid,thin,pane", show_default=True, metavar="KINDS",
-              help="What glass objects are, drawn uniformly per object: comma-separated solid (clear solids), "
-                   "thin (thin-walled cups, jars, bottles, bowls, vases), pane (flat panes).")
+@click.option("--glass", default="solid,thin,pane,slab", show_default=True, metavar="KINDS",
+              help="What glass objects are, drawn uniformly per object: comma-separated solid (clear solids: "
+                   "spheres, ellipsoids, cylinders, boxes, prisms), thin (thin-walled cups, jars, bottles, bowls, "
+                   "vases), pane (flat panes), slab (thick panes); panes and slabs at any orientation.")
+@click.option("--lighting", default="window-env,area-lamp,overhead,uniform", show_default=True, metavar="FAMILIES",
+              help="Lighting families, drawn uniformly per scene: comma-separated window-env (sky and bright "
+                   "windows), area-lamp (large lamps in a dark room), overhead (ceiling panels), uniform (an even "
+                   "environment), room-env (the one lighting of earlier versions).")
+@click.option("--polarization", type=click.Choice(["mueller", "shared-plane"]), default="mueller",
+              show_default=True,
+              help="The renderer's polarization model: mueller (every interface in its own plane of incidence, "
+                   "reflections traced into the scene) or shared-plane (earlier versions: all of a pixel in the "
+                   "first hit's plane of incidence).")
 @click.option("--textures", type=click.Choice(["procedural", "photo", "mix"]), default="mix", show_default=True,
               help="Textures of walls, floors and opaque objects: procedural patterns, photographs (scikit-image's "
                    "bundled ones plus --texture-dir), or either drawn per surface.")
@@ -65,15 +75,17 @@ from polstereo.io.lock import output_lock
 @json_option
 def make_synthetic_cmd(out_dir: Path, num: int, seed: int, size: tuple[int, int], rig: str | None,
                        focal: float | None, baseline: float | None, max_disparity: float | None,
-                       transparent: tuple[int, int], glass: str, textures: str, texture_dir: Path | None,
+                       transparent: tuple[int, int], glass: str, lighting: str, polarization: str, textures: str,
+                       texture_dir: Path | None,
                        opaque: tuple[int, int], split: tuple[float, float, float], bit_depth: str | None,
                        extinction_ratio: float | None, color: str, noise: bool, workers: int, overwrite: bool,
                        shard_size: int | None, resume: bool, quiet: bool, json_out: str | None) -> None:
     """Render a synthetic polarized stereo dataset into OUT_DIR/{train,val,test}.h5.
 
     Rectified pinhole pairs of textured walls, opaque objects and glass (clear solids,
-    thin-walled vessels, panes), ray cast per view: glass shows the refracted background plus a polarized Fresnel
-    reflection of a structured environment. Ground truth: first-surface disparity,
+    thin-walled vessels, panes, slabs), ray cast per view: glass shows the refracted background plus a polarized
+    Fresnel reflection of the scene and a lit environment, every interface polarizing in its own plane of
+    incidence. Ground truth: first-surface disparity,
     transparency, validity and occlusion masks. The three files are written as one set:
     an earlier set in OUT_DIR needs --overwrite, and an interrupted run leaves it as it
     was. See docs/synthetic.md.
@@ -84,7 +96,9 @@ def make_synthetic_cmd(out_dir: Path, num: int, seed: int, size: tuple[int, int]
     ideal_polarizer = extinction_ratio is not None and math.isinf(extinction_ratio)
     values = dict(width=size[0], height=size[1], focal_px=focal, baseline_m=baseline, max_disparity=max_disparity,
                   transparent=tuple(transparent), opaque=tuple(opaque),
-                  glass=tuple(kind.strip() for kind in glass.split(",") if kind.strip()), textures=textures,
+                  glass=tuple(kind.strip() for kind in glass.split(",") if kind.strip()),
+                  lighting=tuple(family.strip() for family in lighting.split(",") if family.strip()),
+                  polarization=polarization, textures=textures,
                   texture_dir=None if texture_dir is None else str(texture_dir.absolute()), noise=noise,
                   bit_depth=None if bit_depth is None else int(bit_depth),
                   extinction_ratio=None if ideal_polarizer else extinction_ratio, color=color, seed=seed)

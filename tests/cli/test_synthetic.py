@@ -154,3 +154,32 @@ def test_bad_texture_and_sensor_options_are_one_line_usage_errors(tmp_path, args
     result = run_group(tmp_path / "out", "--num", 1, *TINY, *args)
     assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_lighting_and_polarization_options_reach_the_provenance_and_the_samples(tmp_path):
+    result = run(tmp_path / "out", "--num", 2, "--split", 1, 0, 0, "--lighting", "uniform, overhead",
+                 "--polarization", "shared-plane", "--glass", "slab", *TINY)
+    assert result.exit_code == 0, result.output
+    reader = H5Reader(tmp_path / "out" / "train.h5")
+    config = reader.attrs["provenance"]["config"]
+    assert (config["lighting"], config["polarization"], config["glass"]) == (["uniform", "overhead"],
+                                                                             "shared-plane", ["slab"])
+    assert {reader.read(i).lighting for i in range(2)} <= {"uniform", "overhead"}
+
+
+def test_the_default_set_draws_the_new_glass_kinds_lighting_and_renderer(tmp_path):
+    assert run(tmp_path / "out", "--num", 1, "--split", 1, 0, 0, *TINY).exit_code == 0
+    config = H5Reader(tmp_path / "out" / "train.h5").attrs["provenance"]["config"]
+    assert config["glass"] == ["solid", "thin", "pane", "slab"] and config["polarization"] == "mueller"
+    assert config["lighting"] == ["window-env", "area-lamp", "overhead", "uniform"]
+    assert (config["prisms"], config["pane_orientation"]) == (True, "any")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lighting", "disco"], "lighting must be"),
+    (["--polarization", "jones"], "--polarization"),
+])
+def test_bad_lighting_and_polarization_options_are_one_line_usage_errors(tmp_path, args, message):
+    result = run_group(tmp_path / "out", "--num", 1, *TINY, *args)
+    assert result.exit_code == 2 and message in result.output
+    assert not (tmp_path / "out").exists()

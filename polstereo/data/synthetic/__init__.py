@@ -2,10 +2,11 @@
 
 Vectorised numpy ray casting, no renderer dependency: ``config`` (what to make),
 ``rigs`` (presets of real polarization stereo rigs), ``scene`` (rig, surfaces,
-materials, lighting, the random sampler), ``geometry`` (intersections), ``textures``
-(procedural and photo), ``photos`` (the photographs, decoded once per process), ``optics`` (Fresnel, Snell, polarization in the image),
-``render`` (both views and the ground truth) and ``generate`` (sensor, samples,
-datasets). docs/synthetic.md describes the model.
+materials, lighting families, the random sampler), ``geometry`` (intersections),
+``textures`` (procedural and photo), ``photos`` (the photographs, decoded once per
+process), ``optics`` (Fresnel, Snell, Stokes vectors and Mueller matrices, polarization
+in the image), ``render`` (both views and the ground truth) and ``generate`` (sensor,
+samples, datasets). docs/synthetic.md describes the model.
 """
 
 from polstereo.data.synthetic.config import SyntheticConfig

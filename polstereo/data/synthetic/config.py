@@ -18,11 +18,24 @@ from polstereo.data.synthetic.rigs import RIG_PRESETS
 from polstereo.errors import EXIT_USAGE, PolstereoError
 
 BIT_DEPTHS = {8: 255, 12: 4095, 16: 65535}  # bit depth -> white level
-# what a glass object can be: a clear solid (ellipsoid, cylinder, box), a thin-walled vessel
-# (cup, jar, bottle, bowl, vase), or a flat pane
-GLASS_KINDS = ("solid", "thin", "pane")
+# what a glass object can be: a clear solid (ellipsoid, cylinder, box, prism), a thin-walled vessel
+# (cup, jar, bottle, bowl, vase), a flat pane or a slab (a thick pane)
+GLASS_KINDS = ("solid", "thin", "pane", "slab")
 # how opaque surfaces are textured: procedural patterns only, photographs only, or half and half
 TEXTURE_MODES = ("procedural", "photo", "mix")
+# how the renderer follows polarization: "mueller" gives every interface its own plane of
+# incidence (Mueller matrices, frames rotated between interfaces) and traces reflections into the
+# scene; "shared-plane" is the generator before it (all parts of a pixel in the first hit's plane)
+POLARIZATION_MODELS = ("mueller", "shared-plane")
+# how panes and slabs are turned: "any" (yaw and pitch over a wide range, near Brewster's angle and
+# strongly tilted included) or "facing" (the camera, within ±0.9 rad of yaw and ±0.3 of pitch: before)
+PANE_ORIENTATIONS = ("any", "facing")
+# the lighting families (scene.random_lighting; "room-env" is the one lighting of earlier versions)
+LIGHTING_FAMILIES = ("window-env", "area-lamp", "overhead", "uniform")
+ALL_LIGHTING = LIGHTING_FAMILIES + ("room-env",)
+# what a provenance record from before a field existed means: the generator of its time
+EARLIER_DEFAULTS = {"glass": ["solid"], "textures": "procedural", "polarization": "shared-plane",
+                    "pane_orientation": "facing", "prisms": False, "lighting": ["room-env"]}
 
 
 @dataclass(frozen=True)
@@ -46,7 +59,11 @@ class SyntheticConfig:
     textured: procedural patterns (``"procedural"``, exactly the scenes made before the
     option existed), photographs (``"photo"``: the images bundled with scikit-image plus
     the PNG/JPEG files in ``texture_dir``, if given) or either, drawn per surface
-    (``"mix"``).
+    (``"mix"``). ``prisms``: clear solids include triangular prisms. ``pane_orientation``
+    (:data:`PANE_ORIENTATIONS`): panes and slabs at ``"any"`` orientation or ``"facing"`` the
+    camera. ``lighting``: the families (:data:`ALL_LIGHTING`) each scene's lighting is drawn
+    from, uniformly. ``polarization`` (:data:`POLARIZATION_MODELS`): the renderer's model.
+    The values that make the scenes of earlier versions are :data:`EARLIER_DEFAULTS`.
 
     Sensor: shot noise with ``full_well_e`` electrons at white level and Gaussian read
     noise of ``read_noise`` (fraction of white level) when ``noise`` is on; output
@@ -73,8 +90,12 @@ class SyntheticConfig:
     glossy_fraction: float = 0.3
     ior_range: tuple[float, float] = (1.4, 1.6)
     glass: tuple[str, ...] = GLASS_KINDS
+    prisms: bool = True
+    pane_orientation: str = "any"
     textures: str = "mix"
     texture_dir: str | None = None
+    lighting: tuple[str, ...] = LIGHTING_FAMILIES
+    polarization: str = "mueller"
     noise: bool = True
     full_well_e: float = 10000.0
     read_noise: float = 0.002
@@ -131,6 +152,13 @@ class SyntheticConfig:
             raise bad(f"refractive index range must satisfy 1 < min <= max < 3, got {self.ior_range}")
         if not self.glass or any(kind not in GLASS_KINDS for kind in self.glass):
             raise bad(f"glass kinds must be a non-empty list of {', '.join(GLASS_KINDS)}; got {list(self.glass)}")
+        if self.pane_orientation not in PANE_ORIENTATIONS:
+            raise bad(f"pane orientation must be one of {', '.join(PANE_ORIENTATIONS)}, got {self.pane_orientation!r}")
+        if not self.lighting or any(family not in ALL_LIGHTING for family in self.lighting):
+            raise bad(f"lighting must be a non-empty list of {', '.join(ALL_LIGHTING)}; got {list(self.lighting)}")
+        if self.polarization not in POLARIZATION_MODELS:
+            raise bad(f"polarization model must be one of {', '.join(POLARIZATION_MODELS)}, "
+                      f"got {self.polarization!r}")
         if self.textures not in TEXTURE_MODES:
             raise bad(f"textures must be one of {', '.join(TEXTURE_MODES)}, got {self.textures!r}")
         if self.texture_dir is not None and self.textures == "procedural":
@@ -168,13 +196,15 @@ class SyntheticConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "SyntheticConfig":
-        """The inverse of :meth:`to_dict` (unknown keys are an error). A record without
-        ``glass`` predates the option, whose only kind then was solid glass; one without
-        ``textures`` predates photo textures (procedural only); the later fields' defaults
-        (no texture folder, ideal polarizer, no rig) are the old behaviour."""
+        """The inverse of :meth:`to_dict` (unknown keys are an error). A record without a field
+        predates it and means what the generator did then (:data:`EARLIER_DEFAULTS`): no
+        ``glass``, solid glass; no ``textures``, procedural ones; no ``prisms``,
+        ``pane_orientation``, ``lighting`` or ``polarization``, no prisms, panes facing the
+        camera, the "room-env" lighting and the "shared-plane" renderer; the other fields'
+        defaults (no texture folder, ideal polarizer, no rig) are the old behaviour."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:
             raise PolstereoError(f"synthetic config: unknown field(s) {unknown}", EXIT_USAGE)
-        values = {"glass": ["solid"], "textures": "procedural", **values}
+        values = {**EARLIER_DEFAULTS, **values}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

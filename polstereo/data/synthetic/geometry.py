@@ -5,8 +5,8 @@ Rays are origins ``O`` (``(3, 1)`` shared or ``(3, N)``) and unit directions ``D
 surface kinds:
 
 - :class:`Plane`: an infinite plane (background walls, floors).
-- :class:`Convex`: a unit shape (sphere, cube or cylinder) scaled per axis, rotated and
-  placed: ellipsoids, boxes and elliptic cylinders. Convex shapes give the whole
+- :class:`Convex`: a unit shape (sphere, cube, cylinder or triangular prism) scaled per
+  axis, rotated and placed: ellipsoids, boxes, elliptic cylinders and prisms. Convex shapes give the whole
   entry/exit interval of a ray, which is what refraction through a solid needs.
 - :class:`Hollow`: a convex solid with convex holes cut out of it: thin-walled vessels
   (cups, jars, bowls, vases). A hole inside the solid makes a closed cavity, one that
@@ -111,12 +111,51 @@ def _cylinder_level(p: np.ndarray) -> np.ndarray:
     return np.maximum(np.sqrt(p[0] * p[0] + p[1] * p[1]), np.abs(p[2]))
 
 
+# The unit triangular prism: an equilateral triangle inscribed in the unit circle (a vertex on
+# +y) in the xy plane, |z| <= 1. Its sides are the planes n_k · p = 1/2 with outward normals n_k.
+_PRISM_NORMALS = np.array([[np.cos(a), np.sin(a)] for a in np.radians([-90.0, 30.0, 150.0])])
+_PRISM_APOTHEM = 0.5
+
+
+def _prism_interval(o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    t0, t1 = _slab(o[2], d[2])
+    for nx, ny in _PRISM_NORMALS.tolist():
+        rate = nx * d[0] + ny * d[1]
+        room = _PRISM_APOTHEM - (nx * o[0] + ny * o[1])  # >= 0 on the inner side
+        rate = np.where(np.abs(rate) < _TINY, _TINY, rate)
+        t_plane = room / rate
+        t0 = np.where(rate < 0, np.maximum(t0, t_plane), t0)
+        t1 = np.where(rate > 0, np.minimum(t1, t_plane), t1)
+    miss = t1 < t0
+    return np.where(miss, np.inf, t0), np.where(miss, -np.inf, t1)
+
+
+def _prism_levels(p: np.ndarray) -> np.ndarray:
+    """``(4, N)``: each side's n_k · p / apothem and |z|; the largest is < 1 inside, 1 on the surface."""
+    sides = [(nx * p[0] + ny * p[1]) / _PRISM_APOTHEM for nx, ny in _PRISM_NORMALS.tolist()]
+    return np.stack(sides + [np.abs(p[2])])
+
+
+def _prism_gradient(p: np.ndarray) -> np.ndarray:
+    face = _prism_levels(p).argmax(axis=0)
+    normals = np.zeros((3, 4), dtype=p.dtype)
+    normals[:2, :3] = _PRISM_NORMALS.T
+    g = normals[:, face]
+    g[2] = np.where(face == 3, np.sign(p[2]), 0.0)
+    return g
+
+
+def _prism_level(p: np.ndarray) -> np.ndarray:
+    return _prism_levels(p).max(axis=0)
+
+
 # unit shape -> (entry/exit interval, outward gradient on the surface, level: < 1 inside,
 # 1 on the surface); a new primitive is a row.
 UNIT_SHAPES: dict[str, tuple[IntervalFn, GradientFn, LevelFn]] = {
     "ellipsoid": (_sphere_interval, _sphere_gradient, _sphere_level),
     "box": (_cube_interval, _cube_gradient, _cube_level),
     "cylinder": (_cylinder_interval, _cylinder_gradient, _cylinder_level),
+    "prism": (_prism_interval, _prism_gradient, _prism_level),
 }
 
 

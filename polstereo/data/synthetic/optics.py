@@ -124,3 +124,133 @@ def image_angle_cos_sin(e: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.nd
     cos2 = np.where(zero, 1.0, (du * du - dv_up * dv_up) / r2)
     sin2 = np.where(zero, 0.0, 2.0 * du * dv_up / r2)
     return cos2, sin2
+
+
+# ---------------------------------------------------------------------------- Stokes and Mueller calculus
+# Polarized light along a ray is a Stokes vector (S0, S1, S2, S3) ``(4, C, N)`` in a reference
+# frame: a unit vector x perpendicular to the propagation direction k, with y = k × x.
+# S1 = I(x) - I(y), S2 = I((x + y)/√2) - I((x - y)/√2); S3 (circular) arises only from the phase
+# shift of total internal reflection and matters only where a later one turns it back into S2.
+# At an interface the natural frame is x = s, the unit normal of the plane of incidence, and
+# y = p = k × s on the incoming and on the outgoing side; in those frames Fresnel reflection and
+# transmission are the Mueller matrices
+#
+#     [[a, b, 0, 0], [b, a, 0, 0], [0, 0, c, e], [0, 0, -e, c]]
+#
+# with a = (Rs + Rp)/2, b = (Rs - Rp)/2, c + i·e = rs·conj(rp) for reflection (rs, rp the amplitude
+# coefficients, complex beyond the critical angle), and a = (Ts + Tp)/2, b = (Ts - Tp)/2,
+# c = √(Ts·Tp), e = 0 for transmission (the energy transmittances; radiance's n² factors cancel
+# on a path that enters and leaves the glass).
+def fresnel_reflection_mueller(cos_i: np.ndarray, n1: float | np.ndarray, n2: float | np.ndarray
+                               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(a, b, c, e)`` of the Mueller matrix of reflection at a smooth interface from ``n1`` into
+    ``n2`` in the s/p frames (see above), each ``(N,)`` like ``cos_i`` (taken as |cos|).
+
+    rs = (n1 cos θi - n2 cos θt)/(n1 cos θi + n2 cos θt), rp = (n2 cos θi - n1 cos θt)/(n2 cos θi +
+    n1 cos θt) with p = k × s on both sides, so that at normal incidence rp = -rs: a mirror turns
+    the handedness of the frame, and ±45° light comes back with S2 negated. Beyond the critical
+    angle cos θt is imaginary, |rs| = |rp| = 1 and the phase difference turns S2 into S3.
+    """
+    cos_i = np.minimum(np.abs(cos_i), 1.0)
+    eta = n1 / n2
+    sin2_t = eta * eta * (1.0 - cos_i * cos_i)
+    cos_t = np.sqrt(np.maximum(1.0 - sin2_t, 0.0))
+    rs = (n1 * cos_i - n2 * cos_t) / np.maximum(n1 * cos_i + n2 * cos_t, 1e-12)
+    rp = (n2 * cos_i - n1 * cos_t) / np.maximum(n2 * cos_i + n1 * cos_t, 1e-12)
+    a, b, c = 0.5 * (rs * rs + rp * rp), 0.5 * (rs * rs - rp * rp), rs * rp
+    e = np.zeros_like(c)
+    tir = np.flatnonzero(sin2_t > 1.0)
+    if tir.size:  # cos θt = i·sqrt(sin²θt - 1): unit amplitudes, a phase difference
+        ci = cos_i[tir].astype(np.float64)
+        ct = 1j * np.sqrt(sin2_t[tir].astype(np.float64) - 1.0)
+        n1_, n2_ = (n[tir] if np.ndim(n) else n for n in (n1, n2))
+        rs_tir = (n1_ * ci - n2_ * ct) / (n1_ * ci + n2_ * ct)
+        rp_tir = (n2_ * ci - n1_ * ct) / (n2_ * ci + n1_ * ct)
+        cross_term = rs_tir * np.conj(rp_tir)
+        a[tir], b[tir], c[tir], e[tir] = 1.0, 0.0, cross_term.real, cross_term.imag
+    return tuple(np.asarray(v, dtype=np.float32) for v in (a, b, c, e))
+
+
+def fresnel_transmission_mueller(cos_i: np.ndarray, n1: float | np.ndarray, n2: float | np.ndarray
+                                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(a, b, c, e)`` of the Mueller matrix of transmission from ``n1`` into ``n2`` (see above):
+    Ts = 1 - Rs, Tp = 1 - Rp (0 beyond the critical angle), c = √(Ts·Tp), e = 0; ``(N,)`` float32."""
+    rs, rp = fresnel_reflectance(cos_i, n1, n2)
+    return transmission_of(0.5 * (rs + rp), 0.5 * (rs - rp))
+
+
+def transmission_of(a_reflected: np.ndarray, b_reflected: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The transmission Mueller ``(a, b, c, e)`` of an interface whose reflection has ``a``, ``b``:
+    Ts = 1 - Rs, Tp = 1 - Rp."""
+    ts = np.maximum(1.0 - (a_reflected + b_reflected), 0.0).astype(np.float32)
+    tp = np.maximum(1.0 - (a_reflected - b_reflected), 0.0).astype(np.float32)
+    return 0.5 * (ts + tp), 0.5 * (ts - tp), np.sqrt(ts * tp), np.zeros_like(ts)
+
+
+def apply_mueller(stokes: np.ndarray, mueller: tuple[np.ndarray, ...]) -> np.ndarray:
+    """``(4, C, N)`` Stokes vectors times the interface Mueller matrices ``(a, b, c, e)`` (each ``(N,)``)."""
+    a, b, c, e = (m[None] for m in mueller)
+    s0, s1, s2, s3 = stokes
+    return np.stack([a * s0 + b * s1, b * s0 + a * s1, c * s2 + e * s3, c * s3 - e * s2])
+
+
+def perpendicular(d: np.ndarray) -> np.ndarray:
+    """A unit vector perpendicular to each unit direction ``d`` ``(3, N)`` (a reference frame for
+    light that has no preferred one)."""
+    helper = np.where(np.abs(d[1:2]) < 0.9, np.array([[0.0], [1.0], [0.0]], d.dtype),
+                      np.array([[1.0], [0.0], [0.0]], d.dtype))
+    return normalize(cross(helper, d)).astype(d.dtype, copy=False)
+
+
+def s_direction(d: np.ndarray, normal: np.ndarray, fallback: np.ndarray | None = None) -> np.ndarray:
+    """Unit normals ``(3, N)`` of the planes of incidence of rays ``d`` at surface normals ``normal``
+    (the s-direction); where the two are parallel (normal incidence, no plane), ``fallback`` (unit
+    vectors perpendicular to ``d``; default :func:`perpendicular`)."""
+    s = cross(d, normal)
+    length = np.sqrt(dot(s, s))
+    degenerate = np.flatnonzero(length < 1e-6)
+    length[degenerate] = 1.0
+    s /= length
+    if degenerate.size:
+        s[:, degenerate] = perpendicular(d[:, degenerate]) if fallback is None else fallback[:, degenerate]
+    return s.astype(d.dtype, copy=False)
+
+
+def rotate_stokes(stokes: np.ndarray, frame_from: np.ndarray, frame_to: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """``(4, C, N)`` Stokes vectors of light travelling along unit ``k`` ``(3, N)`` re-expressed from
+    reference frame ``frame_from`` to ``frame_to`` (unit vectors perpendicular to ``k``).
+
+    With x' = cos φ·x + sin φ·y (y = k × x): S1' = cos 2φ·S1 + sin 2φ·S2, S2' = -sin 2φ·S1 + cos 2φ·S2.
+    """
+    cos_phi = dot(frame_from, frame_to)
+    sin_phi = dot(k, cross(frame_from, frame_to))
+    cos2, sin2 = (cos_phi * cos_phi - sin_phi * sin_phi)[None], (2.0 * cos_phi * sin_phi)[None]
+    s0, s1, s2, s3 = stokes
+    return np.stack([s0, cos2 * s1 + sin2 * s2, cos2 * s2 - sin2 * s1, s3])
+
+
+def stokes_to_image(stokes: np.ndarray, frame: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Linear Stokes ``(3, C, N)`` in the image convention of light reaching a camera along rays
+    ``d`` ``(3, N)`` (it travels along -d) from Stokes ``(4, C, N)`` in reference frame ``frame``.
+
+    The major axis of the polarization, cos ψ·x + sin ψ·y with tan 2ψ = S2/S1, is projected into
+    the image (:func:`image_angle_cos_sin`); its degree is kept. For light polarized along x this
+    is exactly what projecting x does.
+    """
+    s0, s1, s2 = stokes[0], stokes[1], stokes[2]
+    linear = np.sqrt(s1 * s1 + s2 * s2)
+    ratio = s1 / np.maximum(linear, 1e-30)
+    cos_psi = np.sqrt(np.clip(0.5 * (1.0 + ratio), 0.0, 1.0))
+    sin_psi = np.where(s2 < 0, -1.0, 1.0) * np.sqrt(np.clip(0.5 * (1.0 - ratio), 0.0, 1.0))
+
+    def projected(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # image right, image up (see image_angle_cos_sin)
+        return e[0] - e[2] * d[0] / d[2], -(e[1] - e[2] * d[1] / d[2])
+
+    (xu, xv), (yu, yv) = projected(frame), projected(cross(-d, frame))
+    u, v = cos_psi * xu + sin_psi * yu, cos_psi * xv + sin_psi * yv  # the image of the axis: linear in it
+    r2 = u * u + v * v
+    zero = r2 < 1e-20
+    r2 = np.where(zero, 1.0, r2)
+    cos2 = np.where(zero, 1.0, (u * u - v * v) / r2)
+    sin2 = np.where(zero, 0.0, 2.0 * u * v / r2)
+    return np.stack([s0, linear * cos2, linear * sin2]).astype(np.float32, copy=False)

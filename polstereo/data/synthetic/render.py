@@ -2,27 +2,35 @@
 
 Each view is rendered on its own (no warping), so occlusions and view-dependent
 effects (specular reflections, refraction) are real. Per pixel the camera ray's
-first hit is shaded into linear Stokes parameters (S0, S1, S2):
+first hit is shaded into linear Stokes parameters (S0, S1, S2), by one of two models
+(``Scene.polarization``).
 
-- opaque surfaces: Lambertian S0 from distant lights and an ambient term (no
-  shadows), weakly polarized parallel to the plane of emission (diffuse Fresnel
-  transmission); glossy ones add a Fresnel mirror reflection of the environment,
-  polarized perpendicular to the plane of incidence.
-- glass: Fresnel reflection of the structured environment (s-polarized, degree
-  (Rs - Rp)/(Rs + Rp)) plus the background seen through the solid: the ray is
-  refracted in, followed to the exit (total internal reflection bounces included),
-  refracted out and traced on into the scene; the transmitted light carries the
-  product of the interfaces' Ts, Tp and so is p-polarized, degree (Tp - Ts)/(Ts + Tp).
-- thin-walled glass (vessels, panes; ``Material.thin_wall``): the same, wall by wall
-  (outer surface, inner surface, cavity, far wall), plus the partial reflection off
-  the far side of the first wall (a thin wall reflects about twice what one surface
-  does), and the light coming through the far wall keeps its polarization.
+``"mueller"`` (:func:`shade_stokes`; the default): light along every ray is a Stokes
+vector (S0-S3) in a frame of its own, and every interface acts on it with its Fresnel
+Mueller matrix in the frame of its own plane of incidence, the vector rotated from one
+frame into the next (:mod:`~polstereo.data.synthetic.optics`):
 
-Light reaching a surface is otherwise treated as unpolarized and all parts of a pixel share
-the first hit's plane of incidence (exact for spheres, whose refracted paths stay in
-that plane; an approximation for other solids). The plane's perpendicular is
-projected into the image to give the angle of polarization, measured from
-image-horizontal counter-clockwise on screen.
+- opaque surfaces: Lambertian S0 from distant lights and an ambient term (no shadows),
+  weakly polarized parallel to the plane of emission (diffuse Fresnel transmission);
+  glossy ones add the Fresnel reflection of what their mirror direction sees.
+- glass: the Fresnel reflection of what the mirror direction sees (the scene without
+  its glass, then the environment) plus what comes through: the ray is refracted in and
+  followed inside interface by interface, total and (while they matter) partial internal
+  reflections included, and at each interface what is refracted in from outside is
+  traced on into the scene (:func:`_glass_stokes`). Thin walls (vessels, panes;
+  ``Material.thin_wall``) are the same glass, wall by wall.
+
+``"shared-plane"`` (:func:`shade`; the generator before, kept so its data sets can be
+made again): glass reflects the environment (s-polarized, degree (Rs - Rp)/(Rs + Rp)),
+transmitted light carries the product of the interfaces' Ts, Tp (p-polarized, degree
+(Tp - Ts)/(Ts + Tp)), thin walls add the partial reflection off the far side of the
+first wall and keep the polarization of light through their far wall; light reaching a
+surface is otherwise treated as unpolarized and all parts of a pixel share the first
+hit's plane of incidence (exact for spheres, whose refracted paths stay in that plane;
+an approximation for other solids).
+
+Either way the polarization's direction is projected into the image to give the angle of
+polarization, measured from image-horizontal counter-clockwise on screen.
 """
 
 from __future__ import annotations
@@ -32,12 +40,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from polstereo.data.synthetic.geometry import Plane, bounding_candidates
-from polstereo.data.synthetic.optics import (cross, diffuse_dolp, dot, fresnel_reflectance, image_angle_cos_sin,
-                                             normalize, reflect, refract)
+from polstereo.data.synthetic.optics import (apply_mueller, cross, diffuse_dolp, dot, fresnel_reflectance,
+                                             fresnel_reflection_mueller, fresnel_transmission_mueller,
+                                             image_angle_cos_sin, normalize, perpendicular, reflect, refract,
+                                             rotate_stokes, s_direction, stokes_to_image, transmission_of)
 from polstereo.data.synthetic.scene import MATERIAL_KINDS, Scene
 
 MAX_TRACE_DEPTH = 3        # camera ray + two pieces of glass (two solids, or a vessel's near and far walls)
 MAX_INTERNAL_BOUNCES = 3   # total internal reflections followed inside one solid
+# Mueller tracing (Scene.polarization "mueller"): reflections inside glass followed per piece, and the
+# smallest share of a pixel a partial internal reflection must still be able to carry to be followed
+MAX_INTERNAL_REFLECTIONS = 10
+MIN_INTERNAL_REFLECTANCE = 0.01
+MAX_THIN_WALL_REFLECTIONS = 8  # light guided along a thin wall rarely finds its way out sooner
 _NUDGE = 1e-4              # metres: start secondary rays off the surface they leave
 _OCCLUSION_TOL = 1e-3      # relative: the right camera's ray must reach the point within this
 
@@ -143,8 +158,10 @@ def shade(scene: Scene, o: np.ndarray, d: np.ndarray, t: np.ndarray, index: np.n
     return s0, s_lin, normals
 
 
-def _shade_opaque(scene: Scene, obj, p: np.ndarray, d: np.ndarray, nrm: np.ndarray
+def _shade_opaque(scene: Scene, obj, p: np.ndarray, d: np.ndarray, nrm: np.ndarray, coat: bool = True
                   ) -> tuple[np.ndarray, np.ndarray]:
+    """S0 and the linear part along s of an opaque surface: diffuse, plus (``coat``) a glossy
+    material's mirror reflection of the environment."""
     mat = obj.material
     # The pixel footprint as seen from the LEFT camera in both views, so both get the same
     # band-limited texture; slant stretches one axis by 1/cos, take the geometric mean.
@@ -163,7 +180,7 @@ def _shade_opaque(scene: Scene, obj, p: np.ndarray, d: np.ndarray, nrm: np.ndarr
     cos_e = -dot(d, nrm)
     # Diffuse light is polarized parallel to the plane of emission: negative along s.
     s_lin = -s0 * (mat.depolarization * diffuse_dolp(cos_e, mat.ior))[None]
-    if mat.kind == "glossy" and mat.specular > 0:
+    if coat and mat.kind == "glossy" and mat.specular > 0:
         rs, rp = fresnel_reflectance(cos_e, 1.0, mat.ior)
         env = scene.environment.radiance(reflect(d, nrm)) * mat.specular
         s0 = s0 + env * (0.5 * (rs + rp))[None]
@@ -268,6 +285,218 @@ def radiance(scene: Scene, o: np.ndarray, d: np.ndarray, depth: int) -> np.ndarr
     return shade(scene, o, d, t, index, depth)[0]
 
 
+# ---------------------------------------------------------------------------- Mueller tracing
+def shade_stokes(scene: Scene, o: np.ndarray, d: np.ndarray, t: np.ndarray, index: np.ndarray, depth: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Polarized radiance leaving the first hits towards the rays' origins (light travelling along -d).
+
+    Returns ``stokes`` ``(4, C, N)`` (S0-S3, :mod:`~polstereo.data.synthetic.optics`) in the
+    reference frames ``frame`` ``(3, N)`` (unit, perpendicular to ``d``: the s-direction of the
+    hit where there is one) and ``normals`` ``(3, N)`` facing the rays (zero where no hit). Rays
+    that hit nothing see the environment, unpolarized.
+    """
+    channels = scene.channels
+    n_rays = d.shape[1]
+    stokes = np.zeros((4, channels, n_rays), dtype=np.float32)
+    frame = np.empty((3, n_rays), dtype=np.float32)
+    normals = np.zeros((3, n_rays), dtype=np.float32)
+    miss = np.flatnonzero(index < 0)
+    if miss.size:
+        stokes[0][:, miss] = scene.environment.radiance(d[:, miss])
+        frame[:, miss] = perpendicular(d[:, miss])
+    for k, obj in enumerate(scene.objects):
+        sel = np.flatnonzero(index == k)
+        if sel.size == 0:
+            continue
+        ds = d[:, sel]
+        p = _take(o, sel) + t[sel] * ds
+        nrm = obj.surface.normal_at(p).astype(np.float32, copy=False)
+        facing = dot(nrm, ds) > 0
+        nrm = np.where(facing, -nrm, nrm)
+        s_dir = s_direction(ds, nrm)
+        if obj.material.kind == "glass":
+            stokes[:, :, sel] = _glass_stokes(scene, obj, p, ds, nrm, s_dir, depth)
+        else:
+            traced_coat = depth > 0
+            s0, s_lin = _shade_opaque(scene, obj, p, ds, nrm, coat=not traced_coat)
+            stokes[0][:, sel], stokes[1][:, sel] = s0, s_lin
+            mat = obj.material
+            if traced_coat and mat.kind == "glossy" and mat.specular > 0:  # the clear coat mirrors the scene
+                mirror = reflect(ds, nrm)
+                light, light_frame = radiance_stokes(scene, p + _NUDGE * nrm, mirror, 0)
+                coat = fresnel_reflection_mueller(-dot(ds, nrm), 1.0, mat.ior)
+                stokes[:, :, sel] += mat.specular * _through_interface(light, light_frame, mirror, s_dir, coat)
+        frame[:, sel], normals[:, sel] = s_dir, nrm
+    return stokes, frame, normals
+
+
+def radiance_stokes(scene: Scene, o: np.ndarray, d: np.ndarray, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """Polarized radiance ``(4, C, N)`` arriving along rays (travelling along -d) and its frames ``(3, N)``."""
+    t, index = closest_hit(scene, o, d, with_glass=depth > 0)
+    return shade_stokes(scene, o, d, t, index, depth)[:2]
+
+
+def _through_interface(stokes: np.ndarray, frame: np.ndarray, arriving: np.ndarray, s_dir: np.ndarray,
+                       mueller: tuple[np.ndarray, ...]) -> np.ndarray:
+    """Light ``stokes`` in ``frame`` arriving at an interface against the backward ray ``arriving``
+    (it travels along -arriving), reflected or refracted by ``mueller``: Stokes in frame ``s_dir``."""
+    return apply_mueller(rotate_stokes(stokes, frame, s_dir, -arriving), mueller)
+
+
+class _Exits:
+    """Rays leaving a piece of glass, collected interface by interface and traced together.
+
+    Each part is a set of rays (origins, directions) whose light is refracted or reflected
+    into the glass by an interface (the Mueller matrices ``(a, b, c, e)`` in that interface's
+    frames ``s_frame``) and added to ``target[..., index]`` (a ``(4, C, N)`` array; the indices
+    of one part are distinct).
+    """
+
+    def __init__(self) -> None:
+        self.parts: list[tuple] = []
+
+    def add(self, origins: np.ndarray, directions: np.ndarray, s_frame: np.ndarray, mueller: tuple[np.ndarray, ...],
+            target: np.ndarray, index: np.ndarray) -> None:
+        if index.size:
+            self.parts.append((origins, directions, s_frame, mueller, target, index))
+
+    def __len__(self) -> int:
+        return sum(part[5].size for part in self.parts)
+
+    def deliver(self, light: np.ndarray, frame: np.ndarray) -> None:
+        """Hand each ray's light ``(4, C, M)`` in ``frame`` (in the order added) to its target."""
+        start = 0
+        for _, directions, s_frame, mueller, target, index in self.parts:
+            stop = start + index.size
+            target[..., index] += _through_interface(light[..., start:stop], frame[:, start:stop], directions,
+                                                     s_frame, mueller)
+            start = stop
+
+
+def _trace_together(scene: Scene, depth: int, *exit_sets: _Exits) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The light ``(4, C, M)`` and frames ``(3, M)`` arriving along the rays of each of ``exit_sets``,
+    traced in one go."""
+    parts = [part for exits in exit_sets for part in exits.parts]
+    if not parts:
+        return [(np.zeros((4, scene.channels, 0), np.float32), np.zeros((3, 0), np.float32)) for _ in exit_sets]
+    light, frame = radiance_stokes(scene, np.concatenate([part[0] for part in parts], axis=1),
+                                   np.concatenate([part[1] for part in parts], axis=1), depth)
+    bounds = np.cumsum([0] + [len(exits) for exits in exit_sets])
+    return [(light[..., a:b], frame[:, a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _perpendicular_part(frame: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Unit ``frame`` vectors made perpendicular to the directions ``k`` (the frame of a nearly
+    parallel ray carried over); where that leaves nothing, any perpendicular."""
+    v = frame - dot(frame, k) * k
+    length = np.sqrt(dot(v, v))
+    bad = np.flatnonzero(length < 1e-3)
+    length[bad] = 1.0
+    v = v / length
+    if bad.size:
+        v[:, bad] = perpendicular(k[:, bad])
+    return v.astype(np.float32, copy=False)
+
+
+def _glass_stokes(scene: Scene, obj, p: np.ndarray, d: np.ndarray, nrm: np.ndarray, s_dir: np.ndarray,
+                  depth: int) -> np.ndarray:
+    """Stokes ``(4, C, N)`` in frames ``s_dir`` of the light leaving glass at ``p`` against rays ``d``,
+    each interface acting in the frame of its own plane of incidence.
+
+    The Fresnel reflection of the scene (without its glass: depth 0) plus what comes through the
+    glass: the backward rays are refracted in and followed inside, breadth first. At each
+    interface what is refracted in from outside is traced on into the scene: with ``depth - 1``
+    on the main path (refracted in, then only totally reflected), without the scene's glass
+    where a partial reflection inside came first (glass seen that way is a second-order effect,
+    and tracing it would multiply the cost). What is reflected there inside goes on while it
+    can still carry :data:`MIN_INTERNAL_REFLECTANCE` of the pixel (the product of the largest
+    of Rs, Rp of the reflections on its way, 1 for total ones), up to
+    :data:`MAX_INTERNAL_REFLECTIONS` reflections. The rays leaving the glass are traced
+    together (:class:`_Exits`); then the light is carried back, interface by interface: at
+    each, what was refracted in plus what was reflected there (rotated from the next
+    interface's frame into this one's), until it is refracted out towards the pixel.
+
+    Thin walls (``Material.thin_wall``): the partial reflection off the far side of the first
+    wall leaves parallel to the outer reflection (exactly so for parallel sides) a wall's
+    thickness away, and is given the light the outer reflection sees instead of a ray of its own.
+    """
+    mat, ior = obj.material, obj.material.ior
+    n_rays, channels = d.shape[1], scene.channels
+    out = np.zeros((4, channels, n_rays), dtype=np.float32)
+    cos_i = -dot(d, nrm)
+    outer = _Exits()  # the outer reflection, depth 0
+    outer.add(p + _NUDGE * nrm, reflect(d, nrm), s_dir, fresnel_reflection_mueller(cos_i, 1.0, ior), out,
+              np.arange(n_rays))
+    seen = _Exits()  # depth 0: rays that were partially reflected inside
+    behind = _Exits()  # depth - 1: the main path
+    mirrored = []  # thin walls: partial reflections that see what the outer reflection sees
+    # interface by interface: the light leaving it inwards (its frame, backward ray), and how
+    # the rays that go on are reflected there
+    arriving, frames, backward, reflections, continuing = [], [], [], [], []
+    root = np.arange(n_rays)  # the pixel of each ray
+    pos = p - _NUDGE * nrm
+    inner, _ = refract(d, nrm, 1.0 / ior)
+    reach = np.ones(n_rays, dtype=np.float32)  # the most of the pixel a ray can still carry
+    # a solid seen through other glass: the main path only (its partial reflections are second order twice over);
+    # a thin wall's partial reflection is cheap (it reuses the outer reflection's light) and as strong as that one
+    partial_reflections = mat.thin_wall or depth >= MAX_TRACE_DEPTH - 1
+    last = MAX_THIN_WALL_REFLECTIONS if mat.thin_wall else MAX_INTERNAL_REFLECTIONS
+    for bounce in range(last + 1):
+        _, t_out = obj.surface.interval(pos, inner)
+        t_out = np.where(np.isfinite(t_out) & (t_out > 0), t_out, 0.0).astype(np.float32)
+        q = pos + t_out * inner
+        n_out = obj.surface.normal_at(q).astype(np.float32, copy=False)
+        s_here = s_direction(inner, n_out, frames[-1][:, continuing[-1]] if frames else s_dir)
+        cos_here = dot(inner, n_out)
+        light_here = np.zeros((4, channels, inner.shape[1]), dtype=np.float32)
+        arriving.append(light_here)
+        frames.append(s_here)
+        backward.append(inner)
+        out_dir, tir = refract(inner, -n_out, ior)
+        reflection = fresnel_reflection_mueller(cos_here, ior, 1.0)
+        main = reach >= 1.0
+        for leave, exits in ((np.flatnonzero(~tir & main), behind), (np.flatnonzero(~tir & ~main), seen)):
+            args = (q[:, leave] + _NUDGE * n_out[:, leave], out_dir[:, leave], s_here[:, leave],
+                    transmission_of(reflection[0][leave], reflection[1][leave]), light_here, leave)
+            if exits is seen and bounce == 1 and mat.thin_wall:
+                mirrored.append((args, root[leave]))
+            else:
+                exits.add(*args)
+        if bounce == last:
+            break
+        strongest = reflection[0] + np.abs(reflection[1])  # max(Rs, Rp)
+        share = np.where(tir, 1.0, strongest if partial_reflections else 0.0)
+        go_on = np.flatnonzero(reach * share >= MIN_INTERNAL_REFLECTANCE)
+        if go_on.size == 0:
+            break
+        reflections.append(tuple(m[go_on] for m in reflection))
+        continuing.append(go_on)
+        root, reach = root[go_on], reach[go_on] * share[go_on]
+        pos = q[:, go_on] - _NUDGE * n_out[:, go_on]
+        inner = reflect(inner[:, go_on], n_out[:, go_on])
+    if depth - 1 > 0:
+        behind.deliver(*_trace_together(scene, depth - 1, behind)[0])
+        (light, light_frame), partial = _trace_together(scene, 0, outer, seen)
+    else:  # all of it sees the scene without glass: one go
+        main_light, (light, light_frame), partial = _trace_together(scene, 0, behind, outer, seen)
+        behind.deliver(*main_light)
+    outer.deliver(light, light_frame)
+    seen.deliver(*partial)
+    for (origins, directions, s_frame, mueller, target, index), pixels in mirrored:
+        target[..., index] += _through_interface(light[..., pixels],
+                                                 _perpendicular_part(light_frame[:, pixels], directions),
+                                                 directions, s_frame, mueller)
+    for k in range(len(arriving) - 1, 0, -1):  # carry the light back towards the entry
+        go_on = continuing[k - 1]
+        arriving[k - 1][..., go_on] += _through_interface(arriving[k], frames[k], backward[k],
+                                                          frames[k - 1][:, go_on], reflections[k - 1])
+    through = _through_interface(arriving[0], frames[0], backward[0], s_dir,
+                                 fresnel_transmission_mueller(cos_i, 1.0, ior))
+    if mat.tint is not None:
+        through *= mat.tint[None, :, None]
+    return out + through
+
+
 # ---------------------------------------------------------------------------- views and pairs
 def render_view(scene: Scene, view: str, max_depth: int = MAX_TRACE_DEPTH) -> ViewRender:
     """Ray-cast ``"left"`` or ``"right"`` into Stokes images and first-hit depth."""
@@ -275,11 +504,15 @@ def render_view(scene: Scene, view: str, max_depth: int = MAX_TRACE_DEPTH) -> Vi
     o = rig.origin(view)
     d = rig.ray_directions()
     t, index = closest_hit(scene, o, d)
-    s0, s_lin, normals = shade(scene, o, d, t, index, max_depth - 1)
-    # The s-direction (perpendicular to the plane of incidence) as an image angle.
-    cos2, sin2 = image_angle_cos_sin(normalize(cross(d, normals)), d)
     h, w = rig.height, rig.width
-    stokes = np.stack([s0, s_lin * cos2[None], s_lin * sin2[None]]).reshape(3, scene.channels, h, w)
+    if scene.polarization == "mueller":
+        stokes4, frame, _ = shade_stokes(scene, o, d, t, index, max_depth - 1)
+        stokes = stokes_to_image(stokes4, frame, d).reshape(3, scene.channels, h, w)
+    else:
+        s0, s_lin, normals = shade(scene, o, d, t, index, max_depth - 1)
+        # The s-direction (perpendicular to the plane of incidence) as an image angle.
+        cos2, sin2 = image_angle_cos_sin(normalize(cross(d, normals)), d)
+        stokes = np.stack([s0, s_lin * cos2[None], s_lin * sin2[None]]).reshape(3, scene.channels, h, w)
     hit = np.isfinite(t)
     points = np.where(hit, o + np.where(hit, t, 0.0) * d, np.inf).astype(np.float32)
     return ViewRender(stokes.astype(np.float32), (t * d[2]).reshape(h, w), index.reshape(h, w), points)

@@ -16,18 +16,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from polstereo.data.synthetic.config import SyntheticConfig
+from polstereo.data.synthetic.config import LIGHTING_FAMILIES, SyntheticConfig
 from polstereo.data.synthetic.geometry import Convex, Hollow, Plane
 from polstereo.data.synthetic.optics import dot
 from polstereo.data.synthetic.textures import PATTERNS, PhotoTexture, Texture
 
 MATERIAL_KINDS = ("diffuse", "glossy", "glass")
 # what a sample records about its glass (the HDF5 attribute glass_kinds, docs/format.md):
-# "solid-<shape>" for --glass solid, "thin-<vessel>" for --glass thin, "pane" for --glass pane
-GLASS_OBJECT_KINDS = ("solid-sphere", "solid-ellipsoid", "solid-cylinder", "solid-box", "thin-cup", "thin-jar",
-                      "thin-bottle", "thin-bowl", "thin-vase", "pane")
-# the lighting family of random_scene (the HDF5 attribute lighting): distant lights plus a room-like
-# environment of windows, sky and lamps
+# "solid-<shape>" for --glass solid, "thin-<vessel>" for --glass thin, "pane" and "slab"
+GLASS_OBJECT_KINDS = ("solid-sphere", "solid-ellipsoid", "solid-cylinder", "solid-box", "solid-prism", "thin-cup",
+                      "thin-jar", "thin-bottle", "thin-bowl", "thin-vase", "pane", "slab")
+# the lighting family of the versions before SyntheticConfig.lighting (the HDF5 attribute lighting):
+# random distant lights plus a room-like environment of windows, sky and lamps
 LIGHTING_FAMILY = "room-env"
 PHOTO_SHARE_IN_MIX = 0.5  # textures="mix": the chance that a surface gets a photo rather than a pattern
 
@@ -79,10 +79,12 @@ class Material:
     ``specular`` with Fresnel reflectance (a clear coat: strongly polarized near Brewster).
     ``glass``: a clear dielectric of index ``ior`` (a solid, a thin-walled vessel or a
     pane: the surface says which); ``tint`` ``(C,)`` scales light transmitted through it.
-    ``thin_wall``: the glass is thin walls (a vessel, a pane): also follow the partial
-    reflection off the far side of the wall the light first enters, out through its near
-    side to the environment (a thin wall reflects about twice what its first surface
-    does), and keep the polarization of light coming through the object's far wall.
+    ``thin_wall``: the glass is thin walls (a vessel, a pane). The Mueller renderer gives the
+    partial reflection off the far side of the first wall the light its outer reflection
+    sees (they leave parallel, a wall's thickness apart) and follows fewer internal
+    reflections; the shared-plane renderer follows that reflection only for thin walls
+    (out through the near side to the environment: a thin wall reflects about twice what
+    its first surface does) and keeps the polarization of light through the far wall.
     """
 
     kind: str
@@ -107,9 +109,10 @@ class SceneObject:
 
 @dataclass(frozen=True)
 class Environment:
-    """Distant lighting as radiance per direction ``(C,)``: a dim surround, a sky band
-    above ``sky_elevation`` (radians), bright rectangular windows (azimuth/elevation
-    boxes, radians) and small very bright lamps (discs around unit directions).
+    """Distant lighting as radiance per direction ``(C,)``: a dim surround (brighter above by
+    ``gradient``), a sky band above ``sky_elevation`` (radians), bright rectangular windows
+    (azimuth/elevation boxes, radians; also area lamps and ceiling panels) and small very bright
+    lamps (discs around unit directions). Azimuth is atan2(x, z), elevation asin(-y).
 
     Uneven lighting is what makes glass polarize: under a uniform surround the
     reflected and transmitted parts of a clear solid nearly cancel.
@@ -123,6 +126,7 @@ class Environment:
     lamps: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     lamp_cos: np.ndarray = field(default_factory=lambda: np.zeros(0))
     lamp_radiance: np.ndarray = field(default_factory=lambda: np.zeros((0, 1)))
+    gradient: float = 0.3  # the surround is (1 + gradient·up) x surround: brighter above
 
     @classmethod
     def uniform(cls, radiance: np.ndarray) -> "Environment":
@@ -135,7 +139,7 @@ class Environment:
         elevation = np.arcsin(np.clip(up, -1.0, 1.0))
         # A soft sky edge (~6°) keeps reflections of the horizon from aliasing.
         sky = np.clip((elevation - self.sky_elevation) / 0.1 + 0.5, 0.0, 1.0)
-        out = self.surround[:, None] * (1.0 + 0.3 * up)[None] + self.sky[:, None] * sky[None]
+        out = self.surround[:, None] * (1.0 + self.gradient * up)[None] + self.sky[:, None] * sky[None]
         # Python floats from tolist(): float64 numpy scalars would promote float32 rays.
         if len(self.windows):
             azimuth = np.arctan2(d[0], d[2])
@@ -163,7 +167,10 @@ class Scene:
 
     ``lights`` are distant lights: unit directions towards them ``(K, 3)`` and radiance
     ``(K, C)``; ``ambient`` ``(C,)`` is the diffuse share of the environment. ``lighting``
-    names the lighting family for the sample's record (``""``: not said).
+    names the lighting family for the sample's record (``""``: not said). ``polarization``
+    is the renderer's model (:data:`~polstereo.data.synthetic.config.POLARIZATION_MODELS`):
+    ``"mueller"`` (every interface in its own frame, reflections traced into the scene) or
+    ``"shared-plane"`` (the generator before it).
     """
 
     rig: StereoRig
@@ -173,6 +180,7 @@ class Scene:
     light_radiance: np.ndarray
     ambient: np.ndarray
     lighting: str = ""
+    polarization: str = "mueller"
 
     @property
     def channels(self) -> int:
@@ -292,6 +300,92 @@ def random_environment(rng: np.random.Generator, channels: int) -> Environment:
     )
 
 
+def direction_of(azimuth: float, elevation: float) -> np.ndarray:
+    """``(3,)`` unit direction of ``azimuth`` (atan2(x, z), radians) and ``elevation`` (asin(-y))."""
+    return np.array([np.sin(azimuth) * np.cos(elevation), -np.sin(elevation), np.cos(azimuth) * np.cos(elevation)])
+
+
+def emitter_lights(environment: Environment) -> tuple[np.ndarray, np.ndarray]:
+    """Distant lights ``(K, 3)`` (unit directions towards them) and their strengths ``(K, C)`` that
+    stand for the windows (boxes) of ``environment`` in diffuse shading: radiance x solid angle / π,
+    so that a white Lambertian surface facing one shows the radiance it would in a path tracer."""
+    dirs, strengths = [], []
+    for (a0, a1, e0, e1), radiance in zip(environment.windows.tolist(), environment.window_radiance):
+        e0, e1 = max(e0, -np.pi / 2), min(e1, np.pi / 2)
+        solid_angle = (a1 - a0) * (np.sin(e1) - np.sin(e0))
+        dirs.append(direction_of(0.5 * (a0 + a1), 0.5 * (e0 + e1)))
+        strengths.append(radiance * solid_angle / np.pi)
+    channels = len(environment.surround)
+    return (np.array(dirs, dtype=np.float32).reshape(-1, 3),
+            np.array(strengths, dtype=np.float32).reshape(-1, channels))
+
+
+def random_lighting(rng: np.random.Generator, family: str, channels: int
+                    ) -> tuple[Environment, np.ndarray, np.ndarray, np.ndarray]:
+    """The environment, distant lights (directions ``(K, 3)``, strengths ``(K, C)``) and ambient
+    term ``(C,)`` of one lighting ``family`` (:data:`LIGHTING_FAMILIES`):
+
+    - ``window-env``: a dim room (0.05-0.2), a sky band (0.3-1) above 3-30° and 1-3 bright
+      windows (3-12, 15-50° wide) anywhere around, the camera's side included;
+    - ``area-lamp``: a dark room (0.02-0.1) and 1-2 large lamps (6-20, 12-30° across) on the
+      camera's side, 15-70° up;
+    - ``overhead``: a dim room (0.03-0.12) and 1-4 ceiling panels (5-15) 45-75° up;
+    - ``uniform``: an even surround (0.5-1.2, at most 10 % brighter above) and nothing else:
+      glass is barely polarized (its reflected and transmitted parts nearly cancel).
+
+    The lamps and windows light diffuse surfaces as distant lights from where they are
+    (:func:`emitter_lights`), so shading and reflections agree.
+    """
+    def tint(level: float) -> np.ndarray:
+        return level * (np.ones(1) if channels == 1 else rng.uniform(0.85, 1.15, 3))
+
+    def boxes(count: int, azimuth, elevation, width, height, radiance) -> tuple[np.ndarray, np.ndarray]:
+        az, el = azimuth(count), elevation(count)
+        half_w, half_h = width(count) / 2, height(count) / 2
+        levels = np.stack([tint(r) for r in radiance(count)]).astype(np.float32)
+        az = (az + np.pi) % (2 * np.pi) - np.pi
+        windows, radiances = [], []
+        for a, w, e, h, level in zip(az, half_w, el, half_h, levels):
+            # a box across azimuth ±π is two boxes: Environment.radiance does not wrap
+            if a - w < -np.pi:
+                spans = ((-np.pi, a + w), (a - w + 2 * np.pi, np.pi))
+            elif a + w > np.pi:
+                spans = ((a - w, np.pi), (-np.pi, a + w - 2 * np.pi))
+            else:
+                spans = ((a - w, a + w),)
+            for a0, a1 in spans:
+                windows.append([a0, a1, e - h, e + h])
+                radiances.append(level)
+        return np.array(windows), np.array(radiances, dtype=np.float32)
+
+    dark = np.zeros(channels, dtype=np.float32)
+    if family == "uniform":
+        env = Environment(surround=tint(rng.uniform(0.5, 1.2)).astype(np.float32), sky=dark, sky_elevation=np.pi / 2,
+                          gradient=float(rng.uniform(0.0, 0.1)))
+        return env, np.zeros((0, 3), np.float32), np.zeros((0, channels), np.float32), env.mean_radiance()
+    if family == "window-env":
+        surround, sky, sky_elevation = tint(rng.uniform(0.05, 0.2)), tint(rng.uniform(0.3, 1.0)), rng.uniform(0.05, 0.5)
+        windows, radiance = boxes(int(rng.integers(1, 4)), lambda n: rng.uniform(-np.pi, np.pi, n),
+                                  lambda n: rng.uniform(0.0, 0.6, n), lambda n: rng.uniform(0.25, 0.9, n),
+                                  lambda n: rng.uniform(0.25, 0.7, n), lambda n: rng.uniform(3.0, 12.0, n))
+    elif family == "area-lamp":
+        surround, sky, sky_elevation = tint(rng.uniform(0.02, 0.1)), dark, np.pi / 2
+        windows, radiance = boxes(int(rng.integers(1, 3)), lambda n: np.pi + rng.uniform(-1.75, 1.75, n),
+                                  lambda n: rng.uniform(0.25, 1.2, n), lambda n: rng.uniform(0.2, 0.5, n),
+                                  lambda n: rng.uniform(0.2, 0.5, n), lambda n: rng.uniform(6.0, 20.0, n))
+    elif family == "overhead":
+        surround, sky, sky_elevation = tint(rng.uniform(0.03, 0.12)), dark, np.pi / 2
+        windows, radiance = boxes(int(rng.integers(1, 5)), lambda n: rng.uniform(-np.pi, np.pi, n),
+                                  lambda n: rng.uniform(0.8, 1.3, n), lambda n: rng.uniform(0.3, 1.0, n),
+                                  lambda n: rng.uniform(0.1, 0.3, n), lambda n: rng.uniform(5.0, 15.0, n))
+    else:
+        raise ValueError(f"unknown lighting family {family!r}; known: {', '.join(LIGHTING_FAMILIES)}")
+    env = Environment(surround=surround.astype(np.float32), sky=np.asarray(sky, np.float32),
+                      sky_elevation=float(sky_elevation), windows=windows, window_radiance=radiance)
+    light_dirs, light_radiance = emitter_lights(env)
+    return env, light_dirs, light_radiance, env.mean_radiance()
+
+
 def _place_convex(rng: np.random.Generator, rig: StereoRig, shape: str, near_disparity: float,
                   radius_px: float, aspect: tuple[float, float]) -> Convex:
     """A convex solid whose nearest point lies at about ``near_disparity`` at a random image position."""
@@ -377,17 +471,65 @@ def _place_vessel(rng: np.random.Generator, rig: StereoRig, near_disparity: floa
     return vessel(kind, center, rotation, radius, height, wall, opening=float(rng.uniform(0.3, 0.6))), kind
 
 
-def _place_pane(rng: np.random.Generator, rig: StereoRig, near_disparity: float, half_px: float) -> Convex:
-    """A flat pane 1-4 % as thick as it is wide, facing the camera within ±0.9 rad of yaw
-    and ±0.3 rad of pitch, whose nearest corner lies at ``near_disparity``."""
+def _place_pane(rng: np.random.Generator, rig: StereoRig, near_disparity: float, half_px: float,
+                thickness: tuple[float, float] = (0.01, 0.04)) -> Convex:
+    """A flat pane ``thickness`` (a range, of its half-size) thick, facing the camera within
+    ±0.9 rad of yaw and ±0.3 rad of pitch, whose nearest corner lies at ``near_disparity``."""
     x = rng.uniform(0.1, 0.9) * (rig.width - 1)
     y = rng.uniform(0.1, 0.9) * (rig.height - 1)
     near_depth = rig.depth_for_disparity(near_disparity)
     half = half_px * near_depth / rig.focal_px
-    size = np.array([half * rng.uniform(0.01, 0.04), half * rng.uniform(0.6, 1.2), half * rng.uniform(0.6, 1.2)])
+    size = np.array([half * rng.uniform(*thickness), half * rng.uniform(0.6, 1.2), half * rng.uniform(0.6, 1.2)])
     # local x (the thin axis) faces the camera, local z is image-up
     facing = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
     rotation = _yaw_pitch(rng.uniform(-0.9, 0.9), rng.uniform(-0.3, 0.3)) @ facing
+    reach = float(np.abs(rotation[2]) @ size)  # the box's depth extent from its centre
+    return Convex("box", rig.backproject(x, y, near_depth + reach), rotation, size)
+
+
+# SyntheticConfig.pane_orientation "any": a third of the panes and slabs near Brewster's angle to the
+# view ray (within a few degrees), a third strongly tilted, a third anywhere from head-on to 50°
+BREWSTER_SPREAD = np.radians(3.0)
+STRONG_TILT = (np.radians(60.0), np.radians(80.0))
+MODERATE_TILT = (0.0, np.radians(50.0))
+PANE_THICKNESS = (0.01, 0.04)   # of the half-size
+SLAB_THICKNESS = (0.08, 0.25)
+
+
+def tilted_rotation(rng: np.random.Generator, view: np.ndarray, ior: float) -> tuple[np.ndarray, float]:
+    """A random rotation whose local x axis (a flat object's normal) makes a drawn angle with the
+    unit ``view`` ray (:data:`BREWSTER_SPREAD` around Brewster's angle arctan(``ior``), strongly
+    tilted or moderately, a third each), turned any way about the ray (so both yaw and pitch) and
+    rolled any way in its own plane; and that angle (radians)."""
+    draw = rng.random()
+    if draw < 1 / 3:
+        tilt = float(np.arctan(ior) + rng.normal(0.0, BREWSTER_SPREAD))
+    elif draw < 2 / 3:
+        tilt = float(rng.uniform(*STRONG_TILT))
+    else:
+        tilt = float(rng.uniform(*MODERATE_TILT))
+    turn, roll = rng.uniform(0.0, 2 * np.pi, 2)
+    side = np.cross(view, [0.0, 1.0, 0.0])
+    side /= np.linalg.norm(side)
+    up = np.cross(view, side)
+    normal = -np.cos(tilt) * view + np.sin(tilt) * (np.cos(turn) * side + np.sin(turn) * up)
+    helper = np.cross(normal, up if abs(normal @ up) < 0.9 else side)
+    in_plane = helper / np.linalg.norm(helper)
+    in_plane = np.cos(roll) * in_plane + np.sin(roll) * np.cross(normal, in_plane)
+    return np.stack([normal, in_plane, np.cross(normal, in_plane)], axis=1), tilt
+
+
+def _place_flat(rng: np.random.Generator, rig: StereoRig, near_disparity: float, half_px: float,
+                thickness: tuple[float, float], ior: float) -> Convex:
+    """A pane or slab (``thickness``: a range, of its half-size) at any orientation
+    (:func:`tilted_rotation`) whose nearest point lies at about ``near_disparity``."""
+    x = rng.uniform(0.1, 0.9) * (rig.width - 1)
+    y = rng.uniform(0.1, 0.9) * (rig.height - 1)
+    near_depth = rig.depth_for_disparity(near_disparity)
+    half = half_px * near_depth / rig.focal_px
+    size = np.array([half * rng.uniform(*thickness), half * rng.uniform(0.6, 1.2), half * rng.uniform(0.6, 1.2)])
+    view = rig.backproject(x, y, 1.0)
+    rotation, _ = tilted_rotation(rng, view / np.linalg.norm(view), ior)
     reach = float(np.abs(rotation[2]) @ size)  # the box's depth extent from its centre
     return Convex("box", rig.backproject(x, y, near_depth + reach), rotation, size)
 
@@ -453,8 +595,10 @@ def random_scene(config: SyntheticConfig, rng: np.random.Generator) -> Scene:
     for i in range(int(rng.integers(config.transparent[0], config.transparent[1] + 1))):
         # one kind draws nothing, so --glass solid makes the scenes made before the option existed
         kind = config.glass[0] if len(config.glass) == 1 else str(rng.choice(config.glass))
+        ior = None  # drawn with the material, unless the placement needs it first
         if kind == "solid":
-            shape = str(rng.choice(("ellipsoid", "ellipsoid", "cylinder", "box")))
+            shapes = ("ellipsoid", "ellipsoid", "cylinder", "box") + (("prism",) if config.prisms else ())
+            shape = str(rng.choice(shapes))
             disp = _uniform(rng, near_lo, 0.95 * d_max)
             solid = _place_convex(rng, rig, shape, disp, rng.uniform(0.07, 0.22) * rig.width, (0.6, 1.4))
             # _place_convex makes 40 % of the ellipsoids round (equal semi-axes): spheres
@@ -464,14 +608,26 @@ def random_scene(config: SyntheticConfig, rng: np.random.Generator) -> Scene:
             solid, vessel_kind = _place_vessel(rng, rig, _uniform(rng, near_lo, 0.95 * d_max),
                                                rng.uniform(0.07, 0.2) * rig.width)
             glass_kind = f"thin-{vessel_kind}"
-        else:
-            solid = _place_pane(rng, rig, _uniform(rng, near_lo, 0.95 * d_max), rng.uniform(0.15, 0.35) * rig.width)
-            glass_kind = "pane"
+        else:  # a pane, or a slab (a thick one)
+            disp = _uniform(rng, near_lo, 0.95 * d_max)
+            half_px = rng.uniform(0.15, 0.35) * rig.width if kind == "pane" else rng.uniform(0.1, 0.25) * rig.width
+            thickness = PANE_THICKNESS if kind == "pane" else SLAB_THICKNESS
+            if config.pane_orientation == "any":
+                ior = float(rng.uniform(*config.ior_range))
+                solid = _place_flat(rng, rig, disp, half_px, thickness, ior)
+            else:
+                solid = _place_pane(rng, rig, disp, half_px, thickness)
+            glass_kind = kind
         tint = np.ones(channels) if rng.random() < 0.7 or channels == 1 else rng.uniform(0.8, 1.0, channels)
-        material = Material("glass", ior=float(rng.uniform(*config.ior_range)),
-                            tint=(tint * rng.uniform(0.9, 1.0)).astype(np.float32), thin_wall=kind != "solid")
+        material = Material("glass", ior=float(rng.uniform(*config.ior_range)) if ior is None else ior,
+                            tint=(tint * rng.uniform(0.9, 1.0)).astype(np.float32), thin_wall=kind in ("thin", "pane"))
         objects.append(SceneObject(solid, material, f"glass{i}", glass_kind))
 
+    # one family draws nothing, so lighting ("room-env",) makes the scenes made before the option existed
+    family = config.lighting[0] if len(config.lighting) == 1 else str(rng.choice(config.lighting))
+    if family != LIGHTING_FAMILY:
+        env, light_dirs, light_rad, ambient = random_lighting(rng, family, channels)
+        return Scene(rig, tuple(objects), env, light_dirs, light_rad, ambient, family, config.polarization)
     env = random_environment(rng, channels)
     n_lights = int(rng.integers(1, 4))
     light_dirs = rng.standard_normal((n_lights, 3))
@@ -481,7 +637,7 @@ def random_scene(config: SyntheticConfig, rng: np.random.Generator) -> Scene:
     light_rad = np.stack([rng.uniform(0.3, 1.0) * (np.ones(channels) if channels == 1 else rng.uniform(0.85, 1.15, 3))
                           for _ in range(n_lights)])
     return Scene(rig, tuple(objects), env, light_dirs.astype(np.float32), light_rad.astype(np.float32),
-                 env.mean_radiance(), LIGHTING_FAMILY)
+                 env.mean_radiance(), LIGHTING_FAMILY, config.polarization)
 
 
 def _uniform(rng: np.random.Generator, low: float, high: float) -> float:

@@ -59,3 +59,31 @@ def scene_of(rig: StereoRig, *objects: SceneObject, environment: Environment | N
     light = np.array([[0.3, -0.5, -0.8]], np.float32)
     return Scene(rig, tuple(objects), env, light / np.linalg.norm(light), np.array([[0.8]], np.float32),
                  env.mean_radiance())
+
+
+MITSUBA_SIZE, MITSUBA_FOV = (48, 32), 40.0
+
+
+def mitsuba_stokes(objects: dict, max_depth: int, spp: int, size: tuple[int, int] = MITSUBA_SIZE,
+                   fov: float = MITSUBA_FOV) -> np.ndarray:
+    """``(3, H, W)`` Stokes S0, S1, S2 (mean over wavelengths) of Mitsuba 3's stokes integrator,
+    the camera 4 units from the origin looking at it down -z; ``objects`` are scene entries
+    (callables get ``mitsuba.ScalarTransform4f``). Skips the test without Mitsuba."""
+    import pytest
+
+    mi = pytest.importorskip("mitsuba")
+    mi.set_variant("scalar_spectral_polarized")  # the llvm_* variants crash on these machines
+    width, height = size
+    t = mi.ScalarTransform4f
+    scene = mi.load_dict({
+        "type": "scene",
+        "integrator": {"type": "stokes", "integrator": {"type": "path", "max_depth": max_depth}},
+        "sensor": {"type": "perspective", "fov": fov,
+                   "to_world": t().look_at(origin=[0, 0, 4], target=[0, 0, 0], up=[0, 1, 0]),
+                   "film": {"type": "hdrfilm", "width": width, "height": height, "rfilter": {"type": "box"}},
+                   "sampler": {"type": "independent", "sample_count": spp}},
+        **{name: entry(t) if callable(entry) else entry for name, entry in objects.items()},
+    })
+    mi.render(scene, seed=1)
+    channels = dict(scene.sensors()[0].film().bitmap(raw=False).split())
+    return np.stack([np.array(channels[name]).mean(axis=-1) for name in ("S0", "S1", "S2")])

@@ -8,6 +8,7 @@ import pytest
 from polstereo.data.h5format import H5Reader
 from polstereo.data.synthetic.config import SyntheticConfig
 from polstereo.data.synthetic.generate import generate_dataset, generate_sample, sample_rng
+from polstereo.data.synthetic.config import LIGHTING_FAMILIES
 from polstereo.data.synthetic.scene import GLASS_OBJECT_KINDS, LIGHTING_FAMILY, random_scene
 
 TINY = SyntheticConfig(width=32, height=24, transparent=(2, 3), seed=9)
@@ -38,7 +39,19 @@ def test_recorded_kinds_are_the_glass_the_left_view_shows():
 
 def test_scenes_without_glass_record_no_kinds_and_every_scene_its_lighting():
     sample = generate_sample(dataclasses.replace(TINY, transparent=(0, 0)), sample_rng(TINY.seed, 0))
-    assert sample.glass_kinds == () and sample.lighting == LIGHTING_FAMILY == "room-env"
+    assert sample.glass_kinds == () and sample.lighting in LIGHTING_FAMILIES
+
+
+def test_each_sample_records_the_lighting_family_it_drew_and_all_families_come_up():
+    drawn = {generate_sample(dataclasses.replace(TINY, transparent=(0, 0), opaque=(0, 0)),
+                             sample_rng(TINY.seed, i)).lighting for i in range(16)}
+    assert drawn == set(LIGHTING_FAMILIES)
+
+
+@pytest.mark.parametrize("family", LIGHTING_FAMILIES + (LIGHTING_FAMILY,))
+def test_a_single_lighting_family_is_the_one_every_sample_records(family):
+    config = dataclasses.replace(TINY, lighting=(family,), transparent=(0, 0), opaque=(0, 0))
+    assert {generate_sample(config, sample_rng(TINY.seed, i)).lighting for i in range(3)} == {family}
 
 
 def test_scene_objects_name_their_glass_kind_and_spheres_are_round():

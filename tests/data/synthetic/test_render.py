@@ -1,5 +1,7 @@
 """Physics of the ray caster: geometry of the ground truth, Fresnel polarization, stereo consistency."""
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -13,8 +15,8 @@ from polstereo.data.synthetic.scene import (MATERIAL_KINDS, Environment, Materia
                                             random_scene, vessel)
 from polstereo.data.synthetic.textures import Texture
 from polstereo.polar.stokes import aolp, dolp, normalized_stokes
-from tests.data.synthetic.scenes import (away_from_depth_edges, checker_texture, scene_of, sphere, wall,
-                                         warp_right_to_left)
+from tests.data.synthetic.scenes import (MITSUBA_FOV, MITSUBA_SIZE, away_from_depth_edges, checker_texture,
+                                         mitsuba_stokes, scene_of, sphere, wall, warp_right_to_left)
 
 RIG = StereoRig(96, 64, 96.0, 0.1)
 ODD_RIG = StereoRig(97, 65, 97.0, 0.1)  # principal point on a pixel centre: exact symmetry lines
@@ -96,9 +98,10 @@ def test_occlusion_mask_marks_points_hidden_from_or_outside_the_right_camera():
 # ---------------------------------------------------------------------------- stereo consistency
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_warping_right_view_by_ground_truth_reproduces_left_on_lambertian_pixels(seed):
-    # the scenes of before photo textures (their box edges, unmasked shading creases, keep the 99th percentile
-    # in bounds); photo textures have their own test in test_photos.py
-    config = SyntheticConfig(width=96, height=64, noise=False, textures="procedural")
+    # the scenes of before photo textures, prisms, tilted panes and lighting families (their box edges, unmasked
+    # shading creases, keep the 99th percentile in bounds); photo textures have their own test in test_photos.py
+    config = SyntheticConfig(width=96, height=64, noise=False, textures="procedural", prisms=False,
+                             pane_orientation="facing", lighting=("room-env",))
     pair = render_pair(random_scene(config, sample_rng(seed, 0)))
     left, right = pair.left.stokes[0, 0], pair.right.stokes[0, 0]
     diffuse = pair.kind == MATERIAL_KINDS.index("diffuse")
@@ -194,34 +197,10 @@ def test_glass_in_a_structured_environment_has_modest_polarization():
     assert 0.02 < np.median(degree) < 0.4
 
 
-MITSUBA_SIZE, MITSUBA_FOV = (48, 32), 40.0
-
-
-def _mitsuba_stokes(objects: dict, max_depth: int, spp: int) -> np.ndarray:
-    """``(3, H, W)`` Stokes S0, S1, S2 (mean over wavelengths) of Mitsuba 3's stokes integrator,
-    the camera 4 units from the origin looking at it down -z; ``objects`` are scene entries."""
-    mi = pytest.importorskip("mitsuba")
-    mi.set_variant("scalar_spectral_polarized")  # the llvm_* variants crash on these machines
-    width, height = MITSUBA_SIZE
-    t = mi.ScalarTransform4f
-    scene = mi.load_dict({
-        "type": "scene",
-        "integrator": {"type": "stokes", "integrator": {"type": "path", "max_depth": max_depth}},
-        "sensor": {"type": "perspective", "fov": MITSUBA_FOV,
-                   "to_world": t().look_at(origin=[0, 0, 4], target=[0, 0, 0], up=[0, 1, 0]),
-                   "film": {"type": "hdrfilm", "width": width, "height": height, "rfilter": {"type": "box"}},
-                   "sampler": {"type": "independent", "sample_count": spp}},
-        **{name: entry(t) if callable(entry) else entry for name, entry in objects.items()},
-    })
-    mi.render(scene, seed=1)
-    channels = dict(scene.sensors()[0].film().bitmap(raw=False).split())
-    return np.stack([np.array(channels[name]).mean(axis=-1) for name in ("S0", "S1", "S2")])
-
-
 def test_reflection_only_glass_sphere_matches_mitsuba_polarized_path_tracer():
     """Mitsuba 3's stokes integrator on the same geometry: normalized Stokes (so AoLP sign and
     Fresnel degree) agree pixel by pixel inside the silhouette."""
-    reference = _mitsuba_stokes({
+    reference = mitsuba_stokes({
         "sphere": {"type": "sphere", "radius": 1.0,
                    "bsdf": {"type": "dielectric", "int_ior": 1.5, "specular_transmittance": 0.0}},
         "sky": {"type": "constant", "radiance": {"type": "rgb", "value": 0.5}},
@@ -299,17 +278,21 @@ def test_random_scenes_with_each_glass_kind_render_glass_of_that_kind():
             isinstance(s, Convex) and s.shape == "box" and s.size.min() < 0.05 * s.size.max() for s in glass)
 
 
-def test_a_pane_reflects_off_both_of_its_sides():
+@pytest.mark.parametrize("polarization", ["mueller", "shared-plane"])
+def test_a_pane_reflects_off_both_of_its_sides(polarization):
     """Head-on, a pane under a uniform sky before a black wall reflects R + (1 - R)² R
-    (0.0769 of the sky for n = 1.5), not the first surface's R = 0.04 alone."""
+    (0.0769 of the sky for n = 1.5), not the first surface's R = 0.04 alone. The earlier
+    model ("shared-plane") followed that reflection in thin-walled glass only."""
     black = wall(ODD_RIG, 3.0, texture=checker_texture(ODD_RIG, 1.0, 6.0, dark=0.0, light=0.0))
     depth = ODD_RIG.depth_for_disparity(20.0)
     pane = Convex("box", np.array([0.0, 0.0, depth + 0.003]), np.eye(3), np.array([0.5, 0.5, 0.003]))
     sky = Environment(surround=np.zeros(1, np.float32), sky=np.ones(1, np.float32), sky_elevation=-2.0)  # uniform
     cy, cx = int(ODD_RIG.cy), int(ODD_RIG.cx)
-    for thin, expected in ((True, 0.04 + 0.96 ** 2 * 0.04), (False, 0.04)):
+    both_sides = 0.04 + 0.96 ** 2 * 0.04
+    for thin, expected in ((True, both_sides), (False, both_sides if polarization == "mueller" else 0.04)):
         scene = scene_of(ODD_RIG, black, SceneObject(pane, Material("glass", ior=1.5, thin_wall=thin), "pane"),
                          environment=sky)
+        scene = dataclasses.replace(scene, polarization=polarization)
         assert render_view(scene, "left").stokes[0, 0, cy, cx] == pytest.approx(expected, rel=1e-4)
 
 
@@ -319,7 +302,7 @@ def test_thin_glass_shell_matches_mitsuba_polarized_path_tracer():
     ring where the reflections look back at the sky (the generator's glass reflects the
     environment only, so the rim, whose reflections would see the wall, is left out)."""
     inner = 0.95
-    reference = _mitsuba_stokes({
+    reference = mitsuba_stokes({
         "outer": {"type": "sphere", "radius": 1.0, "bsdf": {"type": "dielectric", "int_ior": 1.5, "ext_ior": 1.0}},
         "inner": {"type": "sphere", "radius": inner, "bsdf": {"type": "dielectric", "int_ior": 1.0, "ext_ior": 1.5}},
         "wall": lambda t: {"type": "rectangle", "to_world": t().translate([0, 0, -3]).scale(20),
