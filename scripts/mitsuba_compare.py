@@ -15,10 +15,11 @@ glass a uniformly bright, unpolarized wall (a Mitsuba area emitter of radiance 1
 enough to stand for the generator's infinite plane; the generator's grey diffuse wall
 shaded to the same 1, its diffuse polarization off), around it a dim uniform sky (0.3).
 Both render the left view's Stokes images (Mitsuba's ``stokes`` integrator over a full path
-tracer, ``scalar_spectral_polarized``, re-expressed in polstereo's image convention:
-:func:`mitsuba_to_image_convention`) and its first-surface depth (Mitsuba's ``depth`` AOV at
-one sample per pixel). ``--model`` picks the generator's polarization model
-(``SyntheticConfig.polarization``; ``both``: a row each). Over the glass, the table gives:
+tracer, ``scalar_spectral_polarized``, re-expressed in polstereo's image convention by
+:func:`polstereo.data.converters.mitsuba.mitsuba_stokes_to_image`) and its first-surface
+depth (Mitsuba's ``depth`` AOV at one sample per pixel). ``--model`` picks the generator's
+polarization model (``SyntheticConfig.polarization``; ``both``: a row each). Over the glass,
+the table gives:
 
 - ``S0``: means in Mitsuba and in the generator (spheres: inside 0.65 of the silhouette
   radius, the rows before reflections were traced into the scene compared only there;
@@ -47,9 +48,8 @@ from pathlib import Path
 
 import numpy as np
 
-from polstereo.data.converters.mitsuba import range_to_z
+from polstereo.data.converters.mitsuba import mitsuba_stokes_to_image, range_to_z
 from polstereo.data.synthetic.geometry import Convex, Hollow, Plane
-from polstereo.data.synthetic.optics import cross, normalize, stokes_to_image
 from polstereo.data.synthetic.render import render_view
 from polstereo.data.synthetic.scene import Environment, Material, Scene, SceneObject, StereoRig
 from polstereo.polar.stokes import aolp, dolp
@@ -187,22 +187,6 @@ def _scratch():
     return _SCRATCH[0]
 
 
-def mitsuba_to_image_convention(stokes: np.ndarray, focal: float) -> np.ndarray:
-    """``(3, H, W)`` Stokes from Mitsuba's ``stokes`` integrator re-expressed in polstereo's image
-    convention. Mitsuba refers each pixel's Stokes vector to the frame x = d × up (its ray
-    direction d, the camera's up vector), y = k × x for the light's direction k = -d; the generator
-    projects the polarization's major axis into the image (docs/synthetic.md, "Conventions").
-    The two agree on the optical axis and differ by up to 5° of AoLP at the corners of a 40°
-    view (9° at 53°)."""
-    height, width = stokes.shape[1:]
-    rig = StereoRig(width, height, focal, BASELINE)
-    d = rig.ray_directions().astype(np.float64)
-    frame = normalize(cross(d, np.array([[0.0], [-1.0], [0.0]])))  # image-up is -y in the generator's frame
-    s = stokes.reshape(3, 1, -1)
-    full = np.concatenate([s, np.zeros_like(s[:1])])
-    return stokes_to_image(full, frame, d).reshape(3, height, width)
-
-
 def render_mitsuba(mi, glass: Glass, width: int, height: int, spp: int, seed: int = 1
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mitsuba's ``(3, H, W)`` Stokes S0-S2 (mean over wavelengths, in the image convention),
@@ -213,7 +197,7 @@ def render_mitsuba(mi, glass: Glass, width: int, height: int, spp: int, seed: in
     channels = dict(scene.sensors()[0].film().bitmap(raw=False).split())
     stokes = np.stack([np.array(channels[name]).mean(axis=-1) for name in ("S0", "S1", "S2")])
     focal = (width / 2.0) / np.tan(np.radians(FOV_DEG) / 2.0)
-    stokes = mitsuba_to_image_convention(stokes, focal)
+    stokes[1], stokes[2] = mitsuba_stokes_to_image(stokes[1], stokes[2], focal)
     depth_integrator = {"type": "aov", "aovs": "depth:depth"}
     scene = mi.load_dict(mitsuba_scene(mi, glass, width, height, depth_integrator, 1, with_surroundings=False))
     mi.render(scene, seed=0)

@@ -22,22 +22,25 @@ rendered tensor drops the names (``ch00`` ...): 13 to 16 unnamed channels are ta
 as the film channels followed by the 12 Stokes channels. Hand-made files may use
 ``S0``/``S1``/``S2`` or ``S0.Y`` ... for mono.
 
-Stokes frame: Mitsuba's ``stokes`` integrator rotates the Stokes vector to the
-sensor's frame, which is polstereo's image convention (0 = image-horizontal,
-counter-clockwise on screen positive; see :mod:`polstereo.polar.stokes`); the test
-suite checks this on a rendered sphere, so no conversion is applied. Angle images are
-I(θ) = ½(S0 + S1 cos 2θ + S2 sin 2θ), float32 in the render's radiance units.
+Stokes frame: Mitsuba's ``stokes`` integrator refers each pixel's Stokes vector to a frame
+of its own ray, which matches polstereo's image convention (0 = image-horizontal,
+counter-clockwise on screen positive; see :mod:`polstereo.polar.stokes`) only on the
+optical axis. With the sample's focal length (``meta.json`` ``focal_px`` or
+``--focal-px``) the converter re-expresses it in the image convention
+(:func:`mitsuba_stokes_to_image`); without one it keeps Mitsuba's frame and warns once.
+Angle images are I(θ) = ½(S0 + S1 cos 2θ + S2 sin 2θ), float32 in the render's radiance units.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from polstereo.data.converters.base import (
-    BAD_VALUES, GROUND_TRUTH_ROLES, MISSING, SIZE_MISMATCH, Converter, FileRole, SkipSample,
+    BAD_VALUES, GROUND_TRUTH_ROLES, MISSING, SIZE_MISMATCH, Converter, FileRole, SkipSample, read_meta,
 )
 from polstereo.errors import PolstereoError
 from polstereo.io.images import read_disparity, read_exr, read_image
@@ -45,6 +48,8 @@ from polstereo.io.images import read_disparity, read_exr, read_image
 NUM_STOKES_CHANNELS = 12  # S0..S3 x (R, G, B)
 FILM_CHANNEL_NAMES = {"R", "G", "B", "A", "Y"}
 DEPTH_KINDS = ("range", "z")
+NO_FOCAL_WARNING = ("mitsuba: no focal_px (meta.json or --focal-px): Stokes images are kept in Mitsuba's "
+                    "per-ray frame, so AoLP is off by up to several degrees away from the image centre")
 
 
 def _stokes_names(channels: dict[str, np.ndarray]) -> list[list[str]] | None:
@@ -67,6 +72,60 @@ def stokes_from_channels(channels: dict[str, np.ndarray], where: str = "") -> np
         return np.stack(stokes).reshape((3, 3) + stokes[0].shape).astype(np.float32)
     raise SkipSample(BAD_VALUES, f"{where}: no Stokes channels (expected S0.R ... S2.B, S0 ... S2, or a "
                                  f"15-channel mi.util.write_bitmap file), found {sorted(channels)[:12]}")
+
+
+def mitsuba_stokes_to_image(s1: np.ndarray, s2: np.ndarray, focal_px: float,
+                            principal_point: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Linear Stokes (S1, S2) of Mitsuba's ``stokes`` integrator -> polstereo's image convention.
+
+    ``s1``, ``s2``: ``(..., H, W)``, any radiance units; ``focal_px``: the pinhole's focal
+    length in pixels (Mitsuba's ``perspective`` sensor: (W/2) / tan(fov/2), fov along x);
+    ``principal_point``: (cx, cy) in pixels, pixel centres at integer coordinates, default
+    the image centre ((W-1)/2, (H-1)/2). Returns the new (S1, S2) in the input's float dtype;
+    S0, DoLP and the handedness are unchanged, only the angle moves.
+
+    Derivation. Camera frame x right, y down, z forward; a pixel's ray d = (u, v, 1) with
+    (u, v) = ((x - cx)/f, (y - cy)/f). Mitsuba's ``stokes`` integrator (src/integrators/
+    stokes.cpp) rotates every sample to the reference basis x_M = d × up, up the sensor's
+    +y (image-up, -y here), for light travelling along -d; its second axis is
+    y_M = (-d) × x_M. So x_M ∝ (1, 0, -u) (no vertical part) and y_M ∝ (uv, -(1 + u²), v);
+    on the axis x_M = image-right and y_M = image-up, which is why the centre needs
+    nothing. polstereo's image convention (docs/synthetic.md, Conventions; the synthetic
+    generator's ``optics.image_angle_cos_sin``) takes a field direction e on ray d to the
+    direction in which the projection of a point moves along e, (e_x - u e_z, e_y - v e_z),
+    angles counter-clockwise on screen. Projected so, and scaled alike, x_M goes to
+    (a, b) = (1 + u², -uv) and y_M to (0, g), g = √(1 + u² + v²) (image-right, image-up):
+    a major axis at ψ in Mitsuba's frame appears along (a cos ψ, b cos ψ + g sin ψ). With
+    2cos²ψ = 1 + S1/L, 2sin²ψ = 1 - S1/L, 2 sinψ cosψ = S2/L (L = √(S1² + S2²)) the image
+    angle φ gives, with P = L + S1, M = L - S1 and D = (a² + b²) P + 2bg S2 + g² M:
+
+        S1' = L cos 2φ = L ((a² - b²) P - 2bg S2 - g² M) / D
+        S2' = L sin 2φ = 2aL (b P + g S2) / D
+
+    Off the axis this is not a pure rotation: the projection stretches the plane across
+    the ray by about 1/cos(field angle) along the radial direction, so how far an angle
+    moves depends on the angle (at a corner pixel of a 64x48, 70° view, light polarized
+    along y_M stays image-vertical, along x_M it turns by 13.5°). It is the identity at
+    the principal point and keeps horizontal and vertical on the principal point's row
+    and column.
+    """
+    s1 = np.asarray(s1)
+    s2 = np.asarray(s2)
+    height, width = s1.shape[-2:]
+    cx, cy = ((width - 1) / 2.0, (height - 1) / 2.0) if principal_point is None else principal_point
+    u = (np.arange(width, dtype=np.float64) - cx) / focal_px
+    v = (np.arange(height, dtype=np.float64)[:, None] - cy) / focal_px
+    a, b, g = 1.0 + u * u, -u * v, np.sqrt(1.0 + u * u + v * v)
+    x1, x2 = s1.astype(np.float64), s2.astype(np.float64)
+    linear = np.hypot(x1, x2)
+    plus, minus = linear + x1, linear - x1
+    denominator = (a * a + b * b) * plus + 2.0 * b * g * x2 + g * g * minus
+    polarized = denominator > 0  # 0 only where L = 0: unpolarized stays unpolarized
+    scale = np.where(polarized, linear / np.where(polarized, denominator, 1.0), 0.0)
+    new_s1 = scale * ((a * a - b * b) * plus - 2.0 * b * g * x2 - g * g * minus)
+    new_s2 = scale * 2.0 * a * (b * plus + g * x2)
+    dtype = s1.dtype if s1.dtype.kind == "f" else np.float64
+    return new_s1.astype(dtype, copy=False), new_s2.astype(dtype, copy=False)
 
 
 def angle_images(stokes: np.ndarray, angles_deg: tuple[float, ...]) -> np.ndarray:
@@ -147,7 +206,16 @@ class MitsubaConverter(Converter):
 
     def load_views(self, sample_dir: Path) -> tuple[np.ndarray, np.ndarray]:
         angles = self.angles_deg()
-        return tuple(angle_images(self._stokes(sample_dir, view)[0], angles) for view in ("left", "right"))
+        focal = read_meta(self.find("meta", sample_dir)).get("focal_px", self.options.focal_px)
+        if focal is None:
+            warnings.warn(NO_FOCAL_WARNING)  # Python shows it once per process
+        views = []
+        for view in ("left", "right"):
+            stokes = self._stokes(sample_dir, view)[0]
+            if focal is not None:
+                stokes[1], stokes[2] = mitsuba_stokes_to_image(stokes[1], stokes[2], float(focal))
+            views.append(angle_images(stokes, angles))
+        return tuple(views)
 
     def source_color(self, sample_dir: Path) -> str:
         return "rgb" if self._stokes(sample_dir, "left")[0].shape[1] == 3 else "mono"

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from polstereo.data.converters import ConvertConfig, SourceOptions, convert_dataset
+from polstereo.data.converters.mitsuba import mitsuba_stokes_to_image
 from polstereo.data.converters.pipeline import ConversionFailed
 from polstereo.data.h5format import H5Reader
 from polstereo.io.images import read_exr
@@ -43,10 +44,11 @@ def test_depth_channel_inside_the_stokes_file_is_used(renders, tmp_path):
 
 
 def test_angle_images_are_half_s0_plus_linear_stokes(renders, tmp_path):
-    root, _ = renders
+    root, meta = renders
     sample = convert(root / "src", tmp_path / "out")
     channels = read_exr(root / "src" / "sphere" / "left.exr")
     s = {k: np.stack([channels[f"S{k}.{c}"] for c in "RGB"]) for k in range(3)}
+    s[1], s[2] = mitsuba_stokes_to_image(s[1], s[2], meta["focal_px"])  # meta.json has the focal length
     assert sample.left.dtype == np.float32 and sample.left.shape == (4, 3, 48, 64)
     for i, theta in enumerate(np.radians([0, 45, 90, 135])):
         expected = 0.5 * (s[0] + s[1] * np.cos(2 * theta) + s[2] * np.sin(2 * theta))
@@ -77,7 +79,8 @@ def test_treating_ray_depth_as_z_would_shrink_off_axis_disparity(renders, tmp_pa
 def test_unnamed_write_bitmap_channels_give_the_same_images(renders, tmp_path):
     root, meta = renders
     named = convert(root / "src", tmp_path / "a")
-    unnamed = convert(root / "unnamed", tmp_path / "b", patterns={"disparity": "", "mask": ""})
+    unnamed = convert(root / "unnamed", tmp_path / "b", patterns={"disparity": "", "mask": ""},
+                      focal_px=meta["focal_px"])
     assert np.allclose(named.left, unnamed.left, atol=1e-6) and np.allclose(named.right, unnamed.right, atol=1e-6)
 
 
@@ -118,7 +121,7 @@ def test_missing_focal_length_skips_a_depth_only_sample(renders, tmp_path):
     src.mkdir(parents=True)
     for name in ("left.exr", "right.exr", "depth.exr", "mask.png"):
         (src / name).write_bytes((root / "src" / "sphere" / name).read_bytes())
-    with pytest.raises(ConversionFailed, match="focal_px and baseline_m"):
+    with pytest.raises(ConversionFailed, match="focal_px and baseline_m"), pytest.warns(UserWarning, match="focal_px"):
         convert(tmp_path / "src", tmp_path / "out")
     sample = convert(tmp_path / "src", tmp_path / "out2", focal_px=50.0, baseline_m=0.1)
     assert (sample.focal_px, sample.baseline_m) == (50.0, 0.1)
