@@ -57,3 +57,16 @@ def test_constraints_pin_every_dependency_within_the_ranges_pyproject_allows():
             continue  # pinned apart: the Makefile's TORCH_PIN (the CPU build)
         assert name in pins, f"{name} has no pin in constraints.txt"
         assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name])
+
+
+@pytest.mark.parametrize("name,base_input", [("polstereo-small-intensity.ckpt", "intensity"),
+                                             ("polstereo-small-polarization-adapter.ckpt", "polarization-adapter")])
+def test_ablation_models_are_the_small_fine_tuned_with_and_without_polarization(name, base_input):
+    model, payload = load_model(ROOT / "models" / "ablations" / name)
+    assert model.base_input == base_input and payload["model_config"]["base"]["name"] == "small"
+    assert [e["stage"] for e in payload["lineage"]] == ["A", "A", "B", "C", "A"]  # small's lineage, then the fine-tune
+    assert "optimizer" not in payload
+    sample = H5Reader(ROOT / "sample_data" / "test.h5").read(0)
+    with torch.no_grad():
+        out = model.eval()(torch.from_numpy(sample.left)[None], torch.from_numpy(sample.right)[None])
+    assert np.abs(out["disparity"][0, 0].numpy() - sample.disparity)[sample.valid_mask()].mean() < 1.5
