@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from polstereo.data.h5format import H5Reader, Sample, write_samples
+from polstereo.data.h5 import H5Reader, Sample, write_samples
 
 ANGLES = (0, 45, 90, 135)
 

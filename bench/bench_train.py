@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from polstereo.data.h5format import Sample, write_samples
+from polstereo.data.h5 import Sample, write_samples
 from polstereo.data.loader import AugmentConfig, MixturePlan, PlanSampler, StereoCropDataset, MixtureDataset
 from polstereo.training.trainer import TrainConfig, train
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from polstereo.data.h5format import Sample, write_samples
+from polstereo.data.h5 import Sample, write_samples
 
 
 def make_sample(rng: np.random.Generator, h: int = 24, w: int = 40, dtype=np.uint8, channels: int = 1,

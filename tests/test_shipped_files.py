@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from polstereo.data.h5format import H5Reader, validate
+from polstereo.data.h5 import H5Reader, validate
 from polstereo.models.files import load_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -62,7 +62,7 @@ def test_occlusion_marks_points_outside_the_right_view():
 
 def test_tiny_render_converts_into_a_valid_validation_file(tmp_path):
     pytest.importorskip("mitsuba", reason="mitsuba (pip install mitsuba) renders the set")
-    from polstereo.data.h5format import H5Reader, validate
+    from polstereo.data.h5 import H5Reader, validate
 
     out = tmp_path / "valset"
     assert valset.main([str(out), "--pairs", "1", "--size", "32", "24", "--spp", "1", "--max-depth", "4"]) == 0

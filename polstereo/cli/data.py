@@ -54,7 +54,7 @@ def inspect_cmd(path: Path, quick: bool, bins: int, stats: bool, crop: tuple[int
     if evidence:
         if not summary["labeled_samples"]:
             raise PolstereoError(f"{path}: --evidence needs ground-truth disparity; the file has none")
-        from polstereo.data.h5format import H5Reader
+        from polstereo.data.h5.reader import H5Reader
         from polstereo.evaluation.evidence import dataset_evidence
         from polstereo.evaluation.shape_evidence import dataset_shape_evidence
 

@@ -42,7 +42,7 @@ def check_feasibility_cmd(checkpoint, data, max_correction, statistic, iters, ma
     Exits 0 when feasible and 3 when not, so `set -e` scripts stop before an
     impossible learn-pol.
     """
-    from polstereo.data.h5format import open_dataset
+    from polstereo.data.h5.reader import open_dataset
     from polstereo.evaluation.feasibility import base_error_statistics, feasibility_verdict, infeasible_reason
 
     model, payload, dev = _load(checkpoint, device)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from polstereo.data.h5format import open_dataset
+from polstereo.data.h5.reader import open_dataset
 from polstereo.errors import PolstereoError
 from polstereo.polar.stokes import hflip_angle_permutation
 

@@ -14,7 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from polstereo.data.h5format import CORRUPT_FILE_ERRORS, H5Reader, ground_truth_mask, validate_isolated
+from polstereo.data.h5.reader import CORRUPT_FILE_ERRORS, H5Reader
+from polstereo.data.h5.schema import ground_truth_mask
+from polstereo.data.h5.validate import validate_isolated
 from polstereo.errors import PolstereoError
 
 PERCENTILES = (1, 5, 50, 95, 99)

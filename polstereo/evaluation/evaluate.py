@@ -151,7 +151,7 @@ def run_eval(cfg: EvalConfig, log: Callable[[str], None] = lambda _: None) -> di
     with ``cfg.per_sample_csv`` the per-sample values are written there too (its folder is
     checked before anything is evaluated).
     """
-    from polstereo.data.h5format import open_dataset
+    from polstereo.data.h5.reader import open_dataset
     from polstereo.devices import resolve_amp, resolve_device
     from polstereo.evaluation.breakdown import aggregate, check_by, check_csv_path, write_per_sample_csv
     from polstereo.evaluation.classical import SGBM_NAME, SGBMStereo

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from polstereo.data.h5format import H5Reader
+from polstereo.data.h5.reader import H5Reader
 from polstereo.errors import PolstereoError
 from polstereo.evaluation import shape_evidence
 from polstereo.evaluation.evidence import accumulate as accumulate_evidence

@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from polstereo.data.h5format import H5Reader
+from polstereo.data.h5.reader import H5Reader
 
 
 @dataclass

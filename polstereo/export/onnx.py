@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from polstereo import __version__
-from polstereo.data.h5format import FORMAT_VERSION as H5_FORMAT_VERSION
+from polstereo.data.h5.schema import FORMAT_VERSION as H5_FORMAT_VERSION
 from polstereo.errors import PolstereoError
 from polstereo.export.runtime import ONNX_FORMAT, ONNX_FORMAT_VERSION, import_optional, open_session, run_session
 from polstereo.io.atomic import atomic_path

@@ -36,7 +36,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from polstereo.data.h5format import H5Reader
+from polstereo.data.h5.reader import H5Reader
 from polstereo.errors import PolstereoError
 from polstereo.io.images import check_white, read_image, read_view_image, to_unit_range, white_level
 from polstereo.io.layouts import MIDDLEBURY_LEFT, MIDDLEBURY_RIGHT, middlebury_scenes

@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from polstereo.data.h5format import open_dataset
+from polstereo.data.h5.reader import open_dataset
 from polstereo.data.loader import AugmentConfig, MixtureDataset, MixturePlan, StereoCropDataset
 from polstereo.devices import resolve_amp, resolve_device
 from polstereo.errors import EXIT_USAGE, InfeasibleError, PolstereoError

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from polstereo.data.h5format import H5Reader
+from polstereo.data.h5 import H5Reader
 from polstereo.errors import PolstereoError
 from polstereo.evaluation.samples import iterate_samples
 from polstereo.models.warp import offset_candidates, warp_disagreement_candidates

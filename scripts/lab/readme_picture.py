@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from polstereo.data.h5format import H5Reader
+from polstereo.data.h5 import H5Reader
 from polstereo.errors import PolstereoError
 from polstereo.io.atomic import atomic_path
 from polstereo.io.visualise import comparison_pictures, image_to_rgb

@@ -7,7 +7,7 @@ from click.testing import CliRunner
 from polstereo.cli import main as cli_main
 from polstereo.cli.convert import LAYOUTS, ROLE_HELP, ROLE_OPTIONS
 from polstereo.data.converters import CONVERTERS
-from polstereo.data.h5format import H5Reader, validate
+from polstereo.data.h5 import H5Reader, validate
 from polstereo.io.images import write_disparity, write_image
 from polstereo.polar.mosaic import mosaic
 from tests.data.converters.fixtures import write_folder_dataset, write_mitsuba_sample

@@ -6,7 +6,7 @@ import torch
 from click.testing import CliRunner
 
 from polstereo.cli.main import cli
-from polstereo.data.h5format import H5Reader
+from polstereo.data.h5 import H5Reader
 from polstereo.models.files import save_model
 from polstereo.models.registry import build_model
 from tests.training.conftest import tiny_data  # noqa: F401  (fixture)
@@ -77,7 +77,7 @@ def test_eval_of_base_only_checkpoint_says_so(tiny_data, checkpoints):
 
 
 def test_eval_on_unlabeled_data_is_an_error(checkpoints, tmp_path, rng):
-    from polstereo.data.h5format import write_samples
+    from polstereo.data.h5 import write_samples
     from tests.conftest import make_sample
 
     s = make_sample(rng)
@@ -126,7 +126,7 @@ def test_check_feasibility_reports_polarization_evidence(tiny_data, checkpoints)
 
 
 def test_check_feasibility_reports_shape_evidence_for_base_and_final(tmp_path, checkpoints):
-    from polstereo.data.h5format import write_samples
+    from polstereo.data.h5 import write_samples
     from tests.evaluation.test_shape_evidence import sphere_sample
 
     write_samples(tmp_path / "sphere.h5", [sphere_sample()])
@@ -147,7 +147,7 @@ def test_eval_of_a_mono_model_on_rgb_data_equals_eval_on_their_luminance(checkpo
     """A mono correction module on RGB angle images sees their Rec. 709 luminance, as infer does."""
     import numpy as np
 
-    from polstereo.data.h5format import write_samples
+    from polstereo.data.h5 import write_samples
     from polstereo.polar.color import luma
     from tests.conftest import make_sample
 
@@ -169,7 +169,7 @@ def _kinds_file(path, kinds):
     """Samples of the tiny kind, one per entry of ``kinds`` (None: not recorded), lit alternately."""
     import numpy as np
 
-    from polstereo.data.h5format import write_samples
+    from polstereo.data.h5 import write_samples
     from tests.training.conftest import shifted_sample
 
     rng = np.random.default_rng(5)

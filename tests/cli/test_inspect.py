@@ -28,7 +28,7 @@ def test_inspect_prints_summary(h5_file):
 
 
 def test_inspect_json_matches_data(h5_file):
-    from polstereo.data.h5format import H5Reader
+    from polstereo.data.h5 import H5Reader
 
     result = run("inspect", h5_file, "--json")
     assert result.exit_code == 0, result.output
@@ -122,7 +122,7 @@ def test_inspect_quiet_prints_nothing_for_a_valid_file(h5_file):
 
 
 def test_evidence_pins_the_true_disparity_on_known_data(tmp_path):
-    from polstereo.data.h5format import Sample, write_samples
+    from polstereo.data.h5 import Sample, write_samples
     from tests.evaluation.test_evidence import H, W, scene
 
     # polarization matches at the true 5 px, intensity at a "background" 12 px
@@ -150,7 +150,7 @@ def test_evidence_pins_the_true_disparity_on_known_data(tmp_path):
 
 
 def test_evidence_reports_the_shape_evidence_of_the_ground_truth(tmp_path):
-    from polstereo.data.h5format import write_samples
+    from polstereo.data.h5 import write_samples
     from tests.evaluation.test_shape_evidence import sphere_sample
 
     path = tmp_path / "sphere.h5"
@@ -169,7 +169,7 @@ def test_evidence_reports_the_shape_evidence_of_the_ground_truth(tmp_path):
 
 
 def test_evidence_needs_ground_truth(tmp_path):
-    from polstereo.data.h5format import Sample, write_samples
+    from polstereo.data.h5 import Sample, write_samples
 
     img = np.random.default_rng(0).random((4, 1, 16, 24)).astype(np.float32)
     write_samples(tmp_path / "raw.h5", [Sample(left=img, right=img)])

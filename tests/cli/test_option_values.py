@@ -8,7 +8,7 @@ import yaml
 from click.testing import CliRunner
 
 from polstereo.cli.main import cli
-from polstereo.data.h5format import write_samples
+from polstereo.data.h5 import write_samples
 from polstereo.errors import EXIT_USAGE, PolstereoError
 from polstereo.models.registry import build_model
 from polstereo.training.checkpoint import save_checkpoint
@@ -101,15 +101,15 @@ def test_nan_in_training_images_is_a_data_error_naming_the_sample(tmp_path):
     samples = [shifted_sample(rng) for _ in range(2)]
     samples[1].left[0, 0, 5, 5] = np.nan
     bad = tmp_path / "bad.h5"
-    from polstereo.data import h5format
+    from polstereo.data.h5 import writer
 
     # the writer refuses NaN images; a hand-made file can hold them
-    real_check = h5format._check_sample
-    h5format._check_sample = lambda *args: None
+    real_check = writer._check_sample
+    writer._check_sample = lambda *args: None
     try:
         write_samples(bad, samples)
     finally:
-        h5format._check_sample = real_check
+        writer._check_sample = real_check
     result = invoke("adapt", "--train", bad, "--out", tmp_path / "run", *FAST[:2], "--batch-size", 2, *FAST[4:])
     assert result.exit_code == 1, result.output
     assert f"{bad}: sample 1" in result.output and "the data is broken, not the model" in result.output

@@ -91,9 +91,9 @@ def test_checkpoint_write_on_a_full_disk_is_one_line_and_leaves_no_file(tmp_path
 
 
 def test_make_synthetic_on_a_full_disk_stops_before_libhdf5_fails(tmp_path, monkeypatch):
-    from polstereo.data import h5format
+    from polstereo.data.h5 import writer
 
-    monkeypatch.setattr(h5format.shutil, "disk_usage", lambda p: SimpleNamespace(free=4096))
+    monkeypatch.setattr(writer.shutil, "disk_usage", lambda p: SimpleNamespace(free=4096))
     result = invoke("make-synthetic", tmp_path / "d", "--num", 2, "--size", "32x24", "--no-noise", "--quiet")
     assert "no space left on device" in one_line_error(result, tmp_path / "d" / "train.h5")
     assert not (tmp_path / "d").exists()  # nor the folder the failed run created

@@ -5,7 +5,7 @@ import pytest
 from click.testing import CliRunner
 
 from polstereo.cli.synthetic import make_synthetic_cmd
-from polstereo.data.h5format import H5Reader, validate
+from polstereo.data.h5 import H5Reader, validate
 from polstereo.errors import PolstereoError
 
 TINY = ["--size", "48x32", "--no-noise", "--quiet"]

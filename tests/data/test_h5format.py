@@ -2,8 +2,8 @@ import h5py
 import numpy as np
 import pytest
 
-from polstereo.data.h5format import (FORMAT_VERSION, H5Reader, H5Writer, require_valid, validate,
-                                     write_samples)
+from polstereo.data.h5 import (FORMAT_VERSION, H5Reader, H5Writer, require_valid, validate,
+                               write_samples)
 from polstereo.errors import PolstereoError
 from tests.conftest import make_sample
 
@@ -345,7 +345,7 @@ def test_glass_kinds_and_lighting_round_trip_and_absent_ones_read_as_unknown(tmp
 
 
 def test_encoded_samples_carry_glass_kinds_and_lighting(tmp_path, rng):
-    from polstereo.data.h5format import encode_sample
+    from polstereo.data.h5 import encode_sample
 
     sample = make_sample(rng, name="e")
     sample.glass_kinds, sample.lighting = ("thin-cup",), "room-env"

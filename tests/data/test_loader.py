@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from polstereo.data.h5format import Sample, write_samples
+from polstereo.data.h5 import Sample, write_samples
 from polstereo.data.loader import (AugmentConfig, MixtureDataset, MixturePlan, PlanSampler, StereoCropDataset,
                                    to_device)
 from polstereo.errors import PolstereoError

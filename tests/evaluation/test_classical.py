@@ -40,7 +40,7 @@ def test_eval_sgbm_scores_a_file_like_a_model(h5_file, tmp_path):
 
 
 def test_exclude_occluded_scores_only_pixels_both_views_see(tmp_path):
-    from polstereo.data.h5format import H5Reader, write_samples
+    from polstereo.data.h5 import H5Reader, write_samples
     from polstereo.evaluation.samples import iterate_samples
     from tests.conftest import make_sample
 

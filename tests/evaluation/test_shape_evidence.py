@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from polstereo.data.h5format import H5Reader, Sample, write_samples
+from polstereo.data.h5 import H5Reader, Sample, write_samples
 from polstereo.errors import PolstereoError
 from polstereo.evaluation.shape_evidence import (ShapeEvidenceConfig, accumulate, dataset_shape_evidence, erode,
                                                  reference_candidates, shape_evidence_counts, shape_regions,

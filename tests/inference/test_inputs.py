@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from polstereo.data.h5format import write_samples
+from polstereo.data.h5 import write_samples
 from polstereo.errors import PolstereoError
 from polstereo.inference.inputs import AnglePattern, InputSpec, resolve_inputs
 from polstereo.io.images import read_image, write_image

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import pytest
 
-from polstereo.data.h5format import write_samples
+from polstereo.data.h5 import write_samples
 from polstereo.errors import PolstereoError
 from polstereo.inference.pipeline import InferConfig, _CudaGraphCalls, compile_mode_for, run_inference
 from polstereo.io.images import read_disparity, read_image, read_npy, read_pfm

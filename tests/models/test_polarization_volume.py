@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from polstereo.data.h5format import write_samples
+from polstereo.data.h5 import write_samples
 from polstereo.errors import PolstereoError
 from polstereo.models.polarization_volume import PolarizationVolume, PolarizationVolumeConfig
 from polstereo.models.files import load_model, save_model, write_payload

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from polstereo.data.h5format import write_samples
+from polstereo.data.h5 import write_samples
 from polstereo.errors import PolstereoError
 from polstereo.models.adapter import PolarizationAdapter, adapter_features
 from polstereo.models.base.s2m2 import weights_file_name

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from polstereo.data.h5format import Sample, write_samples
+from polstereo.data.h5 import Sample, write_samples
 from polstereo.polar.stokes import angles_from_stokes
 
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from polstereo.data.h5format import write_samples
+from polstereo.data.h5 import write_samples
 from polstereo.models.files import load_model
 from polstereo.models.registry import build_model
 from polstereo.training.checkpoint import load_checkpoint

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-from polstereo.data.h5format import write_samples
+from polstereo.data.h5 import write_samples
 from polstereo.errors import PolstereoError
 from polstereo.training.checkpoint import load_checkpoint, load_for_inference
 from polstereo.training.mim import EMATeacher, mask_views, patch_mask

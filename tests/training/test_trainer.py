@@ -141,7 +141,7 @@ def test_resume_with_different_options_is_refused(tiny_data, tmp_path, quick):
 def test_learn_pol_on_rgb_data(tmp_path, quick):
     import numpy as np
 
-    from polstereo.data.h5format import write_samples
+    from polstereo.data.h5 import write_samples
     from tests.training.conftest import shifted_sample
 
     rng = np.random.default_rng(1)
@@ -345,7 +345,7 @@ def test_finetune_on_unlabeled_captures_learns_from_the_shape_loss_alone(stage_a
 
     import numpy as np
 
-    from polstereo.data.h5format import H5Reader, write_samples
+    from polstereo.data.h5 import H5Reader, write_samples
 
     reader = H5Reader(tiny_data / "train.h5")
     unlabeled = [dataclasses.replace(reader.read(i), disparity=None, transparent=None) for i in range(len(reader))]

@@ -21,7 +21,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from polstereo.data.h5format import DEFAULT_ANGLES_DEG, Sample, parse_glass_kinds
+from polstereo.data.h5.schema import DEFAULT_ANGLES_DEG, Sample, parse_glass_kinds
 from polstereo.errors import EXIT_USAGE, PolstereoError
 from polstereo.io.images import read_disparity, read_image
 from polstereo.polar.color import luma

@@ -27,7 +27,8 @@ from tqdm import tqdm
 
 from polstereo.data.converters.base import BAD_VALUES, SkipSample, SourceOptions
 from polstereo.data.converters.registry import CONVERTERS
-from polstereo.data.h5format import COMPRESSION, H5Writer, Sample
+from polstereo.data.h5.schema import Sample
+from polstereo.data.h5.writer import COMPRESSION, H5Writer
 from polstereo.errors import EXIT_USAGE, PolstereoError
 from polstereo.interrupts import ctrl_c_requests_stop
 from polstereo.io.atomic import atomic_file_set
@@ -51,7 +52,7 @@ class ConvertConfig:
         workers: processes reading and decoding samples (1 = in this process).
         progress: show a progress bar (callers decide: a TTY and not --quiet).
         overwrite: replace existing split files (and remove ones this run does not produce).
-        compression: HDF5 codec, a key of ``h5format.COMPRESSION``.
+        compression: HDF5 codec, a key of ``h5.writer.COMPRESSION``.
     """
 
     src: Path

@@ -12,8 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from polstereo.data.h5format import COLOR_CHANNELS as COLOR_MODES
-from polstereo.data.h5format import DEFAULT_ANGLES_DEG
+from polstereo.data.h5.schema import COLOR_CHANNELS as COLOR_MODES
+from polstereo.data.h5.schema import DEFAULT_ANGLES_DEG
 from polstereo.data.synthetic.rigs import RIG_PRESETS
 from polstereo.errors import EXIT_USAGE, PolstereoError
 

@@ -18,7 +18,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from polstereo.data.h5format import EncodedSample, H5Reader, H5Writer, Sample, encode_sample
+from polstereo.data.h5.reader import H5Reader
+from polstereo.data.h5.schema import Sample
+from polstereo.data.h5.writer import EncodedSample, H5Writer, encode_sample
 from polstereo.data.synthetic.config import SyntheticConfig
 from polstereo.data.synthetic.render import render_pair
 from polstereo.data.synthetic.scene import Scene, random_scene
@@ -73,7 +75,7 @@ def sensor_images(stokes: np.ndarray, config: SyntheticConfig, exposure: float,
 
 def generate_sample(config: SyntheticConfig, rng: np.random.Generator, name: str = "",
                     scene_id: str = "") -> Sample:
-    """Draw a scene, render both views and return a :class:`~polstereo.data.h5format.Sample`.
+    """Draw a scene, render both views and return a :class:`~polstereo.data.h5.schema.Sample`.
 
     Ground truth: disparity (float32, pixels of the left image) of the first surface
     hit, transparency mask (that surface is glass), valid mask (a surface was hit) and

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from polstereo.data.h5format import Sample
+from polstereo.data.h5 import Sample
 from polstereo.io.images import read_exr, write_disparity, write_image
 
 ANGLES = (0, 45, 90, 135)

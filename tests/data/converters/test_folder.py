@@ -2,7 +2,7 @@ import numpy as np
 
 from polstereo.data.converters import ConvertConfig, SourceOptions, convert_dataset
 from polstereo.data.converters.folder import FolderConverter
-from polstereo.data.h5format import H5Reader, validate
+from polstereo.data.h5 import H5Reader, validate
 from polstereo.io.images import write_image
 from tests.data.converters.fixtures import folder_sample, write_folder_dataset, write_folder_sample
 

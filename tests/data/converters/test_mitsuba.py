@@ -6,7 +6,7 @@ import pytest
 from polstereo.data.converters import ConvertConfig, SourceOptions, convert_dataset
 from polstereo.data.converters.mitsuba import mitsuba_stokes_to_image
 from polstereo.data.converters.pipeline import ConversionFailed
-from polstereo.data.h5format import H5Reader
+from polstereo.data.h5 import H5Reader
 from polstereo.io.images import read_exr
 from polstereo.polar.stokes import stokes_from_angles
 from tests.data.converters.fixtures import write_mitsuba_sample

@@ -7,7 +7,7 @@ import pytest
 
 from polstereo.data.converters import ConvertConfig, SourceOptions, convert_dataset
 from polstereo.data.converters.mitsuba import NO_FOCAL_WARNING, mitsuba_stokes_to_image
-from polstereo.data.h5format import H5Reader
+from polstereo.data.h5 import H5Reader
 from polstereo.polar.stokes import stokes_from_angles
 from tests.data.converters.fixtures import MITSUBA_VARIANT, mitsuba_focal_px
 

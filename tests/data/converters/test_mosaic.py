@@ -3,7 +3,7 @@ import pytest
 
 from polstereo.data.converters import ConvertConfig, SourceOptions, convert_dataset
 from polstereo.data.converters.mosaic import MosaicConverter, parse_layout
-from polstereo.data.h5format import H5Reader
+from polstereo.data.h5 import H5Reader
 from polstereo.errors import PolstereoError
 from polstereo.io.images import write_disparity, write_image
 from polstereo.polar.mosaic import demosaic, mosaic

@@ -7,7 +7,7 @@ from polstereo.data.converters import (
 from polstereo.data.converters import pipeline
 from polstereo.data.converters.folder import FolderConverter
 from polstereo.data.converters.pipeline import ConversionFailed
-from polstereo.data.h5format import H5Reader
+from polstereo.data.h5 import H5Reader
 from polstereo.errors import PolstereoError
 from tests.data.converters.fixtures import write_folder_dataset
 
@@ -153,7 +153,7 @@ def test_a_real_ctrl_c_stops_the_conversion_and_keeps_the_old_outputs(tmp_path, 
     import os
     import signal
 
-    from polstereo.data.h5format import H5Writer
+    from polstereo.data.h5 import H5Writer
 
     write_folder_dataset(tmp_path / "src", rng, 6)
     out = tmp_path / "out"

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from polstereo.data.h5format import H5Reader, validate
+from polstereo.data.h5 import H5Reader, validate
 from polstereo.data.synthetic.config import SyntheticConfig
 from polstereo.data.synthetic.generate import (generate_dataset, generate_sample, polarizer_images, sample_rng,
                                                split_counts)

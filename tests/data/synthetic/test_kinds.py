@@ -5,7 +5,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from polstereo.data.h5format import H5Reader
+from polstereo.data.h5 import H5Reader
 from polstereo.data.synthetic.config import SyntheticConfig
 from polstereo.data.synthetic.generate import generate_dataset, generate_sample, sample_rng
 from polstereo.data.synthetic.config import LIGHTING_FAMILIES

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from polstereo.data.h5format import H5Reader, ShardedReader, data_files, open_dataset, validate
+from polstereo.data.h5 import H5Reader, ShardedReader, data_files, open_dataset, validate
 from polstereo.data.loader import AugmentConfig, StereoCropDataset
 from polstereo.data.synthetic import generate
 from polstereo.data.synthetic.config import SyntheticConfig
