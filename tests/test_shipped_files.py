@@ -60,7 +60,8 @@ def test_constraints_pin_every_dependency_within_the_ranges_pyproject_allows():
 
 
 @pytest.mark.parametrize("name,base_input", [("polstereo-small-intensity.ckpt", "intensity"),
-                                             ("polstereo-small-polarization-adapter.ckpt", "polarization-adapter")])
+                                             ("polstereo-small-polarization-adapter.ckpt", "polarization-adapter"),
+                                             ("polstereo-small-polarization-robust.ckpt", "polarization-adapter")])
 def test_ablation_models_are_the_small_fine_tuned_with_and_without_polarization(name, base_input):
     model, payload = load_model(ROOT / "models" / "ablations" / name)
     assert model.base_input == base_input and payload["model_config"]["base"]["name"] == "small"
