@@ -31,10 +31,9 @@ def fill_holes_from_background(disparity: np.ndarray, valid: np.ndarray) -> np.n
     left_index = np.maximum.accumulate(np.where(valid, columns, -1), axis=1)
     right_index = np.minimum.accumulate(np.where(valid, columns, w)[:, ::-1], axis=1)[:, ::-1]
     rows = np.arange(h)[:, None]
-    padded = np.concatenate([disparity, np.full((h, 1), np.inf, disparity.dtype)], axis=1)  # index w or -1 -> inf
-    from_left = np.where(left_index >= 0, padded[rows, np.where(left_index >= 0, left_index, w)], np.inf)
-    from_right = np.where(right_index < w, padded[rows, right_index], np.inf)
-    filled = np.minimum(from_left, from_right)
+    padded = np.concatenate([disparity, np.full((h, 1), np.inf, disparity.dtype)], axis=1)  # column w: no neighbour
+    from_left = padded[rows, np.where(left_index >= 0, left_index, w)]
+    filled = np.minimum(from_left, padded[rows, right_index])
     filled = np.where(np.isfinite(filled), filled, 0.0)
     return np.where(valid, disparity, filled).astype(np.float32)
 

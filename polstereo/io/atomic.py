@@ -44,12 +44,18 @@ def removed_if_left_empty(directory: str | os.PathLike) -> Iterator[Path]:
     try:
         yield directory
     except BaseException:
-        for path in created:
-            try:
-                path.rmdir()  # refuses a folder that is not empty, which stays
-            except OSError:
-                break
+        remove_empty_dirs(created)
         raise
+
+
+def remove_empty_dirs(created: list[Path]) -> None:
+    """Remove the folders ``created`` (deepest first, as :func:`_missing_dirs` lists them) while
+    they are empty; the first one that holds anything stops it, with its parents."""
+    for path in created:
+        try:
+            path.rmdir()  # refuses a folder that is not empty, which stays
+        except OSError:
+            break
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Iterator
 
 from polstereo.errors import PolstereoError
-from polstereo.io.atomic import _missing_dirs
+from polstereo.io.atomic import _missing_dirs, remove_empty_dirs
 
 LOCK_SUFFIX = ".polstereo-lock"
 
@@ -87,7 +87,7 @@ def output_lock(output: str | os.PathLike, what: str = "output") -> Iterator[Pat
     try:
         fd = _acquire(path, output, what)
     except BaseException:
-        _remove_empty(created)
+        remove_empty_dirs(created)
         raise
     try:
         record = f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}: " \
@@ -102,12 +102,5 @@ def output_lock(output: str | os.PathLike, what: str = "output") -> Iterator[Pat
         with contextlib.suppress(OSError):
             os.unlink(path)  # while still holding it: a waiting opener then retries on a new file
         os.close(fd)
-        _remove_empty(created)
+        remove_empty_dirs(created)
 
-
-def _remove_empty(created: list[Path]) -> None:
-    for directory in created:
-        try:
-            directory.rmdir()  # refuses a folder that is not empty, which stays
-        except OSError:
-            break

@@ -3,8 +3,6 @@ that leaves a warm-started base exactly as it was at step 0."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -16,14 +14,13 @@ from polstereo.models.files import load_model, save_model, write_payload
 from polstereo.models.registry import build_model, model_config
 from polstereo.training.checkpoint import load_checkpoint
 from polstereo.training.config import TrainConfig
-from polstereo.training.setup import prepare_model, set_up, starting_point
+from polstereo.training.setup import prepare_model, set_up
 from polstereo.training.stages import STAGES
 from tests.models.test_s2m2 import StandIn
 from tests.models.test_warm_start import assert_same_outputs, outputs, polarized_stacks
 from tests.training.conftest import shifted_sample
 
 VOLUME = "polarization-volume"
-SHIPPED_SMALL = Path(__file__).resolve().parents[2] / "models" / "polstereo-small.ckpt"
 
 
 def with_volume(model, tmp_path, seed=0):
@@ -41,33 +38,7 @@ def open_gate(model, value=0.05):
 
 
 # ---------------------------------------------------------------------------- step 0 is the base
-@pytest.mark.parametrize("config,channels", [({"base": "small"}, 1),
-                                             ({"base": "tiny", "correction": {"color_channels": 3}}, 3)],
-                         ids=["small-mono", "tiny-rgb-with-correction"])
-def test_warm_start_equals_the_base_exactly_at_step_0(config, channels, tmp_path):
-    model = build_model(config).eval()
-    left, right = polarized_stacks(c=channels)
-    before = outputs(model, left, right)
-    plain_intensity = model.forward_intensity(left[:, 0], right[:, 0])["disparity"]
-    warm = with_volume(model, tmp_path).eval()
-    assert warm.base_input == VOLUME and isinstance(warm.polarization_volume, PolarizationVolume)
-    assert_same_outputs(outputs(warm, left, right), before)
-    assert torch.equal(warm.forward_intensity(left[:, 0], right[:, 0])["disparity"], plain_intensity)
-
-
-@pytest.mark.skipif(not SHIPPED_SMALL.exists(), reason="no shipped small model")
-def test_warm_start_from_the_shipped_small_model_equals_it_at_step_0(tmp_path):
-    cfg = TrainConfig.from_flat(stage="A", out=tmp_path / "run", train=[], init=str(SHIPPED_SMALL), base_input=VOLUME)
-    warm = prepare_model(starting_point(cfg, STAGES["A"], tmp_path / "last.ckpt").model, cfg, STAGES["A"], 1)
-    shipped, _ = load_model(SHIPPED_SMALL)
-    left, right = polarized_stacks(b=1, h=32, w=48)
-    with torch.no_grad():
-        expected = shipped.eval()(left, right, iters=2)
-        got = warm.eval()(left, right, iters=2)
-    assert_same_outputs(got, expected)
-    assert warm.polarization_volume is not None and not warm.is_frozen("base")
-
-
+# (step-0 equality for a random base and the shipped small: tests/models/test_warm_start.py)
 def test_an_open_gate_changes_the_output():
     model = build_model({"base": "tiny", "base_input": VOLUME}).eval()
     left, right = polarized_stacks()

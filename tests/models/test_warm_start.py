@@ -15,6 +15,7 @@ from polstereo.errors import PolstereoError
 from polstereo.models.adapter import PolarizationAdapter, adapter_features
 from polstereo.models.base.s2m2 import weights_file_name
 from polstereo.models.files import load_model, save_model, write_payload
+from polstereo.models.polarization_volume import PolarizationVolume
 from polstereo.models.registry import build_model, model_config
 from polstereo.training.checkpoint import load_checkpoint
 from polstereo.training.config import TrainConfig
@@ -25,6 +26,7 @@ from tests.models.test_s2m2 import StandIn
 from tests.training.conftest import shifted_sample
 
 ADAPTER = "polarization-adapter"
+VOLUME = "polarization-volume"
 SHIPPED_SMALL = Path(__file__).resolve().parents[2] / "models" / "polstereo-small.ckpt"
 OUTPUTS = ("disparity", "base_disparity", "confidence")
 
@@ -54,7 +56,7 @@ def assert_same_outputs(a: dict, b: dict) -> None:
 
 
 def adapt_config(tmp_path, **options) -> TrainConfig:
-    return TrainConfig.from_flat(stage="A", out=tmp_path / "run", train=[], base_input=ADAPTER, **options)
+    return TrainConfig.from_flat(stage="A", out=tmp_path / "run", train=[], **{"base_input": ADAPTER, **options})
 
 
 def with_adapter(model, tmp_path, seed=0):
@@ -63,31 +65,41 @@ def with_adapter(model, tmp_path, seed=0):
 
 
 # ---------------------------------------------------------------------------- step 0 is the base
+# both warm starts that add polarization to a base: the part each attaches and its type
+WARM_STARTS = pytest.mark.parametrize("base_input,part,part_type", [
+    (ADAPTER, "adapter", PolarizationAdapter), (VOLUME, "polarization_volume", PolarizationVolume)])
+
+
+@WARM_STARTS
 @pytest.mark.parametrize("config,channels", [({"base": "small"}, 1),
                                              ({"base": "tiny", "correction": {"color_channels": 3}}, 3)],
                          ids=["small-mono", "tiny-rgb-with-correction"])
-def test_warm_start_equals_the_base_exactly_at_step_0(config, channels, tmp_path):
+def test_warm_start_equals_the_base_exactly_at_step_0(config, channels, base_input, part, part_type, tmp_path):
     model = build_model(config).eval()
     left, right = polarized_stacks(c=channels)
     before = outputs(model, left, right)
     plain_intensity = model.forward_intensity(left[:, 0], right[:, 0])["disparity"]
-    warm = with_adapter(model, tmp_path).eval()
-    assert warm.base_input == ADAPTER and isinstance(warm.adapter, PolarizationAdapter)
+    cfg = adapt_config(tmp_path, base_input=base_input)
+    warm = prepare_model(model, cfg, STAGES["A"], color_channels=1).eval()
+    assert warm.base_input == base_input and isinstance(getattr(warm, part), part_type)
     assert_same_outputs(outputs(warm, left, right), before)
     assert torch.equal(warm.forward_intensity(left[:, 0], right[:, 0])["disparity"], plain_intensity)
 
 
+@WARM_STARTS
 @pytest.mark.skipif(not SHIPPED_SMALL.exists(), reason="no shipped small model")
-def test_warm_start_from_the_shipped_small_model_equals_it_at_step_0(tmp_path):
-    cfg = TrainConfig.from_flat(stage="A", out=tmp_path / "run", train=[], init=str(SHIPPED_SMALL), base_input=ADAPTER)
+def test_warm_start_from_the_shipped_small_model_equals_it_at_step_0(base_input, part, part_type, tmp_path):
+    cfg = TrainConfig.from_flat(stage="A", out=tmp_path / "run", train=[], init=str(SHIPPED_SMALL),
+                                base_input=base_input)
     warm = prepare_model(starting_point(cfg, STAGES["A"], tmp_path / "last.ckpt").model, cfg, STAGES["A"], 1)
     shipped, _ = load_model(SHIPPED_SMALL)
     left, right = polarized_stacks(b=1, h=32, w=48)
     with torch.no_grad():
-        expected = shipped.eval()(left, right, iters=1)
-        got = warm.eval()(left, right, iters=1)
+        expected = shipped.eval()(left, right, iters=2)
+        got = warm.eval()(left, right, iters=2)
     assert_same_outputs(got, expected)
     assert torch.equal(got["correction"], expected["correction"])  # its correction module is kept, frozen
+    assert isinstance(getattr(warm, part), part_type)
     assert warm.is_frozen("correction") and not warm.is_frozen("base")
 
 

@@ -124,6 +124,20 @@ def _take(a: np.ndarray, sel: np.ndarray) -> np.ndarray:
     return a if a.shape[1] == 1 else a[:, sel]
 
 
+def _hits_by_object(scene: Scene, o: np.ndarray, d: np.ndarray, t: np.ndarray, index: np.ndarray):
+    """Per object that rays hit: ``(obj, sel, ds, p, nrm)``, the rays' indices, directions and
+    hit points, and the surface normal turned against the arriving ray (both shading models)."""
+    for k, obj in enumerate(scene.objects):
+        sel = np.flatnonzero(index == k)
+        if sel.size == 0:
+            continue
+        ds = d[:, sel]
+        p = _take(o, sel) + t[sel] * ds
+        nrm = obj.surface.normal_at(p).astype(np.float32, copy=False)
+        facing = dot(nrm, ds) > 0  # the side the ray arrives on
+        yield obj, sel, ds, p, np.where(facing, -nrm, nrm)
+
+
 def shade(scene: Scene, o: np.ndarray, d: np.ndarray, t: np.ndarray, index: np.ndarray, depth: int
           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Radiance leaving the first hits towards the rays' origins.
@@ -141,15 +155,7 @@ def shade(scene: Scene, o: np.ndarray, d: np.ndarray, t: np.ndarray, index: np.n
     miss = np.flatnonzero(index < 0)
     if miss.size:
         s0[:, miss] = scene.environment.radiance(d[:, miss])
-    for k, obj in enumerate(scene.objects):
-        sel = np.flatnonzero(index == k)
-        if sel.size == 0:
-            continue
-        ds = d[:, sel]
-        p = _take(o, sel) + t[sel] * ds
-        nrm = obj.surface.normal_at(p).astype(np.float32, copy=False)
-        facing = dot(nrm, ds) > 0  # the side the ray arrives on
-        nrm = np.where(facing, -nrm, nrm)
+    for obj, sel, ds, p, nrm in _hits_by_object(scene, o, d, t, index):
         if obj.material.kind == "glass":
             a, b = _shade_glass(scene, obj, p, ds, nrm, depth)
         else:
@@ -304,15 +310,7 @@ def shade_stokes(scene: Scene, o: np.ndarray, d: np.ndarray, t: np.ndarray, inde
     if miss.size:
         stokes[0][:, miss] = scene.environment.radiance(d[:, miss])
         frame[:, miss] = perpendicular(d[:, miss])
-    for k, obj in enumerate(scene.objects):
-        sel = np.flatnonzero(index == k)
-        if sel.size == 0:
-            continue
-        ds = d[:, sel]
-        p = _take(o, sel) + t[sel] * ds
-        nrm = obj.surface.normal_at(p).astype(np.float32, copy=False)
-        facing = dot(nrm, ds) > 0
-        nrm = np.where(facing, -nrm, nrm)
+    for obj, sel, ds, p, nrm in _hits_by_object(scene, o, d, t, index):
         s_dir = s_direction(ds, nrm)
         if obj.material.kind == "glass":
             stokes[:, :, sel] = _glass_stokes(scene, obj, p, ds, nrm, s_dir, depth)
