@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+from polstereo.errors import PolstereoError
 from polstereo.evaluation.evaluate import EvalConfig, run_eval
 
 
@@ -94,4 +96,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except PolstereoError as err:  # a missing or broken model or data file: one line, not a traceback
+        sys.exit(f"Error: {err}")

@@ -112,3 +112,9 @@ def test_compare_models_prints_the_overall_table_and_reuses_its_reports(h5_file,
     assert (tmp_path / "cmp" / "a.json").exists()
     again = subprocess.run(command, capture_output=True, text=True)
     assert again.stdout == first.stdout
+
+
+def test_compare_models_names_a_missing_model_in_one_line(h5_file, tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "compare_models.py"), str(tmp_path / "cmp"),
+                             "--data", str(h5_file), f"a={tmp_path / 'none.ckpt'}"], capture_output=True, text=True)
+    assert result.returncode == 1 and result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
