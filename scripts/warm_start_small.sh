@@ -8,7 +8,10 @@
 #   seed, crops, so the difference between two runs is what polarization gives.
 # Env: STEPS (1000), GENERIC_SHARE (percent of steps drawing generic scenes, 30), LR (2e-4), BATCH (4),
 #   CROP ("128 160"), SEED (0), INIT (models/polstereo-small.ckpt), DATA (WORK_DIR/data, shared by the
-#   runs), A_ARGS (extra adapt options). Resumable: re-run the same command after a stop.
+#   runs), A_ARGS (extra adapt options), STAGES ("A"; "A B C" adds learn-pol and finetune on top, with
+#   B_ARGS for the correction module, e.g. "--correction-context unet --correction-shape --shape-weight 1",
+#   B_STEPS and C_STEPS, 600 each, at the stages' learning rates; C draws generic scenes as A does and keeps A's --robust-scale).
+#   Resumable: re-run the same command after a stop.
 set -euo pipefail
 WORK=${1:?usage: scripts/warm_start_small.sh WORK_DIR [BASE_INPUT]}
 BASE_INPUT=${2:-polarization-adapter}
@@ -27,4 +30,27 @@ run_stage "$WORK/$BASE_INPUT" polstereo adapt --init "$INIT" ${INPUT[@]+"${INPUT
     --crop-size $CROP --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --quiet \
     --val-every "$(( STEPS / 4 ))" --save-every 100 --val-samples 20 --scale-range 0.8 1.25 \
     ${A_EXTRA[@]+"${A_EXTRA[@]}"}
-echo "done: $WORK/$BASE_INPUT/last.ckpt"
+LAST=$WORK/$BASE_INPUT/last.ckpt
+if [[ " ${STAGES:-A} " == *" B "* ]]; then
+  B_STEPS=${B_STEPS:-600}
+  polstereo check-feasibility "$LAST" --data "$DATA/glass/val.h5" --max-correction "$MAXCORR" \
+      --json "$WORK/$BASE_INPUT-feasibility.json"
+  run_stage "$WORK/$BASE_INPUT-B" polstereo learn-pol --init "$LAST" --train "$DATA/glass/train.h5" \
+      --val "$DATA/glass/val.h5" --max-correction "$MAXCORR" --correction-search "$CORR_SEARCH" \
+      --steps "$B_STEPS" --warmup-steps "$(( B_STEPS / 20 ))" --seed "$SEED" --crop-size $CROP \
+      --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --quiet --val-every "$(( B_STEPS / 4 ))" \
+      --save-every 100 --val-samples 20 --scale-range 0.8 1.25 ${B_EXTRA[@]+"${B_EXTRA[@]}"}
+  LAST=$WORK/$BASE_INPUT-B/last.ckpt
+fi
+if [[ " ${STAGES:-A} " == *" C "* ]]; then
+  C_STEPS=${C_STEPS:-600}; C_GENERIC=$(( C_STEPS * GENERIC_SHARE / 100 ))
+  ROBUST=(); [[ " ${A_ARGS:-} " =~ \ --robust-scale\ ([0-9.]+) ]] && ROBUST=(--robust-scale "${BASH_REMATCH[1]}")
+  run_stage "$WORK/$BASE_INPUT-C" polstereo finetune --init "$LAST" \
+      --train "$DATA/generic/train.h5" --train "$DATA/glass/train.h5" --dataset-steps "$C_GENERIC" \
+      --dataset-steps "$((C_STEPS - C_GENERIC))" --dataset-order shuffle --val "$DATA/glass/val.h5" \
+      --steps "$C_STEPS" --warmup-steps "$(( C_STEPS / 20 ))" --seed "$SEED" --crop-size $CROP \
+      --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --quiet --val-every "$(( C_STEPS / 4 ))" \
+      --save-every 100 --val-samples 20 --scale-range 0.8 1.25 ${ROBUST[@]+"${ROBUST[@]}"}
+  LAST=$WORK/$BASE_INPUT-C/last.ckpt
+fi
+echo "done: $LAST"

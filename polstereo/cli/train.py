@@ -108,6 +108,9 @@ _MODEL = [
     click.option("--warp-source", type=click.Choice(WARP_SOURCES), default=None,
                  help="Override the stage's pol_diff warp disparity (for ablations; B: gt, C: pred)."),
     *[_switch_option(f) for f in dataclasses.fields(CorrectionConfig) if "option" in f.metadata],
+    click.option("--new-correction", is_flag=True,
+                 help="Stage B: train a new correction module (shaped by the options above) in place of the "
+                      "--init checkpoint's, e.g. on a base trained with one."),
 ]
 
 _OPTIM = [

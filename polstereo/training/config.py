@@ -78,6 +78,7 @@ class ModelOptions:
     max_correction: float | None = None  # px (default: the checkpoint's); the model checks it
     warp_source: str | None = None  # override the stage's pol_diff warp (ablations)
     correction: CorrectionOptions = field(default_factory=CorrectionOptions)  # shape of a new correction module
+    new_correction: bool = False  # stage B: a new correction module in place of the --init checkpoint's
 
 
 @dataclass

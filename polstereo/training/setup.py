@@ -233,12 +233,19 @@ def _check_resume_options(cfg: TrainConfig, saved: dict, path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------ model preparation
-def prepare_model(model, cfg: TrainConfig, stage: StageConfig, color_channels: int):
+def prepare_model(model, cfg: TrainConfig, stage: StageConfig, color_channels: int, resuming: bool = False):
     """Add or re-bound the correction module as the stage needs, set ``--base-input`` (stage A;
     ``polarization-adapter`` attaches a zero-initialised adapter to an intensity base,
     ``polarization-volume`` a second correlation volume with a zero gate to a built-in
-    base), then freeze per stage (adapter and volume with the base)."""
+    base), then freeze per stage (adapter and volume with the base). ``--new-correction`` drops the
+    --init checkpoint's correction module first (not on ``--resume``: last.ckpt holds the new one)."""
     options = cfg.model
+    if options.new_correction:
+        if stage.name != "B":
+            raise PolstereoError(f"--new-correction: only learn-pol (stage B) trains a new correction module, "
+                                 f"not {stage.command}")
+        if not resuming:
+            model.correction = None
     _fit_correction(model, options.correction, stage, color_channels)
     if options.base_input is not None and options.base_input != model.base_input:
         if stage.name != "A":
@@ -392,7 +399,7 @@ def set_up(cfg: TrainConfig, log: Callable[[str], None]) -> RunSetup:
     torch.manual_seed(cfg.run.seed)
     data = open_training_data(cfg, dist_info.world_size)
     start = starting_point(cfg, stage, out_dir / "last.ckpt")
-    model = prepare_model(start.model, cfg, stage, data.color_channels).to(device)
+    model = prepare_model(start.model, cfg, stage, data.color_channels, resuming=start.resume is not None).to(device)
     if tuple(model.angles_deg) != tuple(data.angles_deg):
         model.angles_deg = tuple(data.angles_deg)
     feasibility = start.resume.get("feasibility") if start.resume is not None else None

@@ -73,3 +73,32 @@ def test_ddp_searches_for_unused_parameters_only_where_a_trainable_s2m2_base_may
     assert not may_leave_parameters_unused(prepare_model(s2m2_model, cfg, STAGES["B"], 1))  # base frozen
     assert may_leave_parameters_unused(prepare_model(s2m2_model, cfg, STAGES["C"], 1))  # finetune trains it
     assert not may_leave_parameters_unused(prepare_model(build_model({"base": "tiny"}), cfg, STAGES["A"], 1))
+
+
+def test_new_correction_replaces_the_init_module_in_stage_b_only(tmp_path):
+    """--new-correction: stage B builds a module of the asked shape in place of the checkpoint's;
+    without it the other shape is refused; a --resume keeps last.ckpt's module; A and C refuse it."""
+    from polstereo.models.correction import CorrectionConfig, CorrectionModule
+
+    def with_module():
+        model = build_model({"base": "tiny"})
+        model.correction = CorrectionModule(CorrectionConfig(color_channels=1))  # dilated context
+        return model
+
+    def config(stage, **options):
+        return TrainConfig.from_flat(stage=stage, out=tmp_path, train=[], correction_context="unet", **options)
+
+    model = with_module()
+    with pytest.raises(PolstereoError, match="already has a correction module with context dilated"):
+        prepare_model(model, config("B"), STAGES["B"], 1)
+    old = model.correction
+    fresh = prepare_model(model, config("B", new_correction=True), STAGES["B"], 1)
+    assert fresh.correction is not old and fresh.correction.config.context == "unet"
+    assert all(p.requires_grad for p in fresh.correction.parameters())
+    assert not any(p.requires_grad for p in fresh.base.parameters())  # stage B freezes the base
+    kept = fresh.correction
+    assert prepare_model(fresh, config("B", new_correction=True), STAGES["B"], 1, resuming=True).correction is kept
+    for stage in ("A", "C"):
+        with pytest.raises(PolstereoError, match="only learn-pol"):
+            prepare_model(with_module(), TrainConfig.from_flat(stage=stage, out=tmp_path, train=[], new_correction=True),
+                          STAGES[stage], 1)
