@@ -59,9 +59,7 @@ def evaluate_model(model, reader, device: torch.device | str = "cpu", iters: int
     """
     was_training = model.training
     model.eval()
-    final, base = MetricAccumulator(), MetricAccumulator()
-    saturation, saturated_samples, count = 0.0, 0, 0
-    described, bad_names, bad_data = [], [], []
+    totals = _Totals()
     device = torch.device(device)
     correction = getattr(model, "correction", None)
     channels = None if correction is None else correction.config.color_channels
@@ -70,59 +68,97 @@ def evaluate_model(model, reader, device: torch.device | str = "cpu", iters: int
                    else iterate_samples(reader, device, max_samples, shard=shard, exclude_occluded=exclude_occluded))
         for batch in batches:
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                if batch.polarized:
-                    # a mono correction module on RGB data sees their luminance (as infer does)
-                    left, right = (x if channels is None else to_channels(x, channels, axis=2)
-                                   for x in (batch.left, batch.right))
-                    out = model(left, right, angles_deg=reader.angles_deg, iters=iters,
-                                gt_disparity=batch.disparity if warp_source == "gt" else None,
-                                warp_source=warp_source)
-                else:
-                    out = dict(model.forward_intensity(batch.left, batch.right, iters=iters))
-                    out["base_disparity"] = out["disparity"]
-            pred, base_pred = out["disparity"].float(), out["base_disparity"].float()
-            if not torch.isfinite(pred).all():
-                # counted, not raised here: under DDP every rank must reach the reduction below
-                bad_names.append(batch.name)
-                if not (torch.isfinite(batch.left).all() and torch.isfinite(batch.right).all()):
-                    bad_data.append(batch.name)  # NaN in, NaN out: the data's fault, not the model's
-                continue
-            final.update(pred, batch.disparity, batch.valid, batch.transparent)
-            base.update(base_pred, batch.disparity, batch.valid, batch.transparent)
-            sample_saturation = None
-            if out.get("saturation_fraction") is not None:
-                sample_saturation = float(out["saturation_fraction"])
-                saturation += sample_saturation
-                saturated_samples += 1
-            count += 1
-            described.append({"name": batch.name, "index": batch.index,
-                              "glass_kinds": None if batch.glass_kinds is None else list(batch.glass_kinds),
-                              "lighting": batch.lighting, "saturation_fraction": sample_saturation})
-            if on_sample is not None:
+                out = _model_outputs(model, batch, reader, channels, iters, warp_source)
+            if totals.add(batch, out) and on_sample is not None:
                 on_sample(batch, out)
     finally:
         model.train(was_training)
     if reduce is not None:
-        for acc in (final, base):
+        totals.reduce(reduce)
+    totals.check(reader)
+    return totals.result()
+
+
+def _model_outputs(model, batch: Batch, reader, channels: int | None, iters: int | None, warp_source: str) -> dict:
+    """``model``'s outputs on one sample: the full model on a polarized one (seen with ``channels``
+    colour channels, None: as stored), the base alone on an ordinary pair (its disparity is
+    then the base disparity too)."""
+    if batch.polarized:
+        # a mono correction module on RGB data sees their luminance (as infer does)
+        left, right = (x if channels is None else to_channels(x, channels, axis=2) for x in (batch.left, batch.right))
+        return model(left, right, angles_deg=reader.angles_deg, iters=iters,
+                     gt_disparity=batch.disparity if warp_source == "gt" else None, warp_source=warp_source)
+    out = dict(model.forward_intensity(batch.left, batch.right, iters=iters))
+    out["base_disparity"] = out["disparity"]
+    return out
+
+
+@dataclass
+class _Totals:
+    """What an evaluation has gathered so far: the metrics of the final and base disparities, the
+    correction's saturation, the scored samples' descriptions and the samples the model failed on."""
+
+    final: MetricAccumulator = field(default_factory=MetricAccumulator)
+    base: MetricAccumulator = field(default_factory=MetricAccumulator)
+    saturation: float = 0.0  # sum over the samples that report it
+    saturated_samples: int = 0
+    count: int = 0  # samples scored
+    described: list = field(default_factory=list)
+    bad_names: list = field(default_factory=list)  # samples with a non-finite prediction
+    bad_data: list = field(default_factory=list)  # ... of them, those with non-finite images
+    bad_count: int | None = None  # non-finite predictions over all ranks, once reduced
+
+    def add(self, batch: Batch, out: dict) -> bool:
+        """Score one sample's outputs; False, and the sample counted as failed, where the predicted
+        disparity is not finite (not raised here: under DDP every rank must reach the reduction)."""
+        pred, base_pred = out["disparity"].float(), out["base_disparity"].float()
+        if not torch.isfinite(pred).all():
+            self.bad_names.append(batch.name)
+            if not (torch.isfinite(batch.left).all() and torch.isfinite(batch.right).all()):
+                self.bad_data.append(batch.name)  # NaN in, NaN out: the data's fault, not the model's
+            return False
+        self.final.update(pred, batch.disparity, batch.valid, batch.transparent)
+        self.base.update(base_pred, batch.disparity, batch.valid, batch.transparent)
+        sample_saturation = None
+        if out.get("saturation_fraction") is not None:
+            sample_saturation = float(out["saturation_fraction"])
+            self.saturation += sample_saturation
+            self.saturated_samples += 1
+        self.count += 1
+        self.described.append({"name": batch.name, "index": batch.index,
+                               "glass_kinds": None if batch.glass_kinds is None else list(batch.glass_kinds),
+                               "lighting": batch.lighting, "saturation_fraction": sample_saturation})
+        return True
+
+    def reduce(self, reduce: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        """Sum the running totals over the ranks with ``reduce`` (the per-sample values stay local)."""
+        for acc in (self.final, self.base):
             acc.sums = {region: reduce(sums) for region, sums in acc.sums.items()}
-        totals = reduce(torch.tensor([saturation, saturated_samples, count, len(bad_names)], dtype=torch.float64))
-        saturation, saturated_samples, count = float(totals[0]), int(totals[1]), int(totals[2])
-        bad_count = int(totals[3])
-    else:
-        bad_count = len(bad_names)
-    if bad_data:
-        raise PolstereoError(f"{reader.path}: sample {bad_data[0]!r}"
-                             f"{f' and {len(bad_data) - 1} more' if len(bad_data) > 1 else ''} has NaN or infinite "
-                             "values in its images; the data is broken, not the model ('polstereo inspect' lists them)")
-    if bad_count:
-        example = f" (e.g. {bad_names[0]!r})" if bad_names else ""
-        raise PolstereoError(f"the model produced non-finite disparities on {bad_count} sample(s){example}")
-    if count == 0:
-        raise PolstereoError(f"{reader.path}: no sample with a disparity map to evaluate on")
-    per_sample = [{**d, "final": f, "base": b} for d, f, b in zip(described, final.per_sample, base.per_sample)]
-    return EvalResult(final=final.result(), base=base.result(),
-                      saturation_fraction=saturation / saturated_samples if saturated_samples else None,
-                      samples=count, per_sample=per_sample)
+        totals = reduce(torch.tensor([self.saturation, self.saturated_samples, self.count, len(self.bad_names)],
+                                     dtype=torch.float64))
+        self.saturation, self.saturated_samples, self.count = float(totals[0]), int(totals[1]), int(totals[2])
+        self.bad_count = int(totals[3])
+
+    def check(self, reader) -> None:
+        """Raise PolstereoError for broken data, non-finite predictions or nothing scored."""
+        if self.bad_data:
+            raise PolstereoError(f"{reader.path}: sample {self.bad_data[0]!r}"
+                                 f"{f' and {len(self.bad_data) - 1} more' if len(self.bad_data) > 1 else ''} has "
+                                 "NaN or infinite values in its images; the data is broken, not the model "
+                                 "('polstereo inspect' lists them)")
+        bad_count = len(self.bad_names) if self.bad_count is None else self.bad_count
+        if bad_count:
+            example = f" (e.g. {self.bad_names[0]!r})" if self.bad_names else ""
+            raise PolstereoError(f"the model produced non-finite disparities on {bad_count} sample(s){example}")
+        if self.count == 0:
+            raise PolstereoError(f"{reader.path}: no sample with a disparity map to evaluate on")
+
+    def result(self) -> EvalResult:
+        per_sample = [{**d, "final": f, "base": b}
+                      for d, f, b in zip(self.described, self.final.per_sample, self.base.per_sample)]
+        return EvalResult(final=self.final.result(), base=self.base.result(),
+                          saturation_fraction=self.saturation / self.saturated_samples if self.saturated_samples
+                          else None, samples=self.count, per_sample=per_sample)
 
 
 # ---------------------------------------------------------------------------- polstereo eval

@@ -144,7 +144,7 @@ def _one_thread_per_worker() -> None:
     """N workers on N cores: threads inside each would only fight over the same cores.
 
     OpenBLAS's threads matter most: the renderer's small matrix products spin them for
-    about a third of a sample's CPU time (docs/results.md, "Procedural generator").
+    about a third of a sample's CPU time (docs/notebook/2026-12-03-generator-workers.md).
     The samples do not change, bit for bit.
     """
     import sys
@@ -300,10 +300,32 @@ def generate_dataset(out_dir: str | os.PathLike, config: SyntheticConfig, num: i
 
     Returns a summary: files with their sample counts, time taken, transparent share.
     """
-    from tqdm import tqdm
+    counts = _checked_request(config, num, split, workers, shard_size, resume)
+    out = Path(out_dir)
+    earlier = _earlier_output_to_replace(out, overwrite)
+    outputs = _output_files(config, num, counts, split, shard_size)
+    staging_name = _staging_name(out, shard_size, resume)
+    start = time.perf_counter()
+    # every old split file is in the set: the new one replaces it or, when not made again, it goes
+    names = [f.name for f in outputs] + [p.name for p in earlier if p.name not in {f.name for f in outputs}]
+    with atomic_file_set(out, names, staging_name=staging_name) as staged:
+        transparent, total, reused = _make_output_files(config, staged, outputs, num, workers, progress, resume,
+                                                        sharded=shard_size is not None)
+    seconds = time.perf_counter() - start
+    return {"out_dir": str(out), "num": num, "seed": config.seed, "workers": workers,
+            "files": _files_summary(out, outputs, shard_size),
+            "size": [config.width, config.height], "bit_depth": config.bit_depth, "color": config.color,
+            "textures": config.textures, "rig": config.rig, "shard_size": shard_size, "resumed_files": reused,
+            "transparent_share": transparent / max(total, 1), "seconds": seconds,
+            "samples_per_second": num / max(seconds, 1e-9)}
 
+
+def _checked_request(config: SyntheticConfig, num: int, split: Sequence[float], workers: int,
+                     shard_size: int | None, resume: bool) -> list[int]:
+    """The samples per split of :func:`generate_dataset`'s request; a request it cannot make is a
+    PolstereoError before any file is touched."""
     config.validated()
-    if config.textures != "procedural":  # a bad texture folder is refused before any file is touched
+    if config.textures != "procedural":  # a bad texture folder is refused here too
         from polstereo.data.synthetic.photos import photo_library
         photo_library(config.texture_dir, config.channels)
     counts = split_counts(num, split)
@@ -314,70 +336,105 @@ def generate_dataset(out_dir: str | os.PathLike, config: SyntheticConfig, num: i
     if resume and shard_size is None:
         raise PolstereoError("resume needs a shard size (--shard-size): only sharded output keeps finished "
                              "files when interrupted", EXIT_USAGE)
-    out = Path(out_dir)
+    return counts
+
+
+def _earlier_output_to_replace(out: Path, overwrite: bool) -> list[Path]:
+    """The split files of an earlier run in ``out``, which the new set replaces; refused unless ``overwrite``."""
     if out.exists() and not out.is_dir():
         raise PolstereoError(f"{out}: exists and is not a directory; give a folder for train/val/test.h5")
     earlier = _earlier_output(out) if out.is_dir() else []
     if earlier and not overwrite:
         raise PolstereoError(f"{earlier[0]} exists (output of an earlier run); pass --overwrite to replace the "
                              f"split files in {out} as a whole")
-    outputs = _output_files(config, num, counts, split, shard_size)
-    staging_name = None
-    if shard_size is not None:
-        staging_name = RESUME_STAGING
-        kept = out / staging_name
-        if kept.is_dir() and not resume:
-            shutil.rmtree(kept)
-    start = time.perf_counter()
-    files: dict[str, Any] = {}
+    return earlier
+
+
+def _staging_name(out: Path, shard_size: int | None, resume: bool) -> str | None:
+    """The staging folder a sharded run keeps when interrupted (:data:`RESUME_STAGING`; one kept by
+    an earlier run is discarded unless ``resume``), or None for unsharded output (a fresh one)."""
+    if shard_size is None:
+        return None
+    kept = out / RESUME_STAGING
+    if kept.is_dir() and not resume:
+        shutil.rmtree(kept)
+    return RESUME_STAGING
+
+
+def _make_output_files(config: SyntheticConfig, staged: Path, outputs: Sequence[_OutputFile], num: int,
+                       workers: int, progress: bool, resume: bool, sharded: bool) -> tuple[int, int, int]:
+    """Write the files ``outputs`` (``num`` samples in all) into the staging folder ``staged``,
+    reusing those an interrupted run finished there when ``resume``; returns the set's transparent
+    and total pixel counts and the number of files reused."""
+    from tqdm import tqdm
+
+    for leftover in staged.glob(".*.partial-*"):  # a shard a killed run was writing: redone
+        leftover.unlink()
+    todo = [f for f in outputs if not (resume and _complete_shard(staged / f.name, f))]
+    transparent, total = _pixel_counts(staged, [f for f in outputs if f not in todo])
+    bar = tqdm(total=num, initial=num - sum(f.count for f in todo), disable=not progress, unit="sample",
+               desc="make-synthetic")
+    if sharded and workers > 1 and len(todo) > 1:  # each worker writes whole shards
+        transparent_made, total_made = _write_shards_in_workers(config, staged, todo, workers, bar)
+    else:
+        transparent_made, total_made = _write_in_order(config, staged, todo, workers, bar)
+    return transparent + transparent_made, total + total_made, len(outputs) - len(todo)
+
+
+def _pixel_counts(folder: Path, files: Sequence[_OutputFile]) -> tuple[int, int]:
+    """Transparent and total pixel counts of the finished ``files`` in ``folder``."""
     transparent = total = 0
-    # every old split file is in the set: the new one replaces it or, when not made again, it goes
-    names = [f.name for f in outputs] + [p.name for p in earlier if p.name not in {f.name for f in outputs}]
-    with atomic_file_set(out, names, staging_name=staging_name) as staged:
-        for leftover in staged.glob(".*.partial-*"):  # a shard a killed run was writing: redone
-            leftover.unlink()
-        todo = [f for f in outputs if not (resume and _complete_shard(staged / f.name, f))]
-        reused = len(outputs) - len(todo)
-        for f in outputs:
-            if f not in todo:
-                with H5Reader(staged / f.name) as reader:
-                    for i in range(len(reader)):
-                        mask = reader.read(i, normalize=False, fields=("transparent",)).transparent
-                        transparent += int(mask.sum())
-                        total += mask.size
-        bar = tqdm(total=num, initial=num - sum(f.count for f in todo), disable=not progress, unit="sample",
-                   desc="make-synthetic")
-        if shard_size is not None and workers > 1 and len(todo) > 1:  # each worker writes whole shards
-            shards = _pooled(functools.partial(_write_file, config, staged), todo, min(workers, len(todo)))
-            try:
-                for f, (transparent_pixels, pixels) in zip(todo, shards):
-                    transparent += transparent_pixels
-                    total += pixels
-                    bar.update(f.count)
-            finally:
-                bar.close()
-                shards.close()
-            todo = []
-        samples = _encoded_samples(config, [i for f in todo for i in range(f.first, f.first + f.count)],
-                                   min(workers, max(sum(f.count for f in todo), 1)))
-        try:
-            for f in todo:
-                transparent_pixels, pixels = _write_encoded(staged / f.name, config, f, samples,
-                                                            lambda: bar.update(1))
-                transparent += transparent_pixels
-                total += pixels
-        finally:
-            bar.close()
-            samples.close()  # the worker processes end before the set is committed
+    for f in files:
+        with H5Reader(folder / f.name) as reader:
+            for i in range(len(reader)):
+                mask = reader.read(i, normalize=False, fields=("transparent",)).transparent
+                transparent += int(mask.sum())
+                total += mask.size
+    return transparent, total
+
+
+def _write_shards_in_workers(config: SyntheticConfig, folder: Path, todo: Sequence[_OutputFile], workers: int,
+                             bar) -> tuple[int, int]:
+    """Render and write the files ``todo`` into ``folder``, each whole by one of ``workers`` processes;
+    returns their transparent and total pixel counts."""
+    transparent = total = 0
+    shards = _pooled(functools.partial(_write_file, config, folder), todo, min(workers, len(todo)))
+    try:
+        for f, (transparent_pixels, pixels) in zip(todo, shards):
+            transparent += transparent_pixels
+            total += pixels
+            bar.update(f.count)
+    finally:
+        bar.close()
+        shards.close()
+    return transparent, total
+
+
+def _write_in_order(config: SyntheticConfig, folder: Path, todo: Sequence[_OutputFile], workers: int,
+                    bar) -> tuple[int, int]:
+    """Write the files ``todo`` into ``folder`` from this process, their samples rendered and compressed
+    in order by ``workers`` processes; returns their transparent and total pixel counts."""
+    transparent = total = 0
+    samples = _encoded_samples(config, [i for f in todo for i in range(f.first, f.first + f.count)],
+                               min(workers, max(sum(f.count for f in todo), 1)))
+    try:
+        for f in todo:
+            transparent_pixels, pixels = _write_encoded(folder / f.name, config, f, samples, lambda: bar.update(1))
+            transparent += transparent_pixels
+            total += pixels
+    finally:
+        bar.close()
+        samples.close()  # the worker processes end before the set is committed
+    return transparent, total
+
+
+def _files_summary(out: Path, outputs: Sequence[_OutputFile], shard_size: int | None) -> dict[str, Any]:
+    """Per split: its path (a glob of its shards when sharded), sample count and first sample index."""
+    files: dict[str, Any] = {}
     for f in outputs:
         entry = files.setdefault(f.split, {"path": str(out / f.name), "samples": 0, "first_index": f.first})
         entry["samples"] += f.count
         if shard_size is not None:
             entry["path"] = str(out / f"{f.split}-*.h5")
             entry.setdefault("shards", []).append(str(out / f.name))
-    seconds = time.perf_counter() - start
-    return {"out_dir": str(out), "num": num, "seed": config.seed, "workers": workers, "files": files,
-            "size": [config.width, config.height], "bit_depth": config.bit_depth, "color": config.color,
-            "textures": config.textures, "rig": config.rig, "shard_size": shard_size, "resumed_files": reused,
-            "transparent_share": transparent / max(total, 1), "seconds": seconds,
-            "samples_per_second": num / max(seconds, 1e-9)}
+    return files

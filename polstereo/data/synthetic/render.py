@@ -35,7 +35,7 @@ polarization, measured from image-horizontal counter-clockwise on screen.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -418,23 +418,55 @@ def _glass_stokes(scene: Scene, obj, p: np.ndarray, d: np.ndarray, nrm: np.ndarr
     wall leaves parallel to the outer reflection (exactly so for parallel sides) a wall's
     thickness away, and is given the light the outer reflection sees instead of a ray of its own.
     """
-    mat, ior = obj.material, obj.material.ior
-    n_rays, channels = d.shape[1], scene.channels
-    out = np.zeros((4, channels, n_rays), dtype=np.float32)
+    ior = obj.material.ior
+    n_rays = d.shape[1]
+    out = np.zeros((4, scene.channels, n_rays), dtype=np.float32)
     cos_i = -dot(d, nrm)
     outer = _Exits()  # the outer reflection, depth 0
     outer.add(p + _NUDGE * nrm, reflect(d, nrm), s_dir, fresnel_reflection_mueller(cos_i, 1.0, ior), out,
               np.arange(n_rays))
-    seen = _Exits()  # depth 0: rays that were partially reflected inside
-    behind = _Exits()  # depth - 1: the main path
-    mirrored = []  # thin walls: partial reflections that see what the outer reflection sees
-    # interface by interface: the light leaving it inwards (its frame, backward ray), and how
-    # the rays that go on are reflected there
-    arriving, frames, backward, reflections, continuing = [], [], [], [], []
-    root = np.arange(n_rays)  # the pixel of each ray
-    pos = p - _NUDGE * nrm
-    inner, _ = refract(d, nrm, 1.0 / ior)
-    reach = np.ones(n_rays, dtype=np.float32)  # the most of the pixel a ray can still carry
+    inside = _follow_inside(obj, p - _NUDGE * nrm, refract(d, nrm, 1.0 / ior)[0], s_dir, depth, scene.channels)
+    _light_the_exits(scene, depth, outer, inside)
+    through = _carry_back(inside, s_dir, fresnel_transmission_mueller(cos_i, 1.0, ior))
+    if obj.material.tint is not None:
+        through *= obj.material.tint[None, :, None]
+    return out + through
+
+
+@dataclass
+class _InsidePath:
+    """The backward rays followed inside a piece of glass from where they were refracted in.
+
+    Interface by interface (``k``): the light leaving it inwards, ``arriving[k]`` ``(4, C, N_k)``
+    (zero until delivered) in the frames ``frames[k]`` ``(3, N_k)``, against the backward rays
+    ``backward[k]``; of its rays, those that go on to interface ``k + 1`` (``continuing[k]``,
+    indices) and the Mueller matrices of their reflection there (``reflections[k]``).
+    The rays refracted out, to be traced into the scene: ``behind`` (the main path, refracted in
+    and then only totally reflected), ``seen`` (after a partial reflection inside) and
+    ``mirrored`` (thin walls: ``(exit arguments, pixels)`` of the partial reflections off the far
+    side of the first wall, given what the outer reflection sees).
+    """
+
+    arriving: list[np.ndarray] = field(default_factory=list)
+    frames: list[np.ndarray] = field(default_factory=list)
+    backward: list[np.ndarray] = field(default_factory=list)
+    reflections: list[tuple[np.ndarray, ...]] = field(default_factory=list)
+    continuing: list[np.ndarray] = field(default_factory=list)
+    behind: _Exits = field(default_factory=_Exits)  # depth - 1
+    seen: _Exits = field(default_factory=_Exits)  # depth 0
+    mirrored: list[tuple] = field(default_factory=list)
+
+
+def _follow_inside(obj, pos: np.ndarray, inner: np.ndarray, s_dir: np.ndarray, depth: int,
+                   channels: int) -> _InsidePath:
+    """Follow the backward rays ``inner`` ``(3, N)``, refracted into glass ``obj`` at ``pos`` (entry
+    frames ``s_dir``), from interface to interface, breadth first, while they can still carry
+    :data:`MIN_INTERNAL_REFLECTANCE` of their pixel, up to the material's reflection limit; partial
+    reflections are followed on thin walls and while ``depth >= MAX_TRACE_DEPTH - 1`` only."""
+    mat, ior = obj.material, obj.material.ior
+    path = _InsidePath()
+    root = np.arange(inner.shape[1])  # the pixel of each ray
+    reach = np.ones(inner.shape[1], dtype=np.float32)  # the most of the pixel a ray can still carry
     # a solid seen through other glass: the main path only (its partial reflections are second order twice over);
     # a thin wall's partial reflection is cheap (it reuses the outer reflection's light) and as strong as that one
     partial_reflections = mat.thin_wall or depth >= MAX_TRACE_DEPTH - 1
@@ -444,20 +476,20 @@ def _glass_stokes(scene: Scene, obj, p: np.ndarray, d: np.ndarray, nrm: np.ndarr
         t_out = np.where(np.isfinite(t_out) & (t_out > 0), t_out, 0.0).astype(np.float32)
         q = pos + t_out * inner
         n_out = obj.surface.normal_at(q).astype(np.float32, copy=False)
-        s_here = s_direction(inner, n_out, frames[-1][:, continuing[-1]] if frames else s_dir)
+        s_here = s_direction(inner, n_out, path.frames[-1][:, path.continuing[-1]] if path.frames else s_dir)
         cos_here = dot(inner, n_out)
         light_here = np.zeros((4, channels, inner.shape[1]), dtype=np.float32)
-        arriving.append(light_here)
-        frames.append(s_here)
-        backward.append(inner)
+        path.arriving.append(light_here)
+        path.frames.append(s_here)
+        path.backward.append(inner)
         out_dir, tir = refract(inner, -n_out, ior)
         reflection = fresnel_reflection_mueller(cos_here, ior, 1.0)
         main = reach >= 1.0
-        for leave, exits in ((np.flatnonzero(~tir & main), behind), (np.flatnonzero(~tir & ~main), seen)):
+        for leave, exits in ((np.flatnonzero(~tir & main), path.behind), (np.flatnonzero(~tir & ~main), path.seen)):
             args = (q[:, leave] + _NUDGE * n_out[:, leave], out_dir[:, leave], s_here[:, leave],
                     transmission_of(reflection[0][leave], reflection[1][leave]), light_here, leave)
-            if exits is seen and bounce == 1 and mat.thin_wall:
-                mirrored.append((args, root[leave]))
+            if exits is path.seen and bounce == 1 and mat.thin_wall:
+                path.mirrored.append((args, root[leave]))
             else:
                 exits.add(*args)
         if bounce == last:
@@ -467,32 +499,44 @@ def _glass_stokes(scene: Scene, obj, p: np.ndarray, d: np.ndarray, nrm: np.ndarr
         go_on = np.flatnonzero(reach * share >= MIN_INTERNAL_REFLECTANCE)
         if go_on.size == 0:
             break
-        reflections.append(tuple(m[go_on] for m in reflection))
-        continuing.append(go_on)
+        path.reflections.append(tuple(m[go_on] for m in reflection))
+        path.continuing.append(go_on)
         root, reach = root[go_on], reach[go_on] * share[go_on]
         pos = q[:, go_on] - _NUDGE * n_out[:, go_on]
         inner = reflect(inner[:, go_on], n_out[:, go_on])
+    return path
+
+
+def _light_the_exits(scene: Scene, depth: int, outer: _Exits, inside: _InsidePath) -> None:
+    """Trace the rays leaving the glass into the scene and deliver their light: the outer
+    reflection's (``outer``) and those after a partial reflection inside without the scene's glass
+    (depth 0), the main path's with ``depth - 1``; the thin walls' mirrored partial reflections get
+    the light the outer reflection sees, rotated into a frame of their own."""
     if depth - 1 > 0:
-        behind.deliver(*_trace_together(scene, depth - 1, behind)[0])
-        (light, light_frame), partial = _trace_together(scene, 0, outer, seen)
+        inside.behind.deliver(*_trace_together(scene, depth - 1, inside.behind)[0])
+        (light, light_frame), partial = _trace_together(scene, 0, outer, inside.seen)
     else:  # all of it sees the scene without glass: one go
-        main_light, (light, light_frame), partial = _trace_together(scene, 0, behind, outer, seen)
-        behind.deliver(*main_light)
+        main_light, (light, light_frame), partial = _trace_together(scene, 0, inside.behind, outer, inside.seen)
+        inside.behind.deliver(*main_light)
     outer.deliver(light, light_frame)
-    seen.deliver(*partial)
-    for (origins, directions, s_frame, mueller, target, index), pixels in mirrored:
+    inside.seen.deliver(*partial)
+    for (origins, directions, s_frame, mueller, target, index), pixels in inside.mirrored:
         target[..., index] += _through_interface(light[..., pixels],
                                                  _perpendicular_part(light_frame[:, pixels], directions),
                                                  directions, s_frame, mueller)
-    for k in range(len(arriving) - 1, 0, -1):  # carry the light back towards the entry
-        go_on = continuing[k - 1]
+
+
+def _carry_back(inside: _InsidePath, s_dir: np.ndarray, entry: tuple[np.ndarray, ...]) -> np.ndarray:
+    """The light ``(4, C, N)`` in frames ``s_dir`` that comes out of the glass towards the pixels: from
+    the last interface back to the first, each adds what is reflected there (rotated from the next
+    interface's frame into its own) to what was refracted in, and the entry refracts it out
+    (Mueller matrices ``entry``)."""
+    arriving, frames, backward = inside.arriving, inside.frames, inside.backward
+    for k in range(len(arriving) - 1, 0, -1):
+        go_on = inside.continuing[k - 1]
         arriving[k - 1][..., go_on] += _through_interface(arriving[k], frames[k], backward[k],
-                                                          frames[k - 1][:, go_on], reflections[k - 1])
-    through = _through_interface(arriving[0], frames[0], backward[0], s_dir,
-                                 fresnel_transmission_mueller(cos_i, 1.0, ior))
-    if mat.tint is not None:
-        through *= mat.tint[None, :, None]
-    return out + through
+                                                          frames[k - 1][:, go_on], inside.reflections[k - 1])
+    return _through_interface(arriving[0], frames[0], backward[0], s_dir, entry)
 
 
 # ---------------------------------------------------------------------------- views and pairs

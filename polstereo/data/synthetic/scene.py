@@ -13,6 +13,7 @@ length and baseline.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -537,21 +538,48 @@ def _place_flat(rng: np.random.Generator, rig: StereoRig, near_disparity: float,
 def random_scene(config: SyntheticConfig, rng: np.random.Generator) -> Scene:
     """Draw one scene: background wall (+ floor), opaque objects, glass objects, lighting."""
     rig = StereoRig(config.width, config.height, config.focal, config.baseline_m)
-    channels = config.channels
-    d_min, d_max = config.disparity_range
-    objects: list[SceneObject] = []
+    texture = _surface_textures(config, rng, rig)
+    wall, wall_disp, wall_near_disp = _random_wall(rng, rig, config.disparity_range, texture)
+    objects = [wall]
+    if rng.random() < 0.5:
+        objects.append(_random_floor(rng, rig, config.disparity_range[1], wall_near_disp, texture))
+    objects += _random_opaque_objects(config, rng, rig, wall_disp, texture)
+    objects += _random_glass_objects(config, rng, rig, wall_disp)
+    # one family draws nothing, so lighting ("room-env",) makes the scenes made before the option existed
+    family = config.lighting[0] if len(config.lighting) == 1 else str(rng.choice(config.lighting))
+    if family == LIGHTING_FAMILY:
+        lighting = _room_env_lighting(rng, config.channels)
+    else:
+        lighting = random_lighting(rng, family, config.channels)
+    return Scene(rig, tuple(objects), *lighting, family, config.polarization)
+
+
+_SurfaceTextures = Callable[..., "Texture | PhotoTexture"]  # draws a texture: see _surface_textures
+
+
+def _surface_textures(config: SyntheticConfig, rng: np.random.Generator, rig: StereoRig) -> _SurfaceTextures:
+    """How a scene's walls, floors and opaque objects are textured: ``texture(depth_m, planar,
+    extent=None)`` draws a procedural pattern or (``config.textures``) a photograph for a surface
+    at ``depth_m`` metres (a photo on a solid spans ``extent``)."""
     photos = None
     if config.textures != "procedural":
         from polstereo.data.synthetic.photos import photo_library
-        photos = photo_library(config.texture_dir, channels)
+        photos = photo_library(config.texture_dir, config.channels)
 
     def texture(depth_m: float, planar: bool, extent: np.ndarray | None = None) -> Texture | PhotoTexture:
         # procedural textures alone draw nothing more, so they make the scenes made before photos existed
         if photos is not None and (config.textures == "photo" or rng.random() < PHOTO_SHARE_IN_MIX):
-            return random_photo_texture(rng, photos, depth_m, rig, channels, None if planar else extent)
-        return random_texture(rng, depth_m, rig, channels, planar)
+            return random_photo_texture(rng, photos, depth_m, rig, config.channels, None if planar else extent)
+        return random_texture(rng, depth_m, rig, config.channels, planar)
 
-    # Background wall: fronto-parallel or slanted, far (small disparity).
+    return texture
+
+
+def _random_wall(rng: np.random.Generator, rig: StereoRig, disparity_range: tuple[float, float],
+                 texture: _SurfaceTextures) -> tuple[SceneObject, float, float]:
+    """The background wall, fronto-parallel or slanted, far (small disparity), and its disparity
+    at the image centre and at its nearest image corner."""
+    d_min, d_max = disparity_range
     fronto = np.array([0.0, 0.0, -1.0])
     normal = fronto if rng.random() < 0.4 else _yaw_pitch(rng.uniform(-0.6, 0.6), rng.uniform(-0.35, 0.35)) @ fronto
     wall_min_disp = rng.uniform(d_min, d_min + 0.2 * (d_max - d_min))
@@ -565,19 +593,28 @@ def random_scene(config: SyntheticConfig, rng: np.random.Generator) -> Scene:
     wall_disp = wall_min_disp / ratios.min()
     wall_near_disp = wall_disp * ratios.max()
     wall_depth = rig.depth_for_disparity(wall_disp)
-    objects.append(SceneObject(Plane.through([0.0, 0.0, wall_depth], normal),
-                               _diffuse(rng, texture(wall_depth, True)), "wall"))
-    # Floor: its nearest visible row (the bottom one) at a drawn disparity below d_max.
-    if rng.random() < 0.5:
-        bottom_slope = (rig.height - 1 - rig.cy) / rig.focal_px
-        floor_disp = _uniform(rng, max(wall_near_disp * 1.2, 0.3 * d_max), 0.8 * d_max)
-        height = bottom_slope * rig.focal_px * rig.baseline_m / floor_disp
-        normal = _yaw_pitch(0.0, rng.uniform(-0.08, 0.08)) @ np.array([0.0, -1.0, 0.0])
-        floor_depth = rig.depth_for_disparity(floor_disp)
-        objects.append(SceneObject(Plane.through([0.0, height, 0.0], normal),
-                                   _diffuse(rng, texture(floor_depth, True)), "floor"))
+    wall = SceneObject(Plane.through([0.0, 0.0, wall_depth], normal), _diffuse(rng, texture(wall_depth, True)), "wall")
+    return wall, wall_disp, wall_near_disp
 
+
+def _random_floor(rng: np.random.Generator, rig: StereoRig, d_max: float, wall_near_disp: float,
+                  texture: _SurfaceTextures) -> SceneObject:
+    """A floor whose nearest visible row (the bottom one) is at a drawn disparity nearer than the
+    wall's nearest point and below ``d_max``."""
+    bottom_slope = (rig.height - 1 - rig.cy) / rig.focal_px
+    floor_disp = _uniform(rng, max(wall_near_disp * 1.2, 0.3 * d_max), 0.8 * d_max)
+    height = bottom_slope * rig.focal_px * rig.baseline_m / floor_disp
+    normal = _yaw_pitch(0.0, rng.uniform(-0.08, 0.08)) @ np.array([0.0, -1.0, 0.0])
+    floor_depth = rig.depth_for_disparity(floor_disp)
+    return SceneObject(Plane.through([0.0, height, 0.0], normal), _diffuse(rng, texture(floor_depth, True)), "floor")
+
+
+def _random_opaque_objects(config: SyntheticConfig, rng: np.random.Generator, rig: StereoRig, wall_disp: float,
+                           texture: _SurfaceTextures) -> list[SceneObject]:
+    """``config.opaque`` diffuse or (``config.glossy_fraction``) glossy solids in front of the wall."""
+    d_max = config.disparity_range[1]
     near_lo = wall_disp + 0.15 * (d_max - wall_disp)
+    objects = []
     for i in range(int(rng.integers(config.opaque[0], config.opaque[1] + 1))):
         shape = str(rng.choice(("ellipsoid", "box", "box", "cylinder")))
         disp = _uniform(rng, near_lo, 0.92 * d_max)
@@ -590,44 +627,60 @@ def random_scene(config: SyntheticConfig, rng: np.random.Generator) -> Scene:
         else:
             material = _diffuse(rng, surface_texture)
         objects.append(SceneObject(solid, material, f"opaque{i}"))
+    return objects
 
-    near_lo = wall_disp + 0.25 * (d_max - wall_disp)
+
+def _random_glass_objects(config: SyntheticConfig, rng: np.random.Generator, rig: StereoRig,
+                          wall_disp: float) -> list[SceneObject]:
+    """``config.transparent`` glass objects in front of the wall, each of a kind drawn from ``config.glass``."""
+    near_lo = wall_disp + 0.25 * (config.disparity_range[1] - wall_disp)
+    objects = []
     for i in range(int(rng.integers(config.transparent[0], config.transparent[1] + 1))):
         # one kind draws nothing, so --glass solid makes the scenes made before the option existed
         kind = config.glass[0] if len(config.glass) == 1 else str(rng.choice(config.glass))
-        ior = None  # drawn with the material, unless the placement needs it first
-        if kind == "solid":
-            shapes = ("ellipsoid", "ellipsoid", "cylinder", "box") + (("prism",) if config.prisms else ())
-            shape = str(rng.choice(shapes))
-            disp = _uniform(rng, near_lo, 0.95 * d_max)
-            solid = _place_convex(rng, rig, shape, disp, rng.uniform(0.07, 0.22) * rig.width, (0.6, 1.4))
-            # _place_convex makes 40 % of the ellipsoids round (equal semi-axes): spheres
-            round_ = shape == "ellipsoid" and bool(np.all(solid.size == solid.size[0]))
-            glass_kind = f"solid-{'sphere' if round_ else shape}"
-        elif kind == "thin":
-            solid, vessel_kind = _place_vessel(rng, rig, _uniform(rng, near_lo, 0.95 * d_max),
-                                               rng.uniform(0.07, 0.2) * rig.width)
-            glass_kind = f"thin-{vessel_kind}"
-        else:  # a pane, or a slab (a thick one)
-            disp = _uniform(rng, near_lo, 0.95 * d_max)
-            half_px = rng.uniform(0.15, 0.35) * rig.width if kind == "pane" else rng.uniform(0.1, 0.25) * rig.width
-            thickness = PANE_THICKNESS if kind == "pane" else SLAB_THICKNESS
-            if config.pane_orientation == "any":
-                ior = float(rng.uniform(*config.ior_range))
-                solid = _place_flat(rng, rig, disp, half_px, thickness, ior)
-            else:
-                solid = _place_pane(rng, rig, disp, half_px, thickness)
-            glass_kind = kind
+        solid, glass_kind, ior = _place_glass(config, rng, rig, kind, near_lo)
+        channels = config.channels
         tint = np.ones(channels) if rng.random() < 0.7 or channels == 1 else rng.uniform(0.8, 1.0, channels)
         material = Material("glass", ior=float(rng.uniform(*config.ior_range)) if ior is None else ior,
                             tint=(tint * rng.uniform(0.9, 1.0)).astype(np.float32), thin_wall=kind in ("thin", "pane"))
         objects.append(SceneObject(solid, material, f"glass{i}", glass_kind))
+    return objects
 
-    # one family draws nothing, so lighting ("room-env",) makes the scenes made before the option existed
-    family = config.lighting[0] if len(config.lighting) == 1 else str(rng.choice(config.lighting))
-    if family != LIGHTING_FAMILY:
-        env, light_dirs, light_rad, ambient = random_lighting(rng, family, channels)
-        return Scene(rig, tuple(objects), env, light_dirs, light_rad, ambient, family, config.polarization)
+
+def _place_glass(config: SyntheticConfig, rng: np.random.Generator, rig: StereoRig, kind: str,
+                 near_lo: float) -> tuple[Convex | Hollow, str, float | None]:
+    """A glass object of ``kind`` (:data:`~polstereo.data.synthetic.config.GLASS_KINDS`), its nearest
+    point drawn between disparities ``near_lo`` and 95 % of the largest: its shape, the kind the
+    sample records (:data:`GLASS_OBJECT_KINDS`) and the refractive index the placement drew
+    (None: drawn with the material)."""
+    d_max = config.disparity_range[1]
+    if kind == "solid":
+        shapes = ("ellipsoid", "ellipsoid", "cylinder", "box") + (("prism",) if config.prisms else ())
+        shape = str(rng.choice(shapes))
+        disp = _uniform(rng, near_lo, 0.95 * d_max)
+        solid = _place_convex(rng, rig, shape, disp, rng.uniform(0.07, 0.22) * rig.width, (0.6, 1.4))
+        # _place_convex makes 40 % of the ellipsoids round (equal semi-axes): spheres
+        round_ = shape == "ellipsoid" and bool(np.all(solid.size == solid.size[0]))
+        return solid, f"solid-{'sphere' if round_ else shape}", None
+    if kind == "thin":
+        solid, vessel_kind = _place_vessel(rng, rig, _uniform(rng, near_lo, 0.95 * d_max),
+                                           rng.uniform(0.07, 0.2) * rig.width)
+        return solid, f"thin-{vessel_kind}", None
+    # a pane, or a slab (a thick one)
+    disp = _uniform(rng, near_lo, 0.95 * d_max)
+    half_px = rng.uniform(0.15, 0.35) * rig.width if kind == "pane" else rng.uniform(0.1, 0.25) * rig.width
+    thickness = PANE_THICKNESS if kind == "pane" else SLAB_THICKNESS
+    if config.pane_orientation == "any":
+        ior = float(rng.uniform(*config.ior_range))
+        return _place_flat(rng, rig, disp, half_px, thickness, ior), kind, ior
+    return _place_pane(rng, rig, disp, half_px, thickness), kind, None
+
+
+def _room_env_lighting(rng: np.random.Generator, channels: int
+                       ) -> tuple[Environment, np.ndarray, np.ndarray, np.ndarray]:
+    """The lighting of the versions before the lighting families (:data:`LIGHTING_FAMILY`), as
+    :func:`random_lighting` returns one: a room-like environment (:func:`random_environment`) and
+    1-3 distant lights from above on the camera's side."""
     env = random_environment(rng, channels)
     n_lights = int(rng.integers(1, 4))
     light_dirs = rng.standard_normal((n_lights, 3))
@@ -636,8 +689,7 @@ def random_scene(config: SyntheticConfig, rng: np.random.Generator) -> Scene:
     light_dirs /= np.linalg.norm(light_dirs, axis=1, keepdims=True)
     light_rad = np.stack([rng.uniform(0.3, 1.0) * (np.ones(channels) if channels == 1 else rng.uniform(0.85, 1.15, 3))
                           for _ in range(n_lights)])
-    return Scene(rig, tuple(objects), env, light_dirs.astype(np.float32), light_rad.astype(np.float32),
-                 env.mean_radiance(), LIGHTING_FAMILY, config.polarization)
+    return env, light_dirs.astype(np.float32), light_rad.astype(np.float32), env.mean_radiance()
 
 
 def _uniform(rng: np.random.Generator, low: float, high: float) -> float:
