@@ -64,7 +64,6 @@ class Case:
     color: bool
     threads: int | None
     compile_mode: str = "default"
-    context_stride: int = 2
     search_radius: float = 0.0
     profile: int = 0
     forms: str = "auto"
@@ -114,8 +113,7 @@ def run_case(case: Case) -> Result:
         start_bytes = torch.cuda.memory_allocated(device)
     start_rss = _max_rss_mib()
 
-    correction = {"color_channels": channels, "context_stride": case.context_stride,
-                  "search_radius": case.search_radius}
+    correction = {"color_channels": channels, "search_radius": case.search_radius}
     config = {"base": case.size, "correction": correction if case.variant == "full" else None}
     model = build_model(config).eval().to(device)
     params = sum(p.numel() for p in model.parameters())
@@ -209,8 +207,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model")
     parser.add_argument("--compile-mode", default="default", choices=["default", "reduce-overhead", "max-autotune"],
                         help="torch.compile mode (reduce-overhead: CUDA graphs)")
-    parser.add_argument("--context-stride", type=int, default=2, choices=[2, 4],
-                        help="correction module context resolution (1/2 default, 1/4 option)")
     parser.add_argument("--search-radius", type=float, default=0.0, help="correction search cost volume radius, px")
     parser.add_argument("--color", action="store_true", help="RGB angle stacks instead of mono")
     parser.add_argument("--threads", type=int, default=None, help="CPU intra-op threads (default: torch's)")
@@ -235,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
 
     name = torch.cuda.get_device_name(device) if gpu else f"CPU, {args.threads or torch.get_num_threads()} threads"
     print(f"# device: {name}; amp={args.amp} channels_last={args.channels_last} compile={args.compile} ({args.compile_mode}) "
-          f"correction context_stride={args.context_stride} search_radius={args.search_radius:g} forms={args.forms} "
+          f"correction search_radius={args.search_radius:g} forms={args.forms} "
           f"repeats={repeats} warmup={warmup} torch={torch.__version__}")
     header = (f"{'size':<8} {'params':>8} {'resolution':>10} {'variant':<7} {'iters':>5} "
               f"{'median ms':>10} {'fps':>7} {'peak MiB':>9} {'ops':>6}")
@@ -247,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                 for variant in args.variants:
                     case = Case(size, width, height, variant, device, args.amp, args.iters, repeats, warmup,
                                 args.channels_last, args.compile, args.color, args.threads, args.compile_mode,
-                                args.context_stride, args.search_radius, args.profile, args.forms)
+                                args.search_radius, args.profile, args.forms)
                     result = run_case(case) if gpu else run_isolated(case)
                     print(f"{size:<8} {result.params / 1e6:>7.2f}M {f'{width}x{height}':>10} {variant:<7} "
                           f"{result.iters:>5} {result.median_ms:>10.1f} {1000 / result.median_ms:>7.1f} "

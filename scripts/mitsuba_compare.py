@@ -33,7 +33,7 @@ the table gives:
 
 ``--cache DIR`` keeps Mitsuba's renders (the slow part) for reruns against a changed generator.
 Needs the ``mitsuba`` package (``pip install mitsuba``, in ``.[test]``). A research
-diagnostic for docs/synthetic.md and docs/results.md; tests/data/synthetic/test_render.py
+diagnostic for docs/synthetic.md and docs/notebook/2026-12-03-generator-against-mitsuba.md; tests/data/synthetic/test_render.py
 and test_mueller.py keep small versions of the shell and box comparisons.
 """
 

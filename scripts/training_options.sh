@@ -20,9 +20,9 @@ CORR_SEARCH=${CORR_SEARCH:-10}   # the correction module's search cost volume ra
 # rig whose baseline is small against the distance (docs/notebook/2026-11-23-polarization-evidence.md: the evidence depends on it)
 read -r -a SYNTH <<< "${SYNTH_ARGS:-}"
 # the glass data's kinds and both sets' textures (make-synthetic --glass, --textures), by default
-# make-synthetic's own: solid, thin-walled and pane glass, photographs and patterns (docs/synthetic.md);
-# GLASS=solid TEXTURES=procedural gives the data of the models before issue 16 (docs/results.md)
-GLASS=${GLASS:-solid,thin,pane}
+# make-synthetic's own: solid, thin-walled, pane and slab glass, photographs and patterns (docs/synthetic.md);
+# GLASS=solid TEXTURES=procedural gives the data of the models before issue 16 (docs/notebook/2026-12-03-issue-15-tiny.md)
+GLASS=${GLASS:-solid,thin,pane,slab}
 TEXTURES=${TEXTURES:-mix}
 # extra options of stage A (e.g. "--base-input polarization", early fusion) and of the new
 # correction module in stage B (e.g. "--correction-context unet --correction-shape --shape-weight 1");

@@ -1,4 +1,4 @@
-"""The benchmark scripts under bench/ run and print their tables (numbers: docs/results.md)."""
+"""The benchmark scripts under bench/ run and print their tables (numbers: docs/results.md and docs/notebook/2026-11-22-cpu-benchmarks.md)."""
 
 import subprocess
 import sys

@@ -118,3 +118,36 @@ def test_compare_models_names_a_missing_model_in_one_line(h5_file, tmp_path):
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "compare_models.py"), str(tmp_path / "cmp"),
                              "--data", str(h5_file), f"a={tmp_path / 'none.ckpt'}"], capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
+
+
+def test_warm_start_recipe_runs_a_b_c_and_resumes_without_retraining(tiny_data, tmp_path):
+    """scripts/warm_start_small.sh with STAGES="A B C": stage A from --init, stage B with a new
+    correction module, stage C on top, each a complete run; run again, nothing is retrained."""
+    data = tmp_path / "data"
+    for part in ("generic", "glass"):
+        (data / part).mkdir(parents=True)
+        for split, source in (("train", "train"), ("val", "val"), ("test", "val")):
+            (data / part / f"{split}.h5").symlink_to(tiny_data / f"{source}.h5")
+    torch.manual_seed(0)
+    save_model(tmp_path / "init.ckpt", build_model({"base": "tiny"}))
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "OMP_NUM_THREADS": "1",
+           "STEPS": "4", "B_STEPS": "2", "C_STEPS": "4", "CROP": "32 44", "BATCH": "1", "WORKERS": "0",
+           "DEVICE": "cpu", "MAXCORR": "100", "INIT": str(tmp_path / "init.ckpt"), "DATA": str(data),
+           "STAGES": "A B C", "B_ARGS": "--correction-context unet --new-correction", "A_ARGS": "--iters 1"}
+
+    def run():
+        return subprocess.run(["bash", str(ROOT / "scripts" / "warm_start_small.sh"), str(tmp_path / "ws"), "intensity"],
+                              capture_output=True, text=True, env=env)
+
+    first = run()
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.strip().endswith(f"done: {tmp_path}/ws/intensity-C/last.ckpt")
+    stages = {}
+    for name, stage in (("intensity", "A"), ("intensity-B", "B"), ("intensity-C", "C")):
+        payload = read_payload(tmp_path / "ws" / name / "last.ckpt")
+        assert payload["lineage"][-1]["stage"] == stage and payload["lineage"][-1]["complete"]
+        stages[name] = (tmp_path / "ws" / name / "last.ckpt").read_bytes()
+    assert read_payload(tmp_path / "ws" / "intensity-C" / "last.ckpt")["model_config"]["correction"]["context"] == "unet"
+    again = run()
+    assert again.returncode == 0, again.stderr
+    assert all((tmp_path / "ws" / name / "last.ckpt").read_bytes() == before for name, before in stages.items())

@@ -186,8 +186,20 @@ def _options(func):
 _PATHS = {name: path for name, path in FLAT_PATHS.items() if name != "stage"}
 
 
+class _TrainingCommand(SectionedCommand):
+    """A training command: a ``--config`` file (a run's config.yaml) may still name a removed
+    correction switch, unset or at its old default (:meth:`TrainConfig.without_retired`)."""
+
+    def config_entries(self, data: dict, path: Path) -> list:
+        try:
+            data = TrainConfig.without_retired(data)
+        except PolstereoError as err:
+            raise click.BadParameter(f"{path}: {err}", param_hint="'--config'") from None
+        return super().config_entries(data, path)
+
+
 def _make_command(stage: StageConfig) -> click.Command:
-    @click.command(stage.command, cls=SectionedCommand, sections=SECTION_HEADINGS, paths=_PATHS,
+    @click.command(stage.command, cls=_TrainingCommand, sections=SECTION_HEADINGS, paths=_PATHS,
                    help=f"Stage {stage.name}: {stage.title}.\n\nTrains: "
                    f"{' + '.join(stage.trainable)}"
                    + (f"; frozen: {', '.join(stage.frozen)}" if stage.frozen else "")

@@ -1,45 +1,15 @@
-"""Polarization correction module: pol_diff -> a bounded disparity correction.
+"""Polarization correction module: ``raw`` ``(B, 1, H, W)`` from the polarization evidence.
 
-Inputs (all ``(B, ·, H, W)`` at full resolution):
-
-- ``pol_diff = P(left) - warp(P(right), d)``, P the normalized Stokes features
-  (``polstereo.polar.features.pol_features``, 2C channels): near zero where ``d`` is the
-  true disparity of the polarizing surface, structured where it is not;
-- ``pol_left = P(left)`` (2C channels), to tell weak signal from agreement;
-- ``disparity_norm``: the base disparity divided by the image width (1 channel);
-- ``valid``: the warp validity (1 channel);
-- optionally (``search_radius > 0``) ``search_cost``: a local cost volume around the
-  base disparity, 2 channels per offset k in ``search_offsets`` (window-free per-pixel
-  mean |F(left) − warp(F(right), base + k)| of the polarization features and of the
-  intensity image, :func:`search_costs`), so the module can see *where* near the base
-  estimate the views agree instead of a single difference. It is centred on the base
-  prediction in every stage, so stage B's ground-truth warp of ``pol_diff`` stays the
-  only place ground truth enters;
-- optionally (``shape_features``) the one-view shape cues of
-  :func:`polstereo.polar.shape.shape_features` (9 channels): DoLP, the AoLP as
-  DoLP·(cos, sin) of 4φ and 2φ, a zenith estimate, the base disparity's gradient and its
-  DoLP-weighted consistency with the AoLP. They say where the base's *shape* disagrees
-  with the surface orientation the polarization encodes, which cross-view ``pol_diff``
-  cannot (docs/results.md).
-
-A light stem at full resolution, context at lower resolution, a bilinear upsample fused
-(1x1) with the stem, and a 3x3 head produce ``raw``. The context is either dilated
-residual blocks at 1/``context_stride`` resolution (``context="dilated"``, 1/2 by
-default, 1/4 optional) or an encoder-decoder down to 1/16 (``context="unet"``), whose
-receptive field covers a whole glass object: the remaining glass errors span objects,
-and turning slope into shape needs to see from an object's boundary to its middle.
-With ``integrate`` the head also predicts a slope field ``h`` (2 channels) that a
-closed-form gradient-integration layer (:mod:`polstereo.models.integrate`, a screened
-Poisson solve with a learned screening scale) turns into a smooth surface added to
-``raw``: slope becomes shape over a whole object in one step rather than through a
-chain of convolutions. ``raw`` then gives
-``correction = max_correction * tanh(raw)`` (:func:`bounded_correction`), so
-``|correction| <= max_correction`` whatever the input.
+Inputs, all ``(B, ·, H, W)`` at full resolution, C the colour channels: ``pol_diff = P(left)
+− warp(P(right), d)`` (2C), ``P(left)`` (2C), the base disparity divided by the image width
+(1), the warp validity (1), and optionally the search cost volume (2 per offset,
+:func:`search_costs`) and the one-view shape cues (9). ``raw`` is unbounded; the correction
+is ``max_correction · tanh(raw)`` pixels (:func:`bounded_correction`). The design, its
+inputs and options, and what each measured: docs/models.md ("Correction module").
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import torch
@@ -47,17 +17,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from polstereo.errors import PolstereoError
-from polstereo.models.plain_config import PlainConfig
+from polstereo.models.plain_config import PlainConfig, RetiredField
 from polstereo.models.layers import NORMS, ResidualBlock, make_norm
-from polstereo.models.integrate import integrate_gradient
 from polstereo.models.warp import offset_candidates, warp_disagreement_candidates
 from polstereo.polar.shape import SHAPE_FEATURE_NAMES
 
 DEFAULT_SATURATION_THRESHOLD = 0.99
 CONTEXTS = ("dilated", "unet")
 UNET_LEVELS = 4  # 1/2 ... 1/16
-INTEGRATION_SCALE_PX = 32.0  # initial screening scale of the integration layer: λ = 1 / scale²
-MIN_SCREENING = 1e-4  # λ floor: keeps the solve's constant mode bounded
+# removed levers (docs/notebook/2026-12-07-removed-levers.md): configs saved with their default still read
+RETIRED_SWITCHES = {
+    "context_stride": RetiredField(2, "--correction-context-stride", "context at 1/4 after stage B: glass -1.0 %, "
+                                   "opaque +8.4 %, against -1.1 % / +0.3 % at 1/2", "2b20068"),
+    "integrate": RetiredField(False, "--correction-integrate", "slope integration: glass -0.2 % alone, and the "
+                              "best combination -1.1 % with it, -2.0 % without", "2b20068"),
+}
 
 
 def switch(option: str, help: str, *, metavar: str | None = None, choices: tuple[str, ...] | None = None,
@@ -85,15 +59,10 @@ class CorrectionConfig(PlainConfig):
 
     color_channels: C of the angle stacks (1 mono, 3 RGB); inputs have 4C + 2 channels.
     width: channels of the context blocks (half of it at full resolution);
-    dilations: one residual block per entry, at 1/context_stride resolution.
-    context_stride: 2 or 4, the resolution of the context blocks (4: a quarter of their
-        arithmetic and twice the receptive field; on the CPU runs of docs/results.md it
-        made opaque pixels worse and was not faster end to end, so 2 is the default).
-        Only for ``context="dilated"``.
+    dilations: one residual block per entry, at 1/2 resolution (``context="dilated"``).
     context: ``dilated`` (the blocks above) or ``unet`` (an encoder-decoder from 1/2 down to
         1/16 and back, ``width`` channels at every level; ``dilations`` unused).
-    shape_features: also take the 9 one-view shape cue channels (module doc).
-    integrate: add the integral of a predicted slope field to ``raw`` (module doc).
+    shape_features: also take the 9 one-view shape cue channels (docs/models.md).
     norm: ``group`` (default, batch-size independent) | ``batch`` | ``instance`` | ``none``.
     saturation_threshold: |tanh(raw)| above this counts as saturated.
     search_radius, search_step: the search cost volume's offsets from the base disparity,
@@ -102,10 +71,12 @@ class CorrectionConfig(PlainConfig):
     A field with :func:`switch` metadata is one a training run may set when it builds a new
     module: it becomes ``TrainConfig.model.correction.<field>`` and the command-line option
     the metadata names, generated with its type, default and help (a new switch is a field
-    here, nothing more; docs/architecture.md).
+    here, nothing more; docs/architecture.md). ``retired``: the switches removed since, which a
+    stored config may still name with their old default.
     """
 
     what = "correction module"
+    retired = RETIRED_SWITCHES
 
     color_channels: int = 1
     width: int = 32
@@ -116,17 +87,12 @@ class CorrectionConfig(PlainConfig):
         "--correction-search", "a cost volume of polarization and intensity disagreement at base + k for "
         "|k| <= PX (step 2 px; 0 = plain pol_diff)", metavar="PX", check=check_search_option))
     search_step: float = 2.0
-    context_stride: int = field(default=2, metadata=switch(
-        "--correction-context-stride", "resolution of the context blocks, 1/2 or 1/4", metavar="2|4"))
     context: str = field(default="dilated", metadata=switch(
-        "--correction-context", "the context: dilated blocks at 1/2 (or --correction-context-stride 4), or an "
-        "encoder-decoder down to 1/16 that spans whole objects", choices=CONTEXTS))
+        "--correction-context", "the context: dilated blocks at 1/2, or an encoder-decoder down to 1/16 that "
+        "spans whole objects", choices=CONTEXTS))
     shape_features: bool = field(default=False, metadata=switch(
         "--correction-shape", "also take the one-view shape cues (DoLP, AoLP as 4φ and 2φ, zenith, the base's "
         "gradient and its consistency with the AoLP; docs/models.md)"))
-    integrate: bool = field(default=False, metadata=switch(
-        "--correction-integrate", "also predict a slope field and integrate it into a surface (a screened "
-        "Poisson solve over ~32 px, learned; docs/models.md)"))
 
     def __post_init__(self):
         if self.color_channels not in (1, 3):
@@ -134,8 +100,6 @@ class CorrectionConfig(PlainConfig):
         if self.norm not in NORMS:
             raise PolstereoError(f"unknown norm {self.norm!r}; expected one of {', '.join(NORMS)}")
         object.__setattr__(self, "dilations", tuple(int(d) for d in self.dilations))
-        if self.context_stride not in (2, 4):
-            raise PolstereoError(f"correction context_stride must be 2 or 4, got {self.context_stride}")
         if self.context not in CONTEXTS:
             raise PolstereoError(f"unknown correction context {self.context!r}; expected one of {', '.join(CONTEXTS)}")
         if self.search_radius < 0 or self.search_step <= 0:
@@ -154,7 +118,6 @@ class CorrectionConfig(PlainConfig):
     def in_channels(self) -> int:
         shape = len(SHAPE_FEATURE_NAMES) if self.shape_features else 0
         return 4 * self.color_channels + 2 + 2 * len(self.search_offsets) + shape
-
 
 
 def bounded_correction(raw: torch.Tensor, max_correction: float) -> torch.Tensor:
@@ -232,24 +195,16 @@ class CorrectionModule(nn.Module):
             self.down = UNetContext(c_full, c, config.norm)
             self.context = nn.Identity()
         else:
-            down = [ResidualBlock(c_full, c, config.norm, stride=2)]
-            if config.context_stride == 4:
-                down.append(ResidualBlock(c, c, config.norm, stride=2))
-            self.down = down[0] if len(down) == 1 else nn.Sequential(*down)
+            self.down = ResidualBlock(c_full, c, config.norm, stride=2)
             self.context = nn.Sequential(*[ResidualBlock(c, c, config.norm, dilation=d) for d in config.dilations])
         self.fuse = nn.Sequential(nn.Conv2d(c_full + c, c_full, 1), make_norm(config.norm, c_full),
                                   nn.ReLU(inplace=True))
-        self.head = nn.Conv2d(c_full, 3 if config.integrate else 1, 3, padding=1)
+        self.head = nn.Conv2d(c_full, 1, 3, padding=1)
 
         # Small rather than zero: raw starts near 0 (no correction, tanh far from
         # saturation) while every layer still receives gradient from the first step.
         nn.init.normal_(self.head.weight, std=1e-3)
         nn.init.zeros_(self.head.bias)
-        if config.integrate:
-            # the slope channels start at exactly 0: integrated over ~32 px, even small random
-            # slopes would add a ramp; their weights still get gradient from the first step
-            nn.init.zeros_(self.head.weight[1:])
-            self.log_screening = nn.Parameter(torch.tensor(-2.0 * math.log(INTEGRATION_SCALE_PX)))
 
     def forward(self, pol_diff: torch.Tensor, pol_left: torch.Tensor, disparity_norm: torch.Tensor,
                 valid: torch.Tensor, search_cost: torch.Tensor | None = None,
@@ -267,8 +222,4 @@ class CorrectionModule(nn.Module):
         full = self.stem(x)
         context = self.context(self.down(full))
         up = F.interpolate(context, size=full.shape[-2:], mode="bilinear", align_corners=False)
-        out = self.head(self.fuse(torch.cat([full, up], dim=1)))
-        if not self.config.integrate:
-            return out
-        screening = self.log_screening.exp().clamp_min(MIN_SCREENING)
-        return out[:, :1] + integrate_gradient(out[:, 1:], screening)
+        return self.head(self.fuse(torch.cat([full, up], dim=1)))

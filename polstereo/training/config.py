@@ -15,7 +15,9 @@ Every option also has a *flat name*: its long command-line flag without ``--``, 
 ``_`` (``max_correction``, ``correction_search``, ``model`` for ``model.name``). These were
 the keys of the one flat config before the sections, so they are what old checkpoints
 and ``config.yaml`` files hold; :meth:`TrainConfig.from_flat` builds a config from them
-and :meth:`TrainConfig.flatten` turns either form of a stored dict into them.
+and :meth:`TrainConfig.flatten` turns either form of a stored dict into them. A switch removed
+since (``CorrectionConfig.retired``) may still be in such a dict, unset or at its old default:
+:meth:`TrainConfig.without_retired` drops it.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from polstereo.errors import PolstereoError
 from polstereo.models.correction import CorrectionConfig
 
 SECTIONS = ("data", "model", "optim", "mim", "run")
@@ -188,6 +191,25 @@ class TrainConfig:
         return out
 
     @staticmethod
+    def without_retired(options: dict) -> dict:
+        """A stored options dict (nested, flat, or a config file's mix of both, ``-`` or ``_``)
+        without the removed correction switches it holds unset (None) or at their old default;
+        PolstereoError, one line, for one set to anything else (a run that used the lever)."""
+        def walk(values: dict, prefix: tuple[str, ...]) -> dict:
+            out = {}
+            for key, value in values.items():
+                name = str(key).replace("-", "_")
+                gone = (CorrectionConfig.retired.get(name) if prefix == ("model", "correction") else
+                        _RETIRED_FLAT.get(name) if prefix in ((), ("model",)) else None)
+                if gone is None:
+                    out[key] = walk(value, prefix + (name,)) if isinstance(value, dict) else value
+                elif value is not None and value != gone.default:
+                    raise PolstereoError(gone.refusal("training config", ".".join(prefix + (name,)), value))
+            return out
+
+        return walk(options, ())
+
+    @staticmethod
     def flat_fields() -> dict[str, dataclasses.Field]:
         """Every option's field by flat name (the CLI's defaults come from them)."""
         return dict(FLAT_FIELDS)
@@ -251,6 +273,8 @@ PATH_FLAT: dict[tuple[str, ...], str] = {path: flat for flat, path in FLAT_PATHS
 # the paths of sections: ("data",) ... ("model",), ("model", "correction")
 _GROUPS = {path[:i] for path in FLAT_PATHS.values() for i in range(1, len(path))}
 assert len(FLAT_PATHS) == len(list(_leaves(TrainConfig))), "two options share a flat name"
+# the removed correction switches by the flat name their flag had (correction_integrate, ...)
+_RETIRED_FLAT = {gone.option.lstrip("-").replace("-", "_"): gone for gone in CorrectionConfig.retired.values()}
 
 
 @dataclass

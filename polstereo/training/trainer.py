@@ -33,18 +33,22 @@ from polstereo.training.distributed import (all_reduce_sum, barrier, cleanup, la
                                            release_after_error)
 from polstereo.training.logbook import Logbook, brief, val_score
 from polstereo.training.setup import RunSetup, set_up, training_module
-from polstereo.training.step import MAX_CONSECUTIVE_NONFINITE, TrainStep
-from polstereo.training.step import stage_loss as _loss
+from polstereo.training.step import MAX_CONSECUTIVE_NONFINITE, TrainStep, stage_loss
 
 __all__ = ["TrainConfig", "TrainResult", "train"]
 
 
-def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
+def train(cfg: TrainConfig, log: Callable[[str], None] = print, *,
+          loss: Callable[..., torch.Tensor] = stage_loss,
+          max_consecutive_nonfinite: int = MAX_CONSECUTIVE_NONFINITE) -> TrainResult:
     """Run one stage; see the module docstring. Raises PolstereoError on user errors.
 
     The first Ctrl-C asks the loop to stop at the end of the current step (it saves
     ``last.ckpt`` there and raises PolstereoError with exit code 130); a second one
     interrupts at once. Global torch settings changed for the run are restored.
+
+    ``loss(out, batch, stage, cfg, crop_w)``: a step's loss (:func:`~.step.stage_loss`, the
+    stage's); ``max_consecutive_nonfinite``: this many non-finite losses in a row end the run.
     """
     deterministic_before = torch.are_deterministic_algorithms_enabled()
     with ctrl_c_requests_stop() as stop:
@@ -54,7 +58,7 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             # one writer per run folder, taken before anything looks at it; only rank 0 writes
             with output_lock(cfg.run.out, "run folder") if launched_as_main() else contextlib.nullcontext():
                 with removed_if_left_empty(cfg.run.out):  # a run that fails at its start leaves no empty --out
-                    return _train(cfg, log, stop)
+                    return _train(cfg, log, stop, loss, max_consecutive_nonfinite)
         except BaseException as err:
             release_after_error(err)
             raise
@@ -62,9 +66,10 @@ def train(cfg: TrainConfig, log: Callable[[str], None] = print) -> TrainResult:
             torch.use_deterministic_algorithms(deterministic_before)
 
 
-def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainResult:
+def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict, loss: Callable[..., torch.Tensor],
+           max_consecutive_nonfinite: int) -> TrainResult:
     """Set up, loop (validating and saving on schedule), finish: the same for every stage."""
-    run = _Run(cfg, set_up(cfg, log))
+    run = _Run(cfg, set_up(cfg, log), loss, max_consecutive_nonfinite)
     run.start()
     run.loop(stop)
     return run.finish()
@@ -73,8 +78,10 @@ def _train(cfg: TrainConfig, log: Callable[[str], None], stop: dict) -> TrainRes
 class _Run:
     """A stage's run once set up: its loop, validations, checkpoints and result."""
 
-    def __init__(self, cfg: TrainConfig, setup: RunSetup):
+    def __init__(self, cfg: TrainConfig, setup: RunSetup, loss: Callable[..., torch.Tensor],
+                 max_consecutive_nonfinite: int):
         self.cfg, self.setup = cfg, setup
+        self.loss, self.max_consecutive_nonfinite = loss, max_consecutive_nonfinite
         self.counters = setup.counters  # the step updates them in place
         self.start_step = setup.counters.step
         self.best_score, self.val_metrics = setup.best_score, setup.val_metrics
@@ -95,12 +102,11 @@ class _Run:
         self.loader = DataLoader(s.data.mixture, batch_size=cfg.data.batch_size, sampler=sampler,
                                  num_workers=cfg.data.workers,
                                  pin_memory=s.device.type == "cuda", persistent_workers=False)
-        # the trainer's _loss and MAX_CONSECUTIVE_NONFINITE, looked up as the run starts: tests replace them
         self.runner = TrainStep(s.model, s.stage, cfg, s.optimiser, angles_deg=s.data.angles_deg,
                                 amp_dtype=s.amp_dtype, train_model=training_module(s.model, s.head, s.dist_info,
                                                                                    s.device),
-                                teacher=s.teacher, dist_info=s.dist_info, counters=self.counters, loss=_loss,
-                                max_consecutive_nonfinite=MAX_CONSECUTIVE_NONFINITE)
+                                teacher=s.teacher, dist_info=s.dist_info, counters=self.counters, loss=self.loss,
+                                max_consecutive_nonfinite=self.max_consecutive_nonfinite)
         s.log(f"stage {s.stage.name} ({s.stage.command}): {plan.total_steps} steps, global batch {plan.global_batch} "
               f"({cfg.data.batch_size} x {s.dist_info.world_size} process{'es' if s.dist_info.enabled else ''}), "
               f"device {s.device}" + (f", amp {str(s.amp_dtype).split('.')[-1]}" if s.amp_dtype is not None else ""))

@@ -25,7 +25,7 @@
 # at most 8). Environment: MODEL (small), SCALE (data: 5), TRAIN_BUDGET (660 s for the whole
 # chain), CALL_SECONDS (570: when a part returns), GEN_WORKERS (10), WORKERS (6), SYNTH_ARGS,
 # FINISH_WAIT (60: seconds `finish` waits for the chain before stopping it), MORE (the infer-more
-# items, default "loop-forms profile channels-last compile-ro infer-compile compile fp32 stride4
+# items, default "loop-forms profile channels-last compile-ro infer-compile compile fp32
 # anchor", each skipped once CALL_SECONDS have passed; empty: none), RAFT_STEREO (a RAFT-Stereo checkout for bench/bench_anchor.py, default
 # .cmp/RAFT-Stereo).
 # A dry run of `torchrun` on a CPU: DEVICE=cpu MODEL=tiny STEPS=3 scripts/lab/gpu_session.sh torchrun /tmp/o
@@ -99,7 +99,7 @@ budget() {  # min($1, seconds left in this call), at least 10: a timeout that en
 
 part_infer_more() {  # the items of $MORE, in order (each bounded by its timeout)
   local item
-  for item in ${MORE-loop-forms profile channels-last compile-ro infer-compile compile fp32 stride4 anchor}; do
+  for item in ${MORE-loop-forms profile channels-last compile-ro infer-compile compile fp32 anchor}; do
     if (( END - SECONDS < 30 )); then
       echo "## skipped (this call's time is up): $item"
       continue
@@ -123,10 +123,6 @@ part_infer_more() {  # the items of $MORE, in order (each bounded by its timeout
     fp32)
       echo "## float32"
       timeout 45 python3 bench/bench_models.py --device "$BD" --amp none --sizes small --resolutions $RES ;;
-    stride4)
-      echo "## correction context at 1/4"
-      timeout 45 python3 bench/bench_models.py --device "$BD" --amp fp16 --context-stride 4 --sizes small \
-          --resolutions $RES --variants full ;;
     profile)
       echo "## where the eager time goes: small + correction, top operators by device time"
       timeout 60 python3 bench/bench_models.py --device "$BD" --amp fp16 --sizes small --variants full \

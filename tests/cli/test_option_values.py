@@ -116,14 +116,12 @@ def test_nan_in_training_images_is_a_data_error_naming_the_sample(tmp_path):
     assert not (tmp_path / "run" / "config.yaml").exists()  # a run that fails at its start leaves no config
 
 
-def test_metrics_jsonl_holds_null_not_nan(tiny_data, tmp_path, monkeypatch):
-    import polstereo.training.trainer as trainer
+def test_metrics_jsonl_holds_null_not_nan(tiny_data, tmp_path):
+    from polstereo.training.step import stage_loss
 
-    real = trainer._loss
-    monkeypatch.setattr(trainer, "_loss", lambda *args: real(*args) * float("nan"))
     train(TrainConfig.from_flat(stage="A", out=tmp_path, train=[tiny_data / "train.h5"], steps=2, batch_size=1,
                                 crop_size=(32, 48), workers=0, iters=1, val_every=0, save_every=0, log_every=1,
-                                quiet=True), log=lambda msg: None)
+                                quiet=True), log=lambda msg: None, loss=lambda *args: stage_loss(*args) * float("nan"))
 
     def no_constants(name):
         raise AssertionError(f"{name} in metrics.jsonl")

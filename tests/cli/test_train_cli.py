@@ -79,13 +79,9 @@ def test_correction_search_shapes_the_new_module_only(tiny_data, tmp_path):
     assert c.exit_code == 1
     assert c.output.splitlines()[-1].startswith("Error: --correction-search 2: the --init checkpoint already has "
                                                 "a correction module with search_radius 4")
-    for bad in (["--correction-search", "nan"], ["--correction-search", "1"], ["--correction-context-stride", "3"]):
+    for bad in (["--correction-search", "nan"], ["--correction-search", "1"], ["--correction-context", "flat"]):
         e = invoke("learn-pol", "--init", tmp_path / "A" / "last.ckpt", "--train", train, "--out", tmp_path / "E",
                    *bad, *FAST)
         assert e.exit_code == 2 and "Invalid value" in e.output, bad
     a = invoke("adapt", "--train", train, "--out", tmp_path / "A2", "--correction-search", "4", *FAST)
     assert a.exit_code == 1 and "stage A (adapt) trains none" in a.output
-    d = invoke("learn-pol", "--init", tmp_path / "A" / "last.ckpt", "--train", train, "--out", tmp_path / "B4",
-               "--max-correction", "64", "--correction-context-stride", "4", *FAST)
-    assert d.exit_code == 0, d.output
-    assert read_payload(tmp_path / "B4" / "last.ckpt")["model_config"]["correction"]["context_stride"] == 4

@@ -11,14 +11,14 @@ from click.testing import CliRunner
 from polstereo.cli.main import cli
 from polstereo.training.config import FLAT_PATHS, TrainResult
 
-# every flag of the list before issue 24, with a value other than its default and the value
-# its field (flat name: the flag's) then holds
+# every flag of the list before issue 24 (less the levers removed since), with a value other than
+# its default and the value its field (flat name: the flag's) then holds
 OLD_FLAGS = [
     (["--init", "x.ckpt"], "x.ckpt"), (["--train", "a.h5"], ["a.h5"]), (["--dataset-steps", "3"], [3]),
     (["--dataset-order", "shuffle"], "shuffle"), (["--val", "v.h5"], "v.h5"), (["--out", "o"], "o"),
     (["--model", "small"], "small"), (["--max-correction", "6"], 6.0), (["--correction-search", "4"], 4.0),
-    (["--correction-context-stride", "4"], 4), (["--correction-context", "unet"], "unet"),
-    (["--correction-shape"], True), (["--correction-integrate"], True), (["--base-input", "polarization"], "polarization"),
+    (["--correction-context", "unet"], "unet"), (["--correction-shape"], True),
+    (["--base-input", "polarization"], "polarization"),
     (["--shape-weight", "0.5"], 0.5), (["--shape-min-dolp", "0.1"], 0.1), (["--steps", "3"], 3),
     (["--batch-size", "4"], 4), (["--lr", "0.001"], 0.001), (["--min-lr", "1e-6"], 1e-6),
     (["--lr-decay-method", "linear"], "linear"), (["--warmup-steps", "2"], 2), (["--decay-after-steps", "1"], 1),
@@ -33,6 +33,8 @@ OLD_FLAGS = [
     (["--pseudo-weight", "0.25"], 0.25), (["--warp-source", "gt"], "gt"), (["--tensorboard"], True),
     (["--stop-after", "2"], 2), (["--quiet"], True),
 ]
+NEW_FLAGS = [(["--new-correction"], True)]  # added since
+REMOVED_FLAGS = [["--correction-context-stride", "4"], ["--correction-integrate"]]  # levers that lost
 SECTIONS = ["Data options:", "Model options:", "Optimiser and loss options:", "Masked modelling options:",
             "Run options:", "Other options:"]
 
@@ -56,7 +58,7 @@ def invoke(*args):
 
 
 def test_every_old_flag_sets_the_same_field_value_in_its_section(captured):
-    result = invoke("learn-pol", *[arg for flags, _ in OLD_FLAGS for arg in flags])
+    result = invoke("learn-pol", *[arg for flags, _ in OLD_FLAGS + NEW_FLAGS for arg in flags])
     assert result.exit_code == 0, result.output
     (cfg,) = captured
     flat = cfg.flat()
@@ -67,9 +69,15 @@ def test_every_old_flag_sets_the_same_field_value_in_its_section(captured):
     assert cfg.data.crop_size == (32, 48) and cfg.run.steps == 3 and cfg.mim.mask_ratio == 0.4
 
 
-def test_the_old_list_is_every_option():
-    flat = {flags[0][2:].replace("-", "_").removeprefix("no_") for flags, _ in OLD_FLAGS}
+def test_the_old_and_new_lists_are_every_option():
+    flat = {flags[0][2:].replace("-", "_").removeprefix("no_") for flags, _ in OLD_FLAGS + NEW_FLAGS}
     assert flat == set(FLAT_PATHS) - {"stage"}
+
+
+@pytest.mark.parametrize("flags", REMOVED_FLAGS)
+def test_a_removed_lever_is_no_option(flags, captured):
+    result = invoke("learn-pol", "--train", "a.h5", "--out", "o", *flags)
+    assert result.exit_code == 2 and f"No such option '{flags[0]}'" in result.output and not captured
 
 
 def test_help_lists_the_options_by_section():
@@ -78,7 +86,7 @@ def test_help_lists_the_options_by_section():
     at = [result.output.index(heading) for heading in SECTIONS]
     assert at == sorted(at)
     model = result.output[at[1]:at[2]]
-    assert all(flag in model for flag in ("--max-correction", "--correction-search", "--correction-integrate"))
+    assert all(flag in model for flag in ("--max-correction", "--correction-search", "--correction-shape"))
     assert "--steps" in result.output[at[4]:at[5]] and "--json" in result.output[at[5]:]
 
 
@@ -96,11 +104,22 @@ def test_config_file_may_nest_options_by_section(captured, tmp_path):
     assert cfg.model.correction.shape_features is True and cfg.run.steps == 2
 
 
+def test_a_config_file_from_before_the_levers_were_removed_still_reads(captured, tmp_path):
+    # a run's config.yaml lists every correction switch, the removed ones unset
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"data": {"train": "a.h5"}, "run": {"out": "o"}, "model": {"correction": {
+        "search_radius": 4, "context_stride": None, "context": None, "shape_features": None, "integrate": None}}}))
+    result = invoke("learn-pol", "--config", config)
+    assert result.exit_code == 0, result.output
+    assert captured[0].model.correction.search_radius == 4.0
+
+
 @pytest.mark.parametrize("data, message", [
     ({"model": {"steps": 2}}, "unknown key 'model.steps'"),
     ({"model": {"correction": {"width": 8}}}, "unknown key 'model.correction.width'"),
     ({"steps": 2, "run": {"steps": 3}}, "keys 'steps' and 'run.steps' set the same option"),
     ({"model": {"max_correction": "inf"}}, "positive, finite number of pixels"),
+    ({"model": {"correction": {"integrate": True}}}, "integrate=True: --correction-integrate, removed as a lever"),
 ])
 def test_nested_config_errors_name_the_key(data, message, tmp_path):
     config = tmp_path / "c.yaml"

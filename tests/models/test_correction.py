@@ -103,20 +103,24 @@ def test_module_takes_the_search_cost_volume():
         module(pol_diff, pol_left, disp, valid)  # the volume is part of the input
 
 
-def test_context_stride_defaults_to_2_the_module_of_saved_checkpoints():
-    assert CorrectionConfig().context_stride == 2
-    # a dict saved before the option existed describes the 1/2-resolution module of that time
-    assert CorrectionConfig.from_dict({"color_channels": 1, "width": 32}).context_stride == 2
-    assert CorrectionConfig.from_dict(CorrectionConfig(context_stride=4).to_dict()).context_stride == 4
-    with pytest.raises(PolstereoError, match="context_stride"):
-        CorrectionConfig(context_stride=3)
-
-
-@pytest.mark.parametrize("stride", [2, 4])
-def test_both_context_strides_keep_odd_sizes(stride):
-    module = CorrectionModule(CorrectionConfig(context_stride=stride, width=8, dilations=(1,)))
+def test_dilated_context_keeps_odd_sizes():
+    module = CorrectionModule(CorrectionConfig(width=8, dilations=(1,)))
     assert module(*inputs(h=37, w=53)).shape == (2, 1, 37, 53)
     assert module(*inputs(h=5, w=7)).shape == (2, 1, 5, 7)
+
+
+def test_a_saved_config_with_a_removed_switch_at_its_old_default_reads_as_before():
+    # what the shipped checkpoints store: context_stride 2 (all), integrate False (tiny-cpu)
+    saved = {**CorrectionConfig(width=16).to_dict(), "context_stride": 2, "integrate": False}
+    assert CorrectionConfig.from_dict(saved) == CorrectionConfig(width=16)
+
+
+@pytest.mark.parametrize("name, value, flag", [("context_stride", 4, "--correction-context-stride"),
+                                               ("integrate", True, "--correction-integrate")])
+def test_a_saved_config_that_used_a_removed_lever_is_refused_naming_it_and_the_commit_that_has_it(name, value, flag):
+    with pytest.raises(PolstereoError, match=f"{name}={value}: {flag}, removed as a lever") as err:
+        CorrectionConfig.from_dict({"color_channels": 1, name: value})
+    assert "commit 2b20068 still has it" in str(err.value) and "\n" not in str(err.value)
 
 
 @pytest.mark.parametrize("size", [(37, 53), (5, 7)])

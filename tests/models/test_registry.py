@@ -6,6 +6,7 @@ import torch
 
 from polstereo.errors import PolstereoError
 from polstereo.models import build_model, load_model, model_config, save_model
+from polstereo.models.files import model_from_payload
 
 CONFIG = {"base": "tiny", "correction": {"width": 8, "dilations": [1, 2]}, "max_correction": 2.5,
           "angles_deg": [0, 45, 90, 135]}
@@ -44,6 +45,30 @@ def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, stacks):
     assert torch.equal(a["disparity"], b["disparity"])
     assert torch.equal(a["raw"], b["raw"])
     assert payload["model_config"] == model_config(model)
+
+
+def payload_of(model, **correction) -> dict:
+    """The in-memory payload of a model file for ``model``, its correction config amended."""
+    config = model_config(model)
+    config["correction"].update(correction)
+    return {"model_config": config, "state_dict": model.state_dict()}
+
+
+def test_a_model_file_naming_removed_switches_at_their_old_default_loads_with_identical_outputs(stacks):
+    # the shipped checkpoints store context_stride 2 and (tiny-cpu) integrate False
+    model = build_model(CONFIG).eval()
+    loaded = model_from_payload(payload_of(model, context_stride=2, integrate=False), "old.ckpt").eval()
+    left, right = stacks()
+    with torch.no_grad():
+        assert torch.equal(model(left, right)["disparity"], loaded(left, right)["disparity"])
+
+
+@pytest.mark.parametrize("lever", [{"context_stride": 4}, {"integrate": True}])
+def test_a_model_file_that_used_a_removed_lever_is_refused_in_one_line(lever):
+    with pytest.raises(PolstereoError, match=r"^lever\.ckpt: this correction module has .*removed as a lever"
+                                              r".*commit 2b20068 still has it") as err:
+        model_from_payload(payload_of(build_model(CONFIG), **lever), "lever.ckpt")
+    assert "\n" not in str(err.value)
 
 
 def test_base_only_model_round_trips(tmp_path):

@@ -5,14 +5,16 @@ import torch
 
 from polstereo.errors import InfeasibleError, PolstereoError
 from polstereo.training.checkpoint import load_checkpoint
+from polstereo.training.step import MAX_CONSECUTIVE_NONFINITE, stage_loss
 from polstereo.training.trainer import TrainConfig, train
 
 silent = lambda msg: None  # noqa: E731
 
 
-def run(stage, out, data, init=None, **kw):
+def run(stage, out, data, init=None, *, loss=stage_loss, max_consecutive_nonfinite=MAX_CONSECUTIVE_NONFINITE, **kw):
     return train(TrainConfig.from_flat(stage=stage, out=out, train=[data / "train.h5"], val=data / "val.h5",
-                                       init=init, **kw), log=silent)
+                                       init=init, **kw), log=silent, loss=loss,
+                 max_consecutive_nonfinite=max_consecutive_nonfinite)
 
 
 @pytest.fixture(scope="module")
@@ -182,49 +184,41 @@ def test_interrupt_saves_a_resumable_checkpoint(tiny_data, tmp_path, quick, monk
     assert load_checkpoint(tmp_path / "last.ckpt")["step"] == 5
 
 
-def scale_loss_of_second_step(monkeypatch, factor: float) -> None:
-    """Make the trainer's loss on step 2 (only) ``loss * factor``."""
-    import polstereo.training.trainer as trainer
-
-    real = trainer._loss
+def loss_scaled_on_second_step(factor: float):
+    """The stage's loss, times ``factor`` on step 2 only."""
     calls = {"n": 0}
 
     def scaled(*args):
         calls["n"] += 1
-        loss = real(*args)
+        loss = stage_loss(*args)
         return loss * factor if calls["n"] == 2 else loss
 
-    monkeypatch.setattr(trainer, "_loss", scaled)
+    return scaled
 
 
-def test_nonfinite_losses_are_skipped_and_counted(tiny_data, tmp_path, quick, monkeypatch):
-    scale_loss_of_second_step(monkeypatch, float("nan"))
-    result = run("A", tmp_path, tiny_data, **quick)
+def test_nonfinite_losses_are_skipped_and_counted(tiny_data, tmp_path, quick):
+    result = run("A", tmp_path, tiny_data, loss=loss_scaled_on_second_step(float("nan")), **quick)
     assert result.skipped_steps == 1 and result.steps_done == 3
     assert load_checkpoint(tmp_path / "last.ckpt")["skipped_steps"] == 1
 
 
-def test_a_diverging_run_stops_with_a_one_line_error(tiny_data, tmp_path, quick, monkeypatch):
-    import polstereo.training.trainer as trainer
-
+def test_a_diverging_run_stops_with_a_one_line_error(tiny_data, tmp_path, quick):
     # lr 1e9 drives the weights to inf/NaN within a few steps; every later loss is NaN
-    monkeypatch.setattr(trainer, "MAX_CONSECUTIVE_NONFINITE", 3)
     with pytest.raises(PolstereoError, match=r"^3 consecutive non-finite losses at step \d+; lower --lr"):
-        run("A", tmp_path, tiny_data, lr=1e9, lr_decay_method="constant", **dict(quick, steps=30))
+        run("A", tmp_path, tiny_data, lr=1e9, lr_decay_method="constant", max_consecutive_nonfinite=3,
+            **dict(quick, steps=30))
 
 
-def test_a_run_that_fails_at_its_start_leaves_no_run_folder(tiny_data, tmp_path, quick, monkeypatch):
-    import polstereo.training.trainer as trainer
-
-    def no_sampler(*args, **kwargs):
+def test_a_run_that_fails_at_its_start_leaves_no_run_folder(tiny_data, tmp_path, quick):
+    def failing_loss(*args):
         raise PolstereoError("failed after the run folder was made")
-    monkeypatch.setattr(trainer, "PlanSampler", no_sampler)
+
     with pytest.raises(PolstereoError, match="failed after the run folder"):
-        run("A", tmp_path / "runs" / "A", tiny_data, **quick)
+        run("A", tmp_path / "runs" / "A", tiny_data, loss=failing_loss, **quick)
     assert not (tmp_path / "runs").exists()
     (tmp_path / "mine").mkdir()
     with pytest.raises(PolstereoError, match="failed after the run folder"):
-        run("A", tmp_path / "mine", tiny_data, **quick)
+        run("A", tmp_path / "mine", tiny_data, loss=failing_loss, **quick)
     assert (tmp_path / "mine").is_dir()
 
 
@@ -245,12 +239,11 @@ def test_bf16_autocast_on_cpu_trains_without_nonfinite_losses(tiny_data, tmp_pat
                if v.is_floating_point())
 
 
-def test_fp16_overflow_is_counted_and_leaves_the_weights_alone(tiny_data, tmp_path, quick, monkeypatch):
+def test_fp16_overflow_is_counted_and_leaves_the_weights_alone(tiny_data, tmp_path, quick):
     run("A", tmp_path / "one", tiny_data, amp="fp16", device="cpu", **dict(quick, steps=1, deterministic=True))
     # a finite loss whose gradients overflow fp16: what the grad scaler must absorb
-    scale_loss_of_second_step(monkeypatch, 1e30)
-    run("A", tmp_path / "two", tiny_data, amp="fp16", device="cpu", **dict(quick, steps=2, deterministic=True,
-                                                                           lr_decay_method="constant"))
+    run("A", tmp_path / "two", tiny_data, amp="fp16", device="cpu", loss=loss_scaled_on_second_step(1e30),
+        **dict(quick, steps=2, deterministic=True, lr_decay_method="constant"))
     payload, first = load_checkpoint(tmp_path / "two" / "last.ckpt"), load_checkpoint(tmp_path / "one" / "last.ckpt")
     # the forced overflow is counted on top of whatever step 1 did, and halved the scale once more
     assert payload["overflow_steps"] == first["overflow_steps"] + 1 and payload["skipped_steps"] == 0
@@ -298,8 +291,7 @@ def test_learn_pol_builds_a_shape_aware_unet_module_and_trains_with_the_shape_lo
             **quick)
 
 
-def test_shape_loss_term_changes_the_loss_only_when_weighted(monkeypatch):
-    from polstereo.training import trainer
+def test_shape_loss_term_changes_the_loss_only_when_weighted():
     from polstereo.training.stages import STAGES
 
     torch.manual_seed(0)
@@ -308,9 +300,9 @@ def test_shape_loss_term_changes_the_loss_only_when_weighted(monkeypatch):
              "inside": torch.ones(1, 1, 16, 16, dtype=torch.bool), "left": torch.rand(1, 4, 1, 16, 16)}
     disparity = (3.0 + 0.1 * torch.randn(1, 1, 16, 16)).requires_grad_()
     out = {"disparities": [disparity], "disparity": disparity, "correction": None}
-    plain = trainer._loss(out, batch, STAGES["A"], TrainConfig.from_flat(stage="A", out=None, train=[]), 16)
-    shaped = trainer._loss(out, batch, STAGES["A"],
-                           TrainConfig.from_flat(stage="A", out=None, train=[], shape_weight=3.0), 16)
+    plain = stage_loss(out, batch, STAGES["A"], TrainConfig.from_flat(stage="A", out=None, train=[]), 16)
+    shaped = stage_loss(out, batch, STAGES["A"],
+                        TrainConfig.from_flat(stage="A", out=None, train=[], shape_weight=3.0), 16)
     from polstereo.polar.shape import shape_loss
 
     expected = plain + 3.0 * shape_loss(disparity, batch["left"], min_dolp=0.02)
@@ -331,13 +323,6 @@ def test_adapt_with_early_fusion_records_it_and_later_stages_keep_it(stage_a, ti
     with pytest.raises(PolstereoError, match="only adapt"):
         run("B", tmp_path / "b", tiny_data, init=str(stage_a), base_input="polarization", max_correction=50.0,
             **quick)
-
-
-def test_learn_pol_builds_an_integrating_module(stage_a, tiny_data, tmp_path, quick):
-    run("B", tmp_path / "b", tiny_data, init=str(stage_a), max_correction=50.0, correction_integrate=True, **quick)
-    payload = load_checkpoint(tmp_path / "b" / "last.ckpt")
-    assert payload["model_config"]["correction"]["integrate"] is True
-    assert "correction.log_screening" in payload["state_dict"]
 
 
 def test_finetune_on_unlabeled_captures_learns_from_the_shape_loss_alone(stage_a, tiny_data, tmp_path, quick):
