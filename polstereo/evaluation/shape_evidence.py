@@ -1,33 +1,14 @@
-"""Does the polarization agree with the *shape* of the true disparity?
+"""Does the polarization agree with the *shape* of a disparity map? One view, no warp.
 
-One view, no warp: the angle of linear polarization φ (AoLP) of glass equals the
-image-plane azimuth α of the surface normal, or α + 90° (mod 180°), and a disparity map
-implies α through its gradient (:mod:`polstereo.polar.shape`). Per judged pixel
-
-    cost(d) = sin²(2(φ − α(∇d)))
-
-is 0 where the shape of ``d`` agrees with the AoLP, 1 for the worst orientation, 0.5 on
-average for an unrelated one and exactly 0.5 where ``d`` is flat. Reported per region as
-the DoLP-weighted mean over the judged pixels, for candidate disparities:
-
-- ``gt``: the ground truth (the floor the data allow: refraction, inter-reflections and
-  noise keep it above 0);
-- ``flat``: a constant map (the mean labeled disparity): exactly 0.5, no shape at all;
-- ``perturbed``: the ground truth plus a smooth random offset field (white noise blurred
-  with a Gaussian of ``perturb_sigma`` px, scaled to an RMS of ``perturb_px`` px, seeded
-  per sample): what a base-like, few-pixel error of the shape costs, without a model;
-- ``base`` and ``final``: a model's outputs (``check-feasibility``).
-
-Judged pixels: labeled pixels of the region, eroded ``erode × erode`` (so that the
-gradient does not straddle the region's border), whose whole gradient support
-(7 × 7) is labeled, with DoLP > ``min_dolp`` (the AoLP is defined) and ground-truth
-slope ``|∇gt| > min_slope`` px/px (the true shape has an azimuth). The same pixels judge
-every candidate.
-
-Pairwise: among judged pixels where a candidate is off by more than ``min_error`` px,
-``gt_better_than[c]`` is the share where the ground truth's cost is lower than the
-candidate's (ties count as no evidence). 1.0: the AoLP prefers the true shape wherever
-``c`` is wrong; 0.5: no signal. Not reported for ``flat``, whose cost is 0.5 everywhere.
+Per judged pixel ``cost(d) = sin²(2(φ − α(∇d)))`` (:mod:`polstereo.polar.shape`: φ the
+AoLP, α the image-plane azimuth of ∇d, radians, counter-clockwise on screen): 0 where the
+shape of ``d`` agrees with the AoLP, exactly 0.5 where ``d`` is flat, 1 at worst. Per region
+it reports the DoLP-weighted mean cost over the judged pixels of each candidate disparity
+(:data:`CANDIDATES`: ``gt``, ``flat``, ``perturbed``, ``base``, ``final``; px) and, for the
+candidates but ``gt`` and ``flat``, ``gt_better_than[c]``: the share of judged pixels with
+``|c − gt| > min_error`` px where the ground truth's cost is lower. Which pixels are judged,
+and the ``perturbed`` candidate: :class:`ShapeEvidenceConfig`. Definitions and how to
+read them: docs/metrics.md#shape-consistency-evidence.
 """
 
 from __future__ import annotations

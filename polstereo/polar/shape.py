@@ -1,32 +1,17 @@
 """Surface orientation from polarization, checked against the shape a disparity implies.
 
-The angle of linear polarization φ (AoLP) of light reflected specularly by a surface is
-perpendicular to the plane of incidence; of transmitted or diffusely re-emitted light it
-is parallel to it. In both cases φ equals the image-plane azimuth α of the surface normal
-or α + 90°, modulo 180°. A disparity map implies α through its gradient: with d = f·B/Z,
-the normal's image-plane direction is that of ∇d (up to sign). So
+The AoLP φ of glass equals the image-plane azimuth α of the surface normal or α + 90°
+(mod 180°), and a disparity map implies α through its gradient. ``cost = sin²(2(φ − α))``
+is 0 on either branch, 0.5 on average for an unrelated orientation (and, in the smooth
+form :func:`shape_consistency`, for a flat map), 1 at worst. The zenith angle θ that DoLP
+encodes (:func:`zenith_from_dolp`) gives the gradient's size, ``|∇d| ≈ (d / f)·tan θ``.
 
-    cost = sin²(2(φ − α))
-
-is 0 for both branches, 1 for the worst orientation, 0.5 on average for an unrelated one,
-and is invariant to the 90° and 180° ambiguities of polarization. Weighted by the degree
-of linear polarization (DoLP), it says per pixel how well a disparity map's *shape*
-agrees with the polarization: one view, no warp, no ground truth (DPS-Net, ICCV 2023,
-uses the equivalent minimum over the two branches).
-
-Conventions (those of :mod:`polstereo.polar.stokes`): angles in radians, image
-coordinates x right, y down, and angles counter-clockwise positive as seen on screen, so
-the azimuth of a gradient is ``atan2(−∂d/∂y, ∂d/∂x)`` (the y axis turned up). Disparity
-``(B, 1, H, W)`` in pixels; gradients in pixels of disparity per pixel.
-
-The cost fixes the *direction* of ∇d, not its size: a flat map has no azimuth. The
-smooth form :func:`shape_consistency` therefore scores a flat map 0.5 (no agreement)
-rather than 0, and the zenith angle that DoLP encodes (:func:`zenith_from_dolp`) gives
-the size, ``|∇d| = (d / f)·tan θ`` (f the focal length in pixels), up to the
-reflection/transmission ambiguity.
-
-Everything here is a pure torch function, differentiable where it says so, and exports
-to ONNX (no data-dependent control flow).
+Conventions (those of :mod:`polstereo.polar.stokes`): angles in radians, image x right,
+y down, angles counter-clockwise positive on screen, so the azimuth of a gradient is
+``atan2(−∂d/∂y, ∂d/∂x)`` (y turned up). Disparity ``(B, 1, H, W)`` in pixels; gradients in
+px of disparity per px; f in pixels. Pure functions, torch (:func:`dolp_of_zenith`: numpy),
+differentiable where they say so, ONNX-exportable. Why and how:
+docs/polarization.md#surface-orientation-shapepy.
 """
 
 from __future__ import annotations

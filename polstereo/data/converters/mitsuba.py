@@ -8,27 +8,14 @@
                  mask.png  [occlusion.png] [valid.png]
                  [meta.json: focal_px, baseline_m, scene_id, glass_kinds, lighting]
 
-``meta.json`` may describe the scene for per-kind results (``polstereo eval --by``):
-``glass_kinds``, the glass objects in view (a list of names or a comma-separated string;
-``[]`` = no glass), and ``lighting``, the lighting family (one word). They become the
-sample attributes of the same names (docs/format.md); any layout reads them the same way.
-
-Channels, as Mitsuba 3.9 writes them (checked by rendering in the tests): the ``stokes``
-integrator puts ``S0.R S0.G S0.B S1.R ... S3.B`` after the film's own ``R G B`` (or
-``Y``, with an ``A`` when the film has alpha) in every variant, mono variants
-repeating one value over R, G, B. A nested ``aov`` integrator adds e.g. ``depth.T``
-(distance along the camera ray, not planar Z). ``mi.util.write_bitmap`` on the
-rendered tensor drops the names (``ch00`` ...): 13 to 16 unnamed channels are taken
-as the film channels followed by the 12 Stokes channels. Hand-made files may use
-``S0``/``S1``/``S2`` or ``S0.Y`` ... for mono.
-
-Stokes frame: Mitsuba's ``stokes`` integrator refers each pixel's Stokes vector to a frame
-of its own ray, which matches polstereo's image convention (0 = image-horizontal,
-counter-clockwise on screen positive; see :mod:`polstereo.polar.stokes`) only on the
-optical axis. With the sample's focal length (``meta.json`` ``focal_px`` or
-``--focal-px``) the converter re-expresses it in the image convention
-(:func:`mitsuba_stokes_to_image`); without one it keeps Mitsuba's frame and warns once.
-Angle images are I(θ) = ½(S0 + S1 cos 2θ + S2 sin 2θ), float32 in the render's radiance units.
+Stokes channels ``S0.R`` ... ``S2.B`` after the film's own (``S0``/``S0.Y`` ... for mono;
+13 to 16 unnamed channels: the film's, then the 12 Stokes ones). ``depth.T`` is distance
+along the camera ray, converted to planar Z (``depth_kind="range"``, the default). With
+``focal_px`` the Stokes images are re-expressed from Mitsuba's per-ray frame in
+polstereo's image convention (:func:`mitsuba_stokes_to_image`); without it Mitsuba's frame
+is kept, with a warning. Angle images I(θ) = ½(S0 + S1 cos 2θ + S2 sin 2θ) ≥ 0, θ in
+degrees, float32 in the render's radiance units. Channels, frames and depth:
+docs/convert.md#mitsuba.
 """
 
 from __future__ import annotations
@@ -78,36 +65,19 @@ def mitsuba_stokes_to_image(s1: np.ndarray, s2: np.ndarray, focal_px: float,
                             principal_point: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Linear Stokes (S1, S2) of Mitsuba's ``stokes`` integrator -> polstereo's image convention.
 
-    ``s1``, ``s2``: ``(..., H, W)``, any radiance units; ``focal_px``: the pinhole's focal
-    length in pixels (Mitsuba's ``perspective`` sensor: (W/2) / tan(fov/2), fov along x);
+    ``s1``, ``s2``: ``(..., H, W)``, any radiance units, in Mitsuba's frame of each pixel's
+    ray d (x_M = d × up, up the sensor's +y); ``focal_px``: the pinhole's focal length in
+    pixels (Mitsuba's ``perspective`` sensor: (W/2) / tan(fov/2), fov along x);
     ``principal_point``: (cx, cy) in pixels, pixel centres at integer coordinates, default
-    the image centre ((W-1)/2, (H-1)/2). Returns the new (S1, S2) in the input's float dtype;
-    S0, DoLP and the handedness are unchanged, only the angle moves.
+    the image centre ((W-1)/2, (H-1)/2). Returns the new (S1, S2) in the input's float
+    dtype, angles from image-horizontal, counter-clockwise on screen (y down). S0, DoLP and
+    the handedness are unchanged; the identity at the principal point. With
+    (u, v) = ((x - cx)/f, (y - cy)/f), a = 1 + u², b = -uv, g = √(1 + u² + v²),
+    L = √(S1² + S2²), P = L + S1, M = L - S1, D = (a² + b²) P + 2bg S2 + g² M:
 
-    Derivation. Camera frame x right, y down, z forward; a pixel's ray d = (u, v, 1) with
-    (u, v) = ((x - cx)/f, (y - cy)/f). Mitsuba's ``stokes`` integrator (src/integrators/
-    stokes.cpp) rotates every sample to the reference basis x_M = d × up, up the sensor's
-    +y (image-up, -y here), for light travelling along -d; its second axis is
-    y_M = (-d) × x_M. So x_M ∝ (1, 0, -u) (no vertical part) and y_M ∝ (uv, -(1 + u²), v);
-    on the axis x_M = image-right and y_M = image-up, which is why the centre needs
-    nothing. polstereo's image convention (docs/synthetic.md, Conventions; the synthetic
-    generator's ``optics.image_angle_cos_sin``) takes a field direction e on ray d to the
-    direction in which the projection of a point moves along e, (e_x - u e_z, e_y - v e_z),
-    angles counter-clockwise on screen. Projected so, and scaled alike, x_M goes to
-    (a, b) = (1 + u², -uv) and y_M to (0, g), g = √(1 + u² + v²) (image-right, image-up):
-    a major axis at ψ in Mitsuba's frame appears along (a cos ψ, b cos ψ + g sin ψ). With
-    2cos²ψ = 1 + S1/L, 2sin²ψ = 1 - S1/L, 2 sinψ cosψ = S2/L (L = √(S1² + S2²)) the image
-    angle φ gives, with P = L + S1, M = L - S1 and D = (a² + b²) P + 2bg S2 + g² M:
+        S1' = L ((a² - b²) P - 2bg S2 - g² M) / D,    S2' = 2aL (b P + g S2) / D
 
-        S1' = L cos 2φ = L ((a² - b²) P - 2bg S2 - g² M) / D
-        S2' = L sin 2φ = 2aL (b P + g S2) / D
-
-    Off the axis this is not a pure rotation: the projection stretches the plane across
-    the ray by about 1/cos(field angle) along the radial direction, so how far an angle
-    moves depends on the angle (at a corner pixel of a 64x48, 70° view, light polarized
-    along y_M stays image-vertical, along x_M it turns by 13.5°). It is the identity at
-    the principal point and keeps horizontal and vertical on the principal point's row
-    and column.
+    Derived in docs/convert.md#the-conversion-derived.
     """
     s1 = np.asarray(s1)
     s2 = np.asarray(s2)

@@ -40,43 +40,30 @@ EARLIER_DEFAULTS = {"glass": ["solid"], "textures": "procedural", "polarization"
 
 @dataclass(frozen=True)
 class SyntheticConfig:
-    """What the generator makes.
+    """What the generator makes; the options behind each field: docs/synthetic.md#options.
 
-    Geometry: a rectified pinhole pair, ``width`` x ``height`` pixels, focal length
-    ``focal_px`` (default: the image width, ≈ 53° horizontal field of view), right camera
-    ``baseline_m`` metres to the right of the left one. Scenes are laid out in
-    disparity: first surfaces lie between ``min_disparity`` and ``max_disparity`` pixels
-    (defaults 2 % and 20 % of the width: up to 64 px at 320 x 256), so the range does not
-    depend on the focal length and baseline chosen.
-
-    Content: ``transparent`` and ``opaque`` are inclusive (min, max) object counts per
-    scene (``transparent=(0, 0)`` makes generic data with no glass); a share
-    ``glossy_fraction`` of the opaque objects has a polarizing specular coat; glass has a
-    refractive index drawn uniformly from ``ior_range``; each glass object's kind is drawn
-    uniformly from ``glass`` (:data:`GLASS_KINDS`: clear solids, thin-walled vessels, flat
-    panes; ``("solid",)`` draws exactly the scenes made before the option existed).
-    ``textures`` (:data:`TEXTURE_MODES`) says how walls, floors and opaque objects are
-    textured: procedural patterns (``"procedural"``, exactly the scenes made before the
-    option existed), photographs (``"photo"``: the images bundled with scikit-image plus
-    the PNG/JPEG files in ``texture_dir``, if given) or either, drawn per surface
-    (``"mix"``). ``prisms``: clear solids include triangular prisms. ``pane_orientation``
-    (:data:`PANE_ORIENTATIONS`): panes and slabs at ``"any"`` orientation or ``"facing"`` the
-    camera. ``lighting``: the families (:data:`ALL_LIGHTING`) each scene's lighting is drawn
-    from, uniformly. ``polarization`` (:data:`POLARIZATION_MODELS`): the renderer's model.
-    The values that make the scenes of earlier versions are :data:`EARLIER_DEFAULTS`.
-
-    Sensor: shot noise with ``full_well_e`` electrons at white level and Gaussian read
-    noise of ``read_noise`` (fraction of white level) when ``noise`` is on; output
-    quantised to ``bit_depth`` bits (12-bit stored as uint16 with white level 4095);
-    ``color`` "mono" or "rgb"; polarizer angles ``angles_deg``; micro-polarizers with a
-    finite ``extinction_ratio`` (parallel / crossed transmission; ``None`` = ideal) see
-    the linear polarization scaled by (ER - 1)/(ER + 1).
-
-    ``rig`` names the preset (:data:`~polstereo.data.synthetic.rigs.RIG_PRESETS`) the
-    camera and sensor values came from (:meth:`with_rig`); it is a record only, the
-    values themselves are in the other fields.
-
-    ``seed`` fixes everything: sample i depends only on (seed, i).
+    Geometry: a rectified pinhole pair of ``width`` x ``height`` pixels; ``focal_px`` in
+    pixels (None: the image width, ≈ 53° horizontal field of view); ``baseline_m``: metres
+    from the left camera to the right one, along image-right; ``min_disparity``,
+    ``max_disparity``: the first surfaces' range in pixels (None: 2 % and 20 % of the
+    width), which the scene is laid out in, whatever the focal length and baseline.
+    Content: ``transparent``, ``opaque``: inclusive (min, max) object counts per scene
+    (``(0, 0)``: no glass); ``glossy_fraction``: share of opaque objects with a polarizing
+    clear coat; ``ior_range``: the glass's refractive index, drawn uniformly; ``glass``
+    (:data:`GLASS_KINDS`) per object and ``lighting`` (:data:`ALL_LIGHTING`) per scene, each
+    drawn uniformly from the tuple; ``prisms``: clear solids include triangular prisms;
+    ``pane_orientation`` (:data:`PANE_ORIENTATIONS`); ``textures`` (:data:`TEXTURE_MODES`),
+    ``texture_dir`` a folder of extra PNG/JPEG photos; ``polarization``
+    (:data:`POLARIZATION_MODELS`): the renderer's model. Earlier versions' values:
+    :data:`EARLIER_DEFAULTS`.
+    Sensor: with ``noise``, shot noise of ``full_well_e`` electrons at white and Gaussian
+    read noise ``read_noise`` (fraction of white); ``bit_depth`` 8, 12 or 16 (12 stored as
+    uint16, white level 4095); ``color`` "mono" or "rgb"; ``angles_deg``: polarizer angles
+    in degrees; ``extinction_ratio`` (parallel / crossed transmission; None = ideal)
+    scales the DoLP by (ER − 1)/(ER + 1).
+    ``rig``: the preset (:data:`~polstereo.data.synthetic.rigs.RIG_PRESETS`) the camera and
+    sensor values came from (:meth:`with_rig`), a record only. ``seed``: sample i depends
+    only on (seed, i).
     """
 
     width: int = 320

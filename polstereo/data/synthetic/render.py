@@ -1,36 +1,17 @@
 """Vectorised ray casting of a polarized stereo pair and its ground truth.
 
-Each view is rendered on its own (no warping), so occlusions and view-dependent
-effects (specular reflections, refraction) are real. Per pixel the camera ray's
-first hit is shaded into linear Stokes parameters (S0, S1, S2), by one of two models
-(``Scene.polarization``).
+Each view is ray cast on its own (never warped from the other), so occlusions, refraction
+and specular reflections are view dependent. Per pixel the camera ray's first hit is
+shaded into linear Stokes parameters (S0, S1, S2), radiometric units, by one of two
+models (``Scene.polarization``): ``"mueller"`` (:func:`shade_stokes`, the default: every
+interface applies its Fresnel Mueller matrix in the frame of its own plane of incidence;
+glass by :func:`_glass_stokes`) or ``"shared-plane"`` (:func:`shade`, the earlier
+generator, kept so its data sets can be made again).
 
-``"mueller"`` (:func:`shade_stokes`; the default): light along every ray is a Stokes
-vector (S0-S3) in a frame of its own, and every interface acts on it with its Fresnel
-Mueller matrix in the frame of its own plane of incidence, the vector rotated from one
-frame into the next (:mod:`~polstereo.data.synthetic.optics`):
-
-- opaque surfaces: Lambertian S0 from distant lights and an ambient term (no shadows),
-  weakly polarized parallel to the plane of emission (diffuse Fresnel transmission);
-  glossy ones add the Fresnel reflection of what their mirror direction sees.
-- glass: the Fresnel reflection of what the mirror direction sees (the scene without
-  its glass, then the environment) plus what comes through: the ray is refracted in and
-  followed inside interface by interface, total and (while they matter) partial internal
-  reflections included, and at each interface what is refracted in from outside is
-  traced on into the scene (:func:`_glass_stokes`). Thin walls (vessels, panes;
-  ``Material.thin_wall``) are the same glass, wall by wall.
-
-``"shared-plane"`` (:func:`shade`; the generator before, kept so its data sets can be
-made again): glass reflects the environment (s-polarized, degree (Rs - Rp)/(Rs + Rp)),
-transmitted light carries the product of the interfaces' Ts, Tp (p-polarized, degree
-(Tp - Ts)/(Ts + Tp)), thin walls add the partial reflection off the far side of the
-first wall and keep the polarization of light through their far wall; light reaching a
-surface is otherwise treated as unpolarized and all parts of a pixel share the first
-hit's plane of incidence (exact for spheres, whose refracted paths stay in that plane;
-an approximation for other solids).
-
-Either way the polarization's direction is projected into the image to give the angle of
-polarization, measured from image-horizontal counter-clockwise on screen.
+Conventions: the left camera's frame in metres (x right, y down, z forward); the angle of
+polarization is projected into the image, from image-horizontal, counter-clockwise on
+screen (that of :mod:`polstereo.polar.stokes`). Both models, their limits and the
+comparison with Mitsuba 3: docs/synthetic.md#the-optics.
 """
 
 from __future__ import annotations

@@ -1,31 +1,21 @@
 """The official S2M2 network (``junhong-3dv/s2m2``) behind polstereo's base-model interface.
 
-polstereo neither copies S2M2's code nor ships its weights: the user installs the
-package from its public repository and downloads the released weights
-(``CH128NTR1.pth`` for S ... ``CH384NTR3.pth`` for XL, stored as
-``{"state_dict": ...}``). This module only adapts the calling convention:
+Only the calling convention is adapted; the user installs S2M2 and downloads its released
+weights (CC BY-NC 4.0, non-commercial, unlike polstereo's MIT).
 
-- input: our ``(B, C, H, W)`` images in [0, 1], *linear* in radiance (docs/format.md) ->
-  3 channels (mono replicated), replicate-padded bottom/right to a multiple of 32,
-  sRGB-encoded (``input_encoding="srgb"``, the default: S2M2 was trained on 8-bit
-  images read with OpenCV, i.e. gamma-encoded) and scaled to 0-255;
-- output: S2M2 returns ``(disparity, occlusion, confidence)`` maps ``(B, 1, H', W')``
-  where its occlusion map is 1 for *visible* pixels and its confidence ~1 where the
-  disparity error is small; we crop them back and return ``disparity``,
-  ``disparities`` (just the final one), ``confidence`` in [0, 1], ``occlusion`` in
-  [0, 1] with **1 = occluded** (polstereo's mask convention) and ``features`` (the
-  left 1/4-resolution CNN features when the model exposes them, else None).
+- input: ``(B, C, H, W)`` in [0, 1], *linear* in radiance -> 3 channels (mono
+  replicated), replicate-padded bottom/right to a multiple of 32, sRGB-encoded
+  (``input_encoding="srgb"``, the default; ``"linear"`` skips it) and scaled to 0-255;
+- output: ``disparity`` ``(B, 1, H, W)`` in px and ``disparities`` ``[disparity]``;
+  ``confidence`` and ``occlusion`` ``(B, 1, H, W)`` in [0, 1], occlusion **1 = occluded**
+  (S2M2's own map is 1 = visible); ``features``, the left 1/4-resolution CNN features
+  (None when the model has none).
 
-The network is built by a *factory* with S2M2's constructor signature
+The network comes from a *factory* with S2M2's constructor signature
 ``factory(feature_channels, dim_expansion, num_transformer, use_positivity, refine_iter)``;
-the default imports the official class, tests inject a small stand-in.
-
-S2M2's code traces the image size into constants (``torch.tensor(img.shape[-1])`` in
-its ``bilinear_sampler``), so an exported S2M2 graph holds for one input size only:
-:attr:`S2M2Base.export_fixed_size` tells ``polstereo export`` so.
-
-Licence: S2M2's code and released weights are CC BY-NC 4.0 (non-commercial), unlike
-polstereo (MIT); see docs/models.md.
+the default imports the official class, tests inject a small stand-in. Weights, licence,
+the sRGB input and fixed-size export (:attr:`S2M2Base.export_fixed_size`):
+docs/models.md#official-s2m2-as-the-base-polstereomodelsbases2m2py.
 """
 
 from __future__ import annotations
@@ -166,7 +156,8 @@ class S2M2Base(nn.Module):
         factory: builds the wrapped network; default :func:`official_factory`.
     """
 
-    # S2M2's code turns the input size into constants when traced (see the module docstring).
+    # S2M2's code turns the input size into constants when traced (``torch.tensor(img.shape[-1])`` in its
+    # ``bilinear_sampler``), so an exported graph holds for one size: docs/models.md, "Export is at a fixed size".
     export_fixed_size = True
 
     def __init__(self, size: str | None = DEFAULT_SIZE, weights: str | Path | None = None, refine_iter: int = 3,
