@@ -149,8 +149,10 @@ def test_texture_options_reach_the_provenance(tmp_path):
     (["--textures", "procedural", "--texture-dir", "."], "texture folder needs photo textures"),
     (["--extinction-ratio", "1"], "--extinction-ratio"),
     (["--rig", "tabletop"], "--rig"),
+    (["--lighting", "disco"], "lighting must be"),
+    (["--polarization", "jones"], "--polarization"),
 ])
-def test_bad_texture_and_sensor_options_are_one_line_usage_errors(tmp_path, args, message):
+def test_bad_texture_sensor_lighting_and_polarization_options_are_one_line_usage_errors(tmp_path, args, message):
     result = run_group(tmp_path / "out", "--num", 1, *TINY, *args)
     assert result.exit_code == 2 and message in result.output
     assert not (tmp_path / "out").exists()
@@ -173,13 +175,3 @@ def test_the_default_set_draws_the_new_glass_kinds_lighting_and_renderer(tmp_pat
     assert config["glass"] == ["solid", "thin", "pane", "slab"] and config["polarization"] == "mueller"
     assert config["lighting"] == ["window-env", "area-lamp", "overhead", "uniform"]
     assert (config["prisms"], config["pane_orientation"]) == (True, "any")
-
-
-@pytest.mark.parametrize("args, message", [
-    (["--lighting", "disco"], "lighting must be"),
-    (["--polarization", "jones"], "--polarization"),
-])
-def test_bad_lighting_and_polarization_options_are_one_line_usage_errors(tmp_path, args, message):
-    result = run_group(tmp_path / "out", "--num", 1, *TINY, *args)
-    assert result.exit_code == 2 and message in result.output
-    assert not (tmp_path / "out").exists()
