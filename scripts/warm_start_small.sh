@@ -22,36 +22,37 @@ STEPS=${STEPS:-1000}; GENERIC_SHARE=${GENERIC_SHARE:-30}; LR=${LR:-2e-4}; SEED=$
 INIT=${INIT:-$HERE/../models/polstereo-small.ckpt}
 DATA=${DATA:-$WORK/data}
 DATA_ONLY=1 bash "$HERE/train_default_model.sh" "$DATA"
-GENERIC=$(( STEPS * GENERIC_SHARE / 100 ))
+# plan N [mixed]: PLAN = a run of N steps (warm-up N/20, validation every N/4) with the options every
+# stage shares; "mixed" draws GENERIC_SHARE % of the steps from the generic scenes, the rest from glass
+plan() {
+  local steps=$1 generic=$(( $1 * GENERIC_SHARE / 100 ))
+  PLAN=(--steps "$steps" --warmup-steps "$(( steps / 20 ))" --val-every "$(( steps / 4 ))" --seed "$SEED"
+        --crop-size $CROP --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --quiet
+        --save-every 100 --val-samples 20 --scale-range 0.8 1.25 --val "$DATA/glass/val.h5")
+  if [ "${2:-}" = mixed ]; then
+    PLAN+=(--train "$DATA/generic/train.h5" --train "$DATA/glass/train.h5" --dataset-steps "$generic"
+           --dataset-steps "$(( steps - generic ))" --dataset-order shuffle)
+  else
+    PLAN+=(--train "$DATA/glass/train.h5")
+  fi
+}
 INPUT=(); [ "$BASE_INPUT" = intensity ] || INPUT=(--base-input "$BASE_INPUT")
-run_stage "$WORK/$BASE_INPUT" polstereo adapt --init "$INIT" ${INPUT[@]+"${INPUT[@]}"} \
-    --train "$DATA/generic/train.h5" --train "$DATA/glass/train.h5" --dataset-steps "$GENERIC" \
-    --dataset-steps "$((STEPS - GENERIC))" --dataset-order shuffle --val "$DATA/glass/val.h5" \
-    --steps "$STEPS" --lr "$LR" --warmup-steps "$(( STEPS / 20 ))" --seed "$SEED" \
-    --crop-size $CROP --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --quiet \
-    --val-every "$(( STEPS / 4 ))" --save-every 100 --val-samples 20 --scale-range 0.8 1.25 \
+plan "$STEPS" mixed
+run_stage "$WORK/$BASE_INPUT" polstereo adapt --init "$INIT" ${INPUT[@]+"${INPUT[@]}"} --lr "$LR" "${PLAN[@]}" \
     ${A_EXTRA[@]+"${A_EXTRA[@]}"}
 LAST=$WORK/$BASE_INPUT/last.ckpt
 if [[ " ${STAGES:-A} " == *" B "* ]]; then
-  B_STEPS=${B_STEPS:-600}
   polstereo check-feasibility "$LAST" --data "$DATA/glass/val.h5" --max-correction "$MAXCORR" \
       --json "$WORK/$BASE_INPUT-feasibility.json"
-  run_stage "$WORK/$BASE_INPUT-B" polstereo learn-pol --init "$LAST" --train "$DATA/glass/train.h5" \
-      --val "$DATA/glass/val.h5" --max-correction "$MAXCORR" --correction-search "$CORR_SEARCH" \
-      --steps "$B_STEPS" --warmup-steps "$(( B_STEPS / 20 ))" --seed "$SEED" --crop-size $CROP \
-      --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --quiet --val-every "$(( B_STEPS / 4 ))" \
-      --save-every 100 --val-samples 20 --scale-range 0.8 1.25 ${B_EXTRA[@]+"${B_EXTRA[@]}"}
+  plan "${B_STEPS:-600}"
+  run_stage "$WORK/$BASE_INPUT-B" polstereo learn-pol --init "$LAST" --max-correction "$MAXCORR" \
+      --correction-search "$CORR_SEARCH" "${PLAN[@]}" ${B_EXTRA[@]+"${B_EXTRA[@]}"}
   LAST=$WORK/$BASE_INPUT-B/last.ckpt
 fi
 if [[ " ${STAGES:-A} " == *" C "* ]]; then
-  C_STEPS=${C_STEPS:-600}; C_GENERIC=$(( C_STEPS * GENERIC_SHARE / 100 ))
   ROBUST=(); [[ " ${A_ARGS:-} " =~ \ --robust-scale\ ([0-9.]+) ]] && ROBUST=(--robust-scale "${BASH_REMATCH[1]}")
-  run_stage "$WORK/$BASE_INPUT-C" polstereo finetune --init "$LAST" \
-      --train "$DATA/generic/train.h5" --train "$DATA/glass/train.h5" --dataset-steps "$C_GENERIC" \
-      --dataset-steps "$((C_STEPS - C_GENERIC))" --dataset-order shuffle --val "$DATA/glass/val.h5" \
-      --steps "$C_STEPS" --warmup-steps "$(( C_STEPS / 20 ))" --seed "$SEED" --crop-size $CROP \
-      --batch-size "$BATCH" --workers "$WORKERS" --device "$DEVICE" --quiet --val-every "$(( C_STEPS / 4 ))" \
-      --save-every 100 --val-samples 20 --scale-range 0.8 1.25 ${ROBUST[@]+"${ROBUST[@]}"}
+  plan "${C_STEPS:-600}" mixed
+  run_stage "$WORK/$BASE_INPUT-C" polstereo finetune --init "$LAST" "${PLAN[@]}" ${ROBUST[@]+"${ROBUST[@]}"}
   LAST=$WORK/$BASE_INPUT-C/last.ckpt
 fi
 echo "done: $LAST"
