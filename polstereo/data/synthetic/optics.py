@@ -116,14 +116,20 @@ def image_angle_cos_sin(e: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.nd
     along ``e``: ∝ (e_x - e_z d_x/d_z, e_y - e_z d_y/d_z). φ is measured from image-horizontal,
     counter-clockwise as seen on screen (towards image-up, i.e. -y). Zero vectors give (1, 0).
     """
-    du = e[0] - e[2] * d[0] / d[2]
-    dv_up = -(e[1] - e[2] * d[1] / d[2])  # screen-up is -y
-    r2 = du * du + dv_up * dv_up
+    return _double_angle(*_image_direction(e, d))
+
+
+def _image_direction(e: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(right, up) components of the image of 3D directions ``e`` at camera rays ``d`` (see above)."""
+    return e[0] - e[2] * d[0] / d[2], -(e[1] - e[2] * d[1] / d[2])  # screen-up is -y
+
+
+def _double_angle(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(cos 2φ, sin 2φ)`` of the angle φ of image directions (u right, v up); (1, 0) for zero ones."""
+    r2 = u * u + v * v
     zero = r2 < 1e-20
     r2 = np.where(zero, 1.0, r2)
-    cos2 = np.where(zero, 1.0, (du * du - dv_up * dv_up) / r2)
-    sin2 = np.where(zero, 0.0, 2.0 * du * dv_up / r2)
-    return cos2, sin2
+    return np.where(zero, 1.0, (u * u - v * v) / r2), np.where(zero, 0.0, 2.0 * u * v / r2)
 
 
 # ---------------------------------------------------------------------------- Stokes and Mueller calculus
@@ -206,14 +212,20 @@ def s_direction(d: np.ndarray, normal: np.ndarray, fallback: np.ndarray | None =
     """Unit normals ``(3, N)`` of the planes of incidence of rays ``d`` at surface normals ``normal``
     (the s-direction); where the two are parallel (normal incidence, no plane), ``fallback`` (unit
     vectors perpendicular to ``d``; default :func:`perpendicular`)."""
-    s = cross(d, normal)
-    length = np.sqrt(dot(s, s))
-    degenerate = np.flatnonzero(length < 1e-6)
+    return unit_or_perpendicular(cross(d, normal), d, 1e-6, fallback)
+
+
+def unit_or_perpendicular(v: np.ndarray, d: np.ndarray, min_length: float, fallback: np.ndarray | None = None
+                          ) -> np.ndarray:
+    """``v`` ``(3, N)`` normalized, in ``d``'s dtype; where shorter than ``min_length`` (no direction
+    of its own), ``fallback`` there (unit vectors perpendicular to ``d``; default :func:`perpendicular`)."""
+    length = np.sqrt(dot(v, v))
+    degenerate = np.flatnonzero(length < min_length)
     length[degenerate] = 1.0
-    s /= length
+    v = v / length
     if degenerate.size:
-        s[:, degenerate] = perpendicular(d[:, degenerate]) if fallback is None else fallback[:, degenerate]
-    return s.astype(d.dtype, copy=False)
+        v[:, degenerate] = perpendicular(d[:, degenerate]) if fallback is None else fallback[:, degenerate]
+    return v.astype(d.dtype, copy=False)
 
 
 def rotate_stokes(stokes: np.ndarray, frame_from: np.ndarray, frame_to: np.ndarray, k: np.ndarray) -> np.ndarray:
@@ -242,15 +254,7 @@ def stokes_to_image(stokes: np.ndarray, frame: np.ndarray, d: np.ndarray) -> np.
     ratio = s1 / np.maximum(linear, 1e-30)
     cos_psi = np.sqrt(np.clip(0.5 * (1.0 + ratio), 0.0, 1.0))
     sin_psi = np.where(s2 < 0, -1.0, 1.0) * np.sqrt(np.clip(0.5 * (1.0 - ratio), 0.0, 1.0))
-
-    def projected(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # image right, image up (see image_angle_cos_sin)
-        return e[0] - e[2] * d[0] / d[2], -(e[1] - e[2] * d[1] / d[2])
-
-    (xu, xv), (yu, yv) = projected(frame), projected(cross(-d, frame))
-    u, v = cos_psi * xu + sin_psi * yu, cos_psi * xv + sin_psi * yv  # the image of the axis: linear in it
-    r2 = u * u + v * v
-    zero = r2 < 1e-20
-    r2 = np.where(zero, 1.0, r2)
-    cos2 = np.where(zero, 1.0, (u * u - v * v) / r2)
-    sin2 = np.where(zero, 0.0, 2.0 * u * v / r2)
+    (xu, xv), (yu, yv) = _image_direction(frame, d), _image_direction(cross(-d, frame), d)
+    # the image of the axis: linear in it
+    cos2, sin2 = _double_angle(cos_psi * xu + sin_psi * yu, cos_psi * xv + sin_psi * yv)
     return np.stack([s0, linear * cos2, linear * sin2]).astype(np.float32, copy=False)

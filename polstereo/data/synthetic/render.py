@@ -24,7 +24,8 @@ from polstereo.data.synthetic.geometry import Plane, bounding_candidates
 from polstereo.data.synthetic.optics import (apply_mueller, cross, diffuse_dolp, dot, fresnel_reflectance,
                                              fresnel_reflection_mueller, fresnel_transmission_mueller,
                                              image_angle_cos_sin, normalize, perpendicular, reflect, refract,
-                                             rotate_stokes, s_direction, stokes_to_image, transmission_of)
+                                             rotate_stokes, s_direction, stokes_to_image, transmission_of,
+                                             unit_or_perpendicular)
 from polstereo.data.synthetic.scene import MATERIAL_KINDS, Scene
 
 MAX_TRACE_DEPTH = 3        # camera ray + two pieces of glass (two solids, or a vessel's near and far walls)
@@ -367,14 +368,7 @@ def _trace_together(scene: Scene, depth: int, *exit_sets: _Exits) -> list[tuple[
 def _perpendicular_part(frame: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Unit ``frame`` vectors made perpendicular to the directions ``k`` (the frame of a nearly
     parallel ray carried over); where that leaves nothing, any perpendicular."""
-    v = frame - dot(frame, k) * k
-    length = np.sqrt(dot(v, v))
-    bad = np.flatnonzero(length < 1e-3)
-    length[bad] = 1.0
-    v = v / length
-    if bad.size:
-        v[:, bad] = perpendicular(k[:, bad])
-    return v.astype(np.float32, copy=False)
+    return unit_or_perpendicular(frame - dot(frame, k) * k, k, 1e-3).astype(np.float32, copy=False)
 
 
 def _glass_stokes(scene: Scene, obj, p: np.ndarray, d: np.ndarray, nrm: np.ndarray, s_dir: np.ndarray,
