@@ -52,6 +52,7 @@ import cv2
 import numpy as np
 
 from polstereo.data.converters.mitsuba import range_to_z
+from polstereo.data.synthetic.geometry import rotation_about
 from polstereo.io.images import write_exr, write_image
 from polstereo.polar.stokes import dolp
 
@@ -82,13 +83,6 @@ def _unit(v) -> np.ndarray:
     return v / np.linalg.norm(v)
 
 
-def _rotation_about(axis, angle: float) -> np.ndarray:
-    """Rodrigues: the 3x3 rotation by ``angle`` radians about ``axis``."""
-    x, y, z = _unit(axis)
-    k = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
-    return np.eye(3) + np.sin(angle) * k + (1.0 - np.cos(angle)) * k @ k
-
-
 def _random_rotation(rng: np.random.Generator) -> np.ndarray:
     q = _unit(rng.normal(size=4))
     w, x, y, z = q
@@ -110,8 +104,8 @@ def _brewster_rotation(to_camera: np.ndarray, ior: float, offset_deg: float, sid
 
 def _upright_rotation(rng: np.random.Generator, max_tilt_deg: float) -> np.ndarray:
     """Turned about the vertical at random, tilted by up to ``max_tilt_deg``."""
-    tilt = _rotation_about(_unit([rng.normal(), 0.0, rng.normal()]), np.radians(rng.uniform(0, max_tilt_deg)))
-    return tilt @ _rotation_about([0, 1, 0], rng.uniform(0, 2 * np.pi))
+    tilt = rotation_about(_unit([rng.normal(), 0.0, rng.normal()]), np.radians(rng.uniform(0, max_tilt_deg)))
+    return tilt @ rotation_about([0, 1, 0], rng.uniform(0, 2 * np.pi))
 
 
 def glass_shape(rng: np.random.Generator, kind: str) -> dict:
@@ -184,8 +178,8 @@ def _wall_plane(setting: str, backdrop: dict) -> tuple[np.ndarray, np.ndarray]:
     """A point on the backdrop wall and its normal (towards the camera)."""
     if setting == "tabletop":
         return np.array([0.0, 0.0, -backdrop["wall_distance"]]), np.array([0.0, 0.0, 1.0])
-    turn = _rotation_about([0, 1, 0], np.radians(backdrop["wall_yaw_deg"])) @ \
-        _rotation_about([1, 0, 0], np.radians(backdrop["wall_pitch_deg"]))
+    turn = rotation_about([0, 1, 0], np.radians(backdrop["wall_yaw_deg"])) @ \
+        rotation_about([1, 0, 0], np.radians(backdrop["wall_pitch_deg"]))
     return np.array([0.0, 0.0, -backdrop["wall_distance"]]), turn @ [0.0, 0.0, 1.0]
 
 
@@ -234,7 +228,7 @@ def _describe_lighting(rng: np.random.Generator, family: str, center: np.ndarray
         lamps = []
         for _ in range(int(rng.integers(1, 3))):
             azimuth, elevation = np.radians(rng.uniform(-100, 100)), np.radians(rng.uniform(15, 70))
-            horizontal = _rotation_about([0, 1, 0], azimuth) @ _unit([toward_camera[0], 0.0, toward_camera[2]])
+            horizontal = rotation_about([0, 1, 0], azimuth) @ _unit([toward_camera[0], 0.0, toward_camera[2]])
             direction = np.cos(elevation) * horizontal + [0.0, np.sin(elevation), 0.0]
             lamps.append({"position": (center + rng.uniform(3.0, 6.0) * direction).tolist(), "target": center.tolist(),
                           "size": rng.uniform(0.4, 1.0, size=2).tolist(), "radiance": rng.uniform(6, 20)})

@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from polstereo.data.converters.mitsuba import mitsuba_stokes_to_image, range_to_z
-from polstereo.data.synthetic.geometry import Convex, Hollow, Plane
+from polstereo.data.synthetic.geometry import Convex, Hollow, Plane, rotation_about, yaw_pitch
 from polstereo.data.synthetic.render import render_view
 from polstereo.data.synthetic.scene import Environment, Material, Scene, SceneObject, StereoRig
 from polstereo.polar.stokes import aolp, dolp
@@ -79,20 +79,6 @@ class Glass:
     shape: str = "box"
 
 
-def _yaw_pitch(yaw: float, pitch: float) -> np.ndarray:
-    cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
-    about_y = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
-    about_x = np.array([[1.0, 0.0, 0.0], [0.0, cp, -sp], [0.0, sp, cp]])
-    return about_y @ about_x
-
-
-def _turned(axis, angle: float) -> np.ndarray:
-    """The rotation by ``angle`` (radians) about ``axis`` (Rodrigues)."""
-    k = np.asarray(axis, dtype=np.float64) / np.linalg.norm(axis)
-    skew = np.array([[0.0, -k[2], k[1]], [k[2], 0.0, -k[0]], [-k[1], k[0], 0.0]])
-    return np.eye(3) + np.sin(angle) * skew + (1.0 - np.cos(angle)) * skew @ skew
-
-
 FACING = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])  # local x, the thin axis, faces the camera
 BREWSTER = float(np.arctan(IOR))
 
@@ -104,20 +90,20 @@ SHELL_SCENES = (
     Glass("shell 5 %, off-axis", (0.7, -0.4, 4.5), radius=0.7, wall=0.05),
 )
 SOLID_SCENES = (
-    Glass("solid box", (0.0, 0.0, 4.0), size=(0.5, 0.6, 0.4), rotation=_yaw_pitch(0.5, 0.2)),
-    Glass("solid box, turned", (0.0, 0.0, 4.0), size=(0.6, 0.45, 0.5), rotation=_turned((1.0, 2.0, 0.5), 2.2)),
-    Glass("solid box, corner on", (0.2, -0.1, 4.2), size=(0.5, 0.5, 0.5), rotation=_turned((1.0, -1.0, 0.3), 0.9)),
-    Glass("prism", (0.0, 0.0, 4.0), size=(0.8, 0.8, 0.9), rotation=_yaw_pitch(0.3, 0.4)),
-    Glass("prism, lying", (0.0, 0.1, 4.2), size=(0.7, 0.7, 1.1), rotation=_turned((1.0, 0.3, -0.2), 1.5)),
+    Glass("solid box", (0.0, 0.0, 4.0), size=(0.5, 0.6, 0.4), rotation=yaw_pitch(0.5, 0.2)),
+    Glass("solid box, turned", (0.0, 0.0, 4.0), size=(0.6, 0.45, 0.5), rotation=rotation_about((1.0, 2.0, 0.5), 2.2)),
+    Glass("solid box, corner on", (0.2, -0.1, 4.2), size=(0.5, 0.5, 0.5), rotation=rotation_about((1.0, -1.0, 0.3), 0.9)),
+    Glass("prism", (0.0, 0.0, 4.0), size=(0.8, 0.8, 0.9), rotation=yaw_pitch(0.3, 0.4)),
+    Glass("prism, lying", (0.0, 0.1, 4.2), size=(0.7, 0.7, 1.1), rotation=rotation_about((1.0, 0.3, -0.2), 1.5)),
     Glass("slab 15 %, at Brewster", (0.0, 0.0, 4.0), size=(0.12, 0.8, 0.8),
-          rotation=_yaw_pitch(BREWSTER, 0.0) @ FACING),
+          rotation=yaw_pitch(BREWSTER, 0.0) @ FACING),
     Glass("slab 15 %, tilted 71°", (0.0, 0.0, 4.0), size=(0.12, 0.9, 0.9),
-          rotation=_yaw_pitch(0.3, np.radians(70.0)) @ FACING),
+          rotation=yaw_pitch(0.3, np.radians(70.0)) @ FACING),
 )
 PANE_SCENES = (
-    Glass("pane, 3 % thick", (0.0, 0.0, 4.0), size=(0.03, 0.9, 0.9), rotation=_yaw_pitch(0.5, 0.2) @ FACING),
+    Glass("pane, 3 % thick", (0.0, 0.0, 4.0), size=(0.03, 0.9, 0.9), rotation=yaw_pitch(0.5, 0.2) @ FACING),
     Glass("pane at Brewster, pitched", (0.0, 0.0, 4.0), size=(0.02, 0.9, 0.9),
-          rotation=_yaw_pitch(0.0, BREWSTER) @ FACING),
+          rotation=yaw_pitch(0.0, BREWSTER) @ FACING),
 )
 SCENES = SHELL_SCENES + SOLID_SCENES + PANE_SCENES
 SCENE_GROUPS = {"all": SCENES, "shells": SHELL_SCENES, "solids": SOLID_SCENES, "panes": PANE_SCENES}

@@ -35,6 +35,21 @@ LevelFn = Callable[[np.ndarray], np.ndarray]
 
 
 # ---------------------------------------------------------------------------- unit shapes
+def yaw_pitch(yaw: float, pitch: float) -> np.ndarray:
+    """The 3x3 rotation by ``pitch`` about x, then ``yaw`` about y (radians; camera frame, y down)."""
+    cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
+    about_y = np.array([[cy, 0.0, sy], [0.0, 1.0, 0.0], [-sy, 0.0, cy]])
+    about_x = np.array([[1.0, 0.0, 0.0], [0.0, cp, -sp], [0.0, sp, cp]])
+    return about_y @ about_x
+
+
+def rotation_about(axis, angle: float) -> np.ndarray:
+    """The 3x3 rotation by ``angle`` radians about ``axis`` (any length; Rodrigues)."""
+    x, y, z = np.asarray(axis, dtype=np.float64) / np.linalg.norm(axis)
+    skew = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
+    return np.eye(3) + np.sin(angle) * skew + (1.0 - np.cos(angle)) * skew @ skew
+
+
 def _sphere_interval(o: np.ndarray, d: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     a = dot(d, d)
     b = dot(o, d)

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from polstereo.data.synthetic.config import LIGHTING_FAMILIES, SyntheticConfig
-from polstereo.data.synthetic.geometry import Convex, Hollow, Plane
+from polstereo.data.synthetic.geometry import Convex, Hollow, Plane, yaw_pitch
 from polstereo.data.synthetic.optics import dot
 from polstereo.data.synthetic.textures import PATTERNS, PhotoTexture, Texture
 
@@ -196,13 +196,6 @@ def random_rotation(rng: np.random.Generator) -> np.ndarray:
     if np.linalg.det(q) < 0:
         q[:, 0] = -q[:, 0]
     return q
-
-
-def _yaw_pitch(yaw: float, pitch: float) -> np.ndarray:
-    cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
-    ry = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-    rx = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
-    return ry @ rx
 
 
 def _random_colors(rng: np.random.Generator, channels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -483,7 +476,7 @@ def _place_pane(rng: np.random.Generator, rig: StereoRig, near_disparity: float,
     size = np.array([half * rng.uniform(*thickness), half * rng.uniform(0.6, 1.2), half * rng.uniform(0.6, 1.2)])
     # local x (the thin axis) faces the camera, local z is image-up
     facing = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
-    rotation = _yaw_pitch(rng.uniform(-0.9, 0.9), rng.uniform(-0.3, 0.3)) @ facing
+    rotation = yaw_pitch(rng.uniform(-0.9, 0.9), rng.uniform(-0.3, 0.3)) @ facing
     reach = float(np.abs(rotation[2]) @ size)  # the box's depth extent from its centre
     return Convex("box", rig.backproject(x, y, near_depth + reach), rotation, size)
 
@@ -581,7 +574,7 @@ def _random_wall(rng: np.random.Generator, rig: StereoRig, disparity_range: tupl
     at the image centre and at its nearest image corner."""
     d_min, d_max = disparity_range
     fronto = np.array([0.0, 0.0, -1.0])
-    normal = fronto if rng.random() < 0.4 else _yaw_pitch(rng.uniform(-0.6, 0.6), rng.uniform(-0.35, 0.35)) @ fronto
+    normal = fronto if rng.random() < 0.4 else yaw_pitch(rng.uniform(-0.6, 0.6), rng.uniform(-0.35, 0.35)) @ fronto
     wall_min_disp = rng.uniform(d_min, d_min + 0.2 * (d_max - d_min))
     # A plane's disparity is affine in the image, d0·(n·r)/n_z for ray r = (x', y', 1): scale
     # the centre disparity d0 so that the far corner sits at the drawn minimum.
@@ -604,7 +597,7 @@ def _random_floor(rng: np.random.Generator, rig: StereoRig, d_max: float, wall_n
     bottom_slope = (rig.height - 1 - rig.cy) / rig.focal_px
     floor_disp = _uniform(rng, max(wall_near_disp * 1.2, 0.3 * d_max), 0.8 * d_max)
     height = bottom_slope * rig.focal_px * rig.baseline_m / floor_disp
-    normal = _yaw_pitch(0.0, rng.uniform(-0.08, 0.08)) @ np.array([0.0, -1.0, 0.0])
+    normal = yaw_pitch(0.0, rng.uniform(-0.08, 0.08)) @ np.array([0.0, -1.0, 0.0])
     floor_depth = rig.depth_for_disparity(floor_disp)
     return SceneObject(Plane.through([0.0, height, 0.0], normal), _diffuse(rng, texture(floor_depth, True)), "floor")
 
