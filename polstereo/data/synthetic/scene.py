@@ -465,22 +465,6 @@ def _place_vessel(rng: np.random.Generator, rig: StereoRig, near_disparity: floa
     return vessel(kind, center, rotation, radius, height, wall, opening=float(rng.uniform(0.3, 0.6))), kind
 
 
-def _place_pane(rng: np.random.Generator, rig: StereoRig, near_disparity: float, half_px: float,
-                thickness: tuple[float, float] = (0.01, 0.04)) -> Convex:
-    """A flat pane ``thickness`` (a range, of its half-size) thick, facing the camera within
-    ±0.9 rad of yaw and ±0.3 rad of pitch, whose nearest corner lies at ``near_disparity``."""
-    x = rng.uniform(0.1, 0.9) * (rig.width - 1)
-    y = rng.uniform(0.1, 0.9) * (rig.height - 1)
-    near_depth = rig.depth_for_disparity(near_disparity)
-    half = half_px * near_depth / rig.focal_px
-    size = np.array([half * rng.uniform(*thickness), half * rng.uniform(0.6, 1.2), half * rng.uniform(0.6, 1.2)])
-    # local x (the thin axis) faces the camera, local z is image-up
-    facing = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
-    rotation = yaw_pitch(rng.uniform(-0.9, 0.9), rng.uniform(-0.3, 0.3)) @ facing
-    reach = float(np.abs(rotation[2]) @ size)  # the box's depth extent from its centre
-    return Convex("box", rig.backproject(x, y, near_depth + reach), rotation, size)
-
-
 # SyntheticConfig.pane_orientation "any": a third of the panes and slabs near Brewster's angle to the
 # view ray (within a few degrees), a third strongly tilted, a third anywhere from head-on to 50°
 BREWSTER_SPREAD = np.radians(3.0)
@@ -488,6 +472,7 @@ STRONG_TILT = (np.radians(60.0), np.radians(80.0))
 MODERATE_TILT = (0.0, np.radians(50.0))
 PANE_THICKNESS = (0.01, 0.04)   # of the half-size
 SLAB_THICKNESS = (0.08, 0.25)
+_FACING = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])  # local x (thin) to the camera, z image-up
 
 
 def tilted_rotation(rng: np.random.Generator, view: np.ndarray, ior: float) -> tuple[np.ndarray, float]:
@@ -514,16 +499,21 @@ def tilted_rotation(rng: np.random.Generator, view: np.ndarray, ior: float) -> t
 
 
 def _place_flat(rng: np.random.Generator, rig: StereoRig, near_disparity: float, half_px: float,
-                thickness: tuple[float, float], ior: float) -> Convex:
-    """A pane or slab (``thickness``: a range, of its half-size) at any orientation
-    (:func:`tilted_rotation`) whose nearest point lies at about ``near_disparity``."""
+                thickness: tuple[float, float], ior: float | None) -> Convex:
+    """A pane or slab (``thickness``: a range, of its half-size) whose nearest point lies at about
+    ``near_disparity``: at any orientation (:func:`tilted_rotation`, drawn for refractive index
+    ``ior``) or, with ``ior`` None, facing the camera within ±0.9 rad of yaw and ±0.3 rad of pitch
+    (the panes of earlier versions)."""
     x = rng.uniform(0.1, 0.9) * (rig.width - 1)
     y = rng.uniform(0.1, 0.9) * (rig.height - 1)
     near_depth = rig.depth_for_disparity(near_disparity)
     half = half_px * near_depth / rig.focal_px
     size = np.array([half * rng.uniform(*thickness), half * rng.uniform(0.6, 1.2), half * rng.uniform(0.6, 1.2)])
-    view = rig.backproject(x, y, 1.0)
-    rotation, _ = tilted_rotation(rng, view / np.linalg.norm(view), ior)
+    if ior is None:
+        rotation = yaw_pitch(rng.uniform(-0.9, 0.9), rng.uniform(-0.3, 0.3)) @ _FACING
+    else:
+        view = rig.backproject(x, y, 1.0)
+        rotation, _ = tilted_rotation(rng, view / np.linalg.norm(view), ior)
     reach = float(np.abs(rotation[2]) @ size)  # the box's depth extent from its centre
     return Convex("box", rig.backproject(x, y, near_depth + reach), rotation, size)
 
@@ -663,10 +653,8 @@ def _place_glass(config: SyntheticConfig, rng: np.random.Generator, rig: StereoR
     disp = _uniform(rng, near_lo, 0.95 * d_max)
     half_px = rng.uniform(0.15, 0.35) * rig.width if kind == "pane" else rng.uniform(0.1, 0.25) * rig.width
     thickness = PANE_THICKNESS if kind == "pane" else SLAB_THICKNESS
-    if config.pane_orientation == "any":
-        ior = float(rng.uniform(*config.ior_range))
-        return _place_flat(rng, rig, disp, half_px, thickness, ior), kind, ior
-    return _place_pane(rng, rig, disp, half_px, thickness), kind, None
+    ior = float(rng.uniform(*config.ior_range)) if config.pane_orientation == "any" else None
+    return _place_flat(rng, rig, disp, half_px, thickness, ior), kind, ior
 
 
 def _room_env_lighting(rng: np.random.Generator, channels: int
