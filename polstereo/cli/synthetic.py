@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from polstereo.cli.common import SizeCommand, emit_json, json_option, quiet_option, show_progress, size_option
+from polstereo.data.synthetic.config import GLASS_KINDS, LIGHTING_FAMILIES, POLARIZATION_MODELS, TEXTURE_MODES
 from polstereo.data.synthetic.rigs import RIG_PRESETS
 from polstereo.io.lock import output_lock
 
@@ -30,20 +31,20 @@ from polstereo.io.lock import output_lock
               help="Largest first-surface disparity in pixels [default: 20 % of the width, or the rig's].")
 @click.option("--transparent", nargs=2, type=click.IntRange(0), default=(1, 3), show_default=True,
               metavar="MIN MAX", help="Glass objects per scene; 0 0 makes generic data without glass.")
-@click.option("--glass", default="solid,thin,pane,slab", show_default=True, metavar="KINDS",
+@click.option("--glass", default=",".join(GLASS_KINDS), show_default=True, metavar="KINDS",
               help="What glass objects are, drawn uniformly per object: comma-separated solid (clear solids: "
                    "spheres, ellipsoids, cylinders, boxes, prisms), thin (thin-walled cups, jars, bottles, bowls, "
                    "vases), pane (flat panes), slab (thick panes); panes and slabs at any orientation.")
-@click.option("--lighting", default="window-env,area-lamp,overhead,uniform", show_default=True, metavar="FAMILIES",
+@click.option("--lighting", default=",".join(LIGHTING_FAMILIES), show_default=True, metavar="FAMILIES",
               help="Lighting families, drawn uniformly per scene: comma-separated window-env (sky and bright "
                    "windows), area-lamp (large lamps in a dark room), overhead (ceiling panels), uniform (an even "
                    "environment), room-env (the one lighting of earlier versions).")
-@click.option("--polarization", type=click.Choice(["mueller", "shared-plane"]), default="mueller",
+@click.option("--polarization", type=click.Choice(POLARIZATION_MODELS), default=POLARIZATION_MODELS[0],
               show_default=True,
               help="The renderer's polarization model: mueller (every interface in its own plane of incidence, "
                    "reflections traced into the scene) or shared-plane (earlier versions: all of a pixel in the "
                    "first hit's plane of incidence).")
-@click.option("--textures", type=click.Choice(["procedural", "photo", "mix"]), default="mix", show_default=True,
+@click.option("--textures", type=click.Choice(TEXTURE_MODES), default="mix", show_default=True,
               help="Textures of walls, floors and opaque objects: procedural patterns, photographs (scikit-image's "
                    "bundled ones plus --texture-dir), or either drawn per surface.")
 @click.option("--texture-dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
