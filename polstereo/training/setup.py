@@ -282,7 +282,7 @@ def _fit_correction(model, switches: CorrectionOptions, stage: StageConfig, colo
             show = lambda v: f"{v:g}" if isinstance(v, float) else str(v)  # noqa: E731
             raise PolstereoError(f"{flag[key]} {show(value)}: the --init checkpoint already has a "
                                  f"correction module with {key} {show(have)}; the option only shapes a new one "
-                                 "(stage B, or finetune from a checkpoint without one)")
+                                 "(learn-pol --new-correction replaces it; or finetune from a checkpoint without one)")
 
 
 def feasibility_gate(model, cfg: TrainConfig, reader, device: torch.device, log: Callable[[str], None]) -> dict:
