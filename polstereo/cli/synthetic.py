@@ -34,11 +34,13 @@ from polstereo.io.lock import output_lock
 @click.option("--glass", default=",".join(GLASS_KINDS), show_default=True, metavar="KINDS",
               help="What glass objects are, drawn uniformly per object: comma-separated solid (clear solids: "
                    "spheres, ellipsoids, cylinders, boxes, prisms), thin (thin-walled cups, jars, bottles, bowls, "
-                   "vases), pane (flat panes), slab (thick panes); panes and slabs at any orientation.")
+                   "vases), pane (flat panes), slab (thick panes); panes and slabs at any orientation. A kind named "
+                   "twice is drawn twice as often (solid,solid,thin,thin,pane,slab: a third solids).")
 @click.option("--lighting", default=",".join(LIGHTING_FAMILIES), show_default=True, metavar="FAMILIES",
               help="Lighting families, drawn uniformly per scene: comma-separated window-env (sky and bright "
                    "windows), area-lamp (large lamps in a dark room), overhead (ceiling panels), uniform (an even "
-                   "environment), room-env (the one lighting of earlier versions).")
+                   "environment), room-env (the one lighting of earlier versions); a family named twice is drawn "
+                   "twice as often.")
 @click.option("--polarization", type=click.Choice(POLARIZATION_MODELS), default=POLARIZATION_MODELS[0],
               show_default=True,
               help="The renderer's polarization model: mueller (every interface in its own plane of incidence, "

@@ -111,6 +111,11 @@ _MODEL = [
     click.option("--new-correction", is_flag=True,
                  help="Stage B: train a new correction module (shaped by the options above) in place of the "
                       "--init checkpoint's, e.g. on a base trained with one."),
+    click.option("--freeze", multiple=True, metavar="NAME",
+                 help="Hold the parameters under NAME fixed in this run, a prefix of the model's parameter "
+                      "names in whole dotted parts (base.update: the base's refinement; base.encoder.trunk; "
+                      "adapter); repeat for several. Frozen weights get no updates; the error for a NAME "
+                      "the model lacks lists its parts."),
 ]
 
 _OPTIM = [

@@ -82,6 +82,8 @@ class ModelOptions:
     warp_source: str | None = None  # override the stage's pol_diff warp (ablations)
     correction: CorrectionOptions = field(default_factory=CorrectionOptions)  # shape of a new correction module
     new_correction: bool = False  # stage B: a new correction module in place of the --init checkpoint's
+    # parameter-name prefixes (whole dotted components, e.g. "base.update") held fixed in this run
+    freeze: tuple[str, ...] = ()
 
 
 @dataclass

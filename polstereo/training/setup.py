@@ -16,7 +16,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
@@ -258,7 +258,26 @@ def prepare_model(model, cfg: TrainConfig, stage: StageConfig, color_channels: i
     for part in ("base", "correction"):
         if getattr(model, part) is not None:
             model.set_frozen(part, part not in stage.trainable)
+    freeze_parameters(model, options.freeze)
     return model
+
+
+def freeze_parameters(model: nn.Module, names: Sequence[str]) -> None:
+    """``--freeze``: no gradients for the parameters whose dotted names start with one of ``names``
+    in whole parts (``base.update`` holds ``base.update.gru.*``, not ``base.updates.*``).
+    A name no parameter has is refused in one line that lists the model's parts."""
+    def under(parameter_name: str, name: str) -> bool:
+        return parameter_name == name or parameter_name.startswith(name + ".")
+
+    parameters = dict(model.named_parameters())
+    for name in names:
+        if not any(under(p, name) for p in parameters):
+            parts = sorted({".".join(p.split(".")[:3]) for p in parameters})
+            raise PolstereoError(f"--freeze {name}: the model has no parameters under that name; "
+                                 f"its parts: {', '.join(parts)}")
+    for parameter_name, parameter in parameters.items():
+        if any(under(parameter_name, name) for name in names):
+            parameter.requires_grad_(False)
 
 
 def _fit_correction(model, switches: CorrectionOptions, stage: StageConfig, color_channels: int) -> None:

@@ -33,7 +33,7 @@ OLD_FLAGS = [
     (["--pseudo-weight", "0.25"], 0.25), (["--warp-source", "gt"], "gt"), (["--tensorboard"], True),
     (["--stop-after", "2"], 2), (["--quiet"], True),
 ]
-NEW_FLAGS = [(["--new-correction"], True)]  # added since
+NEW_FLAGS = [(["--new-correction"], True), (["--freeze", "base.update"], ["base.update"])]  # added since
 REMOVED_FLAGS = [["--correction-context-stride", "4"], ["--correction-integrate"]]  # levers that lost
 SECTIONS = ["Data options:", "Model options:", "Optimiser and loss options:", "Masked modelling options:",
             "Run options:", "Other options:"]

@@ -345,3 +345,25 @@ def test_finetune_on_unlabeled_captures_learns_from_the_shape_loss_alone(stage_a
     changed = [k for k in after if after[k].is_floating_point() and not torch.equal(before[k], after[k])]
     assert any(k.startswith("correction.") for k in changed) and any(k.startswith("base.") for k in changed)
     assert np.isfinite([float(v.float().abs().max()) for v in after.values() if v.is_floating_point()]).all()
+
+
+def test_freeze_holds_the_named_parameters_and_trains_the_rest(stage_a, tiny_data, tmp_path, quick):
+    """--freeze base.update: the refinement's weights leave the run as they came in, the encoder's move."""
+    before = load_checkpoint(stage_a)["state_dict"]
+    run("A", tmp_path, tiny_data, stage_a, freeze=("base.update",), **dict(quick, lr=1e-2))
+    after = load_checkpoint(tmp_path / "last.ckpt")["state_dict"]
+    frozen = [k for k in before if k.startswith("base.update.")]
+    trained = [k for k in before if k.startswith("base.encoder.") and before[k].is_floating_point()]
+    assert frozen and trained
+    assert all(torch.equal(before[k], after[k]) for k in frozen)
+    assert any(not torch.equal(before[k], after[k]) for k in trained)
+
+
+def test_freeze_refuses_a_name_the_model_lacks_and_a_resume_that_changes_it(stage_a, tiny_data, tmp_path, quick):
+    with pytest.raises(PolstereoError, match=r"--freeze base\.updat: the model has no parameters under that name; "
+                                             r"its parts: .*base\.update\.gru"):
+        run("A", tmp_path / "a", tiny_data, stage_a, freeze=("base.updat",), **quick)
+    assert not (tmp_path / "a" / "last.ckpt").exists()
+    run("A", tmp_path / "b", tiny_data, stage_a, freeze=("base.update",), **dict(quick, stop_after=1))
+    with pytest.raises(PolstereoError, match=r"options differ.*--freeze \['base.update'\] -> \[\]"):
+        run("A", tmp_path / "b", tiny_data, stage_a, resume=True, **quick)

@@ -51,7 +51,7 @@ class SyntheticConfig:
     (``(0, 0)``: no glass); ``glossy_fraction``: share of opaque objects with a polarizing
     clear coat; ``ior_range``: the glass's refractive index, drawn uniformly; ``glass``
     (:data:`GLASS_KINDS`) per object and ``lighting`` (:data:`ALL_LIGHTING`) per scene, each
-    drawn uniformly from the tuple; ``prisms``: clear solids include triangular prisms;
+    drawn uniformly from the tuple (an entry named twice is drawn twice as often); ``prisms``: clear solids include triangular prisms;
     ``pane_orientation`` (:data:`PANE_ORIENTATIONS`); ``textures`` (:data:`TEXTURE_MODES`),
     ``texture_dir`` a folder of extra PNG/JPEG photos; ``polarization``
     (:data:`POLARIZATION_MODELS`): the renderer's model. Earlier versions' values:
