@@ -160,6 +160,9 @@ class FullGraph(nn.Module):
 
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> tuple[torch.Tensor, ...]:
         out = self.model(left, right, warp_source="pred", iters=self.iters, all_estimates=False)
+        if out["correction"] is None:  # a stage A model whose base sees polarization: no correction
+            zero = torch.zeros_like(out["disparity"])
+            out = {**out, "correction": zero, "raw": zero}
         return tuple(out[name] for name in GRAPHS["full"].outputs)
 
 
@@ -186,8 +189,14 @@ def needs_fixed_size(model: nn.Module) -> bool:
 
 
 def graph_kind(model: nn.Module, base_only: bool) -> str:
-    """``base`` when asked for, or when the model has no correction module (a stage A model)."""
-    return "base" if base_only or getattr(model, "correction", None) is None else "full"
+    """``base`` when asked for, or for a stage A model (no correction module) whose base sees the
+    intensity alone; ``full`` otherwise: a base that sees polarization (early fusion, adapter,
+    polarization volume) needs the angle stacks, and without a correction module its
+    ``correction`` and ``raw`` are zero."""
+    if base_only:
+        return "base"
+    has_correction = getattr(model, "correction", None) is not None
+    return "full" if has_correction or getattr(model, "base_input", "intensity") != "intensity" else "base"
 
 
 def default_iters(model: nn.Module) -> int | None:
@@ -407,6 +416,9 @@ def export_onnx(config: ExportConfig, model: nn.Module | None = None, log: Calla
     if kind == "base" and not config.base_only:
         log("note: the model has no polarization correction module (a stage A model): exporting the base "
             "model alone, on intensity images (as --base-only)")
+    elif kind == "base" and model.base_input != "intensity":
+        log(f"note: --base-only: the base sees polarization ({model.base_input}); the base graph gives it "
+            "ordinary images as unpolarized light")
     if needs_fixed_size(model) and config.input_size is None:
         from polstereo.models.registry import model_config
 

@@ -13,7 +13,7 @@ import torch
 from polstereo import __version__
 from polstereo.errors import PolstereoError
 from polstereo.export import onnx as export_module
-from polstereo.export.onnx import ParityError, example_inputs
+from polstereo.export.onnx import ExportConfig, ParityError, example_inputs, export_onnx
 from polstereo.models.registry import build_model, model_config
 from tests.export.conftest import CHECKS, FIXED_SIZE, TRACE, export, s2m2_model, tiny_model
 
@@ -168,6 +168,41 @@ def test_shape_aware_unet_correction_exports_with_parity(tmp_path):
     model = build_model({"base": "tiny", "correction": {"context": "unet", "shape_features": True}}).eval()
     report = export(model, tmp_path / "shape.onnx", iters=1)
     assert report["parity"]["passed"] and (tmp_path / "shape.onnx").exists()
+
+
+@pytest.mark.parametrize("base_input", ["polarization-adapter", "polarization-volume"])
+def test_warm_start_polarization_inputs_export_with_parity(tmp_path, base_input):
+    """A stage A model whose base sees polarization exports the full graph on angle stacks (correction
+    zero): with the adapter's or the volume's zero-started layers moved, the file agrees with PyTorch,
+    and differs from the intensity base alone. --base-only gives it unpolarized light, with a note."""
+    torch.manual_seed(0)
+    model = build_model({"base": "tiny"})
+    intensity_only = build_model({"base": "tiny"})
+    intensity_only.load_state_dict(model.state_dict())
+    model.set_base_input(base_input, seed=1)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.startswith(("adapter.out.", "base.polarization.gate.")):
+                parameter.normal_(0, 1.0)
+    model.eval(), intensity_only.eval()
+    report = export(model, tmp_path / "warm.onnx", iters=1)
+    assert report["parity"]["passed"] and report["graph"] == "full"
+    left, right = example_inputs(model, "full", (1, 24, 40), seed=3)
+    outputs = run_plain(tmp_path / "warm.onnx", left, right)
+    got = outputs["disparity"]
+    assert not outputs["correction"].any() and not outputs["raw"].any()
+    np.testing.assert_allclose(outputs["base_disparity"], got, atol=0, rtol=0)
+    with torch.inference_mode():
+        expected = model(left, right, warp_source="pred", iters=1)["disparity"].numpy()
+        without = intensity_only(left, right, warp_source="pred", iters=1)["disparity"].numpy()
+    np.testing.assert_allclose(got, expected, atol=TOLERANCE, rtol=0)
+    assert np.abs(got - without).max() > 10 * TOLERANCE, np.abs(got - without).max()
+    notes = []
+    config = ExportConfig(checkpoint=None, out=tmp_path / "base.onnx", trace_size=TRACE, check_sizes=CHECKS,
+                          iters=1, base_only=True)
+    assert export_onnx(config, model=model, log=notes.append)["graph"] == "base"
+    assert notes == [f"note: --base-only: the base sees polarization ({base_input}); the base graph gives it "
+                     "ordinary images as unpolarized light"]
 
 
 # ---------------------------------------------------------------------------- fixed size (S2M2)
