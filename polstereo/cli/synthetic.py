@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from polstereo.cli.common import SizeCommand, emit_json, json_option, quiet_option, show_progress, size_option
-from polstereo.data.synthetic.config import GLASS_KINDS, LIGHTING_FAMILIES, POLARIZATION_MODELS, TEXTURE_MODES
+from polstereo.data.synthetic.config import (EXPOSURE_RANGE, GLASS_KINDS, LIGHTING_FAMILIES, POLARIZATION_MODELS,
+                                             TEXTURE_MODES)
 from polstereo.data.synthetic.rigs import RIG_PRESETS
 from polstereo.io.lock import output_lock
 
@@ -55,6 +56,10 @@ from polstereo.io.lock import output_lock
               metavar="MIN MAX", help="Opaque objects per scene.")
 @click.option("--split", nargs=3, type=click.FloatRange(0), default=(0.8, 0.1, 0.1), show_default=True,
               metavar="TRAIN VAL TEST", help="Fractions of samples for train.h5, val.h5, test.h5.")
+@click.option("--exposure", nargs=2, type=click.FloatRange(0, 1, min_open=True), default=EXPOSURE_RANGE,
+              show_default=True, metavar="MIN MAX",
+              help="How bright a scene is: its median unpolarized pixel value, a fraction of white, drawn "
+                   "uniformly per scene; a low MIN makes dim scenes, where sensor noise and quantisation count.")
 @click.option("--bit-depth", type=click.Choice(["8", "12", "16"]), default=None,
               help="Quantisation; 12-bit is stored as uint16 with white level 4095 [default: 8, or the rig's].")
 @click.option("--extinction-ratio", type=click.FloatRange(min=1, min_open=True), default=None, metavar="ER",
@@ -80,7 +85,8 @@ def make_synthetic_cmd(out_dir: Path, num: int, seed: int, size: tuple[int, int]
                        focal: float | None, baseline: float | None, max_disparity: float | None,
                        transparent: tuple[int, int], glass: str, lighting: str, polarization: str, textures: str,
                        texture_dir: Path | None,
-                       opaque: tuple[int, int], split: tuple[float, float, float], bit_depth: str | None,
+                       opaque: tuple[int, int], split: tuple[float, float, float], exposure: tuple[float, float],
+                       bit_depth: str | None,
                        extinction_ratio: float | None, color: str, noise: bool, workers: int, overwrite: bool,
                        shard_size: int | None, resume: bool, quiet: bool, json_out: str | None) -> None:
     """Render a synthetic polarized stereo dataset into OUT_DIR/{train,val,test}.h5.
@@ -98,7 +104,7 @@ def make_synthetic_cmd(out_dir: Path, num: int, seed: int, size: tuple[int, int]
 
     ideal_polarizer = extinction_ratio is not None and math.isinf(extinction_ratio)
     values = dict(width=size[0], height=size[1], focal_px=focal, baseline_m=baseline, max_disparity=max_disparity,
-                  transparent=tuple(transparent), opaque=tuple(opaque),
+                  transparent=tuple(transparent), opaque=tuple(opaque), exposure=tuple(exposure),
                   glass=tuple(kind.strip() for kind in glass.split(",") if kind.strip()),
                   lighting=tuple(family.strip() for family in lighting.split(",") if family.strip()),
                   polarization=polarization, textures=textures,

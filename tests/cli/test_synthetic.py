@@ -151,6 +151,8 @@ def test_texture_options_reach_the_provenance(tmp_path):
     (["--rig", "tabletop"], "--rig"),
     (["--lighting", "disco"], "lighting must be"),
     (["--polarization", "jones"], "--polarization"),
+    (["--exposure", "0.3", "0.1"], "exposure range must satisfy 0 < min <= max <= 1"),
+    (["--exposure", "0", "0.1"], "--exposure"),
 ])
 def test_bad_texture_sensor_lighting_and_polarization_options_are_one_line_usage_errors(tmp_path, args, message):
     result = run_group(tmp_path / "out", "--num", 1, *TINY, *args)
@@ -160,12 +162,13 @@ def test_bad_texture_sensor_lighting_and_polarization_options_are_one_line_usage
 
 def test_lighting_and_polarization_options_reach_the_provenance_and_the_samples(tmp_path):
     result = run(tmp_path / "out", "--num", 2, "--split", 1, 0, 0, "--lighting", "uniform, overhead",
-                 "--polarization", "shared-plane", "--glass", "slab", *TINY)
+                 "--polarization", "shared-plane", "--glass", "slab", "--exposure", "0.05", "0.1", *TINY)
     assert result.exit_code == 0, result.output
     reader = H5Reader(tmp_path / "out" / "train.h5")
     config = reader.attrs["provenance"]["config"]
     assert (config["lighting"], config["polarization"], config["glass"]) == (["uniform", "overhead"],
                                                                              "shared-plane", ["slab"])
+    assert config["exposure"] == [0.05, 0.1]
     assert {reader.read(i).lighting for i in range(2)} <= {"uniform", "overhead"}
 
 
@@ -174,4 +177,4 @@ def test_the_default_set_draws_the_new_glass_kinds_lighting_and_renderer(tmp_pat
     config = H5Reader(tmp_path / "out" / "train.h5").attrs["provenance"]["config"]
     assert config["glass"] == ["solid", "thin", "pane", "slab"] and config["polarization"] == "mueller"
     assert config["lighting"] == ["window-env", "area-lamp", "overhead", "uniform"]
-    assert (config["prisms"], config["pane_orientation"]) == (True, "any")
+    assert (config["prisms"], config["pane_orientation"], config["exposure"]) == (True, "any", [0.18, 0.32])

@@ -34,6 +34,8 @@ PANE_ORIENTATIONS = ("any", "facing")
 LIGHTING_FAMILIES = ("window-env", "area-lamp", "overhead", "uniform")
 ALL_LIGHTING = LIGHTING_FAMILIES + ("room-env",)
 # what a provenance record from before a field existed means: the generator of its time
+# the median unpolarized pixel value a scene is exposed to, fraction of white, drawn uniformly per scene
+EXPOSURE_RANGE = (0.18, 0.32)
 EARLIER_DEFAULTS = {"glass": ["solid"], "textures": "procedural", "polarization": "shared-plane",
                     "pane_orientation": "facing", "prisms": False, "lighting": ["room-env"]}
 
@@ -56,7 +58,8 @@ class SyntheticConfig:
     ``texture_dir`` a folder of extra PNG/JPEG photos; ``polarization``
     (:data:`POLARIZATION_MODELS`): the renderer's model. Earlier versions' values:
     :data:`EARLIER_DEFAULTS`.
-    Sensor: with ``noise``, shot noise of ``full_well_e`` electrons at white and Gaussian
+    Sensor: ``exposure``: (min, max) of the median unpolarized pixel value, fraction of white,
+    drawn uniformly per scene (one exposure for both views); with ``noise``, shot noise of ``full_well_e`` electrons at white and Gaussian
     read noise ``read_noise`` (fraction of white); ``bit_depth`` 8, 12 or 16 (12 stored as
     uint16, white level 4095); ``color`` "mono" or "rgb"; ``angles_deg``: polarizer angles
     in degrees; ``extinction_ratio`` (parallel / crossed transmission; None = ideal)
@@ -83,6 +86,7 @@ class SyntheticConfig:
     texture_dir: str | None = None
     lighting: tuple[str, ...] = LIGHTING_FAMILIES
     polarization: str = "mueller"
+    exposure: tuple[float, float] = EXPOSURE_RANGE
     noise: bool = True
     full_well_e: float = 10000.0
     read_noise: float = 0.002
@@ -143,6 +147,9 @@ class SyntheticConfig:
             raise bad(f"pane orientation must be one of {', '.join(PANE_ORIENTATIONS)}, got {self.pane_orientation!r}")
         if not self.lighting or any(family not in ALL_LIGHTING for family in self.lighting):
             raise bad(f"lighting must be a non-empty list of {', '.join(ALL_LIGHTING)}; got {list(self.lighting)}")
+        if not 0 < self.exposure[0] <= self.exposure[1] <= 1:
+            raise bad(f"exposure range must satisfy 0 < min <= max <= 1 (median pixel value, fraction of white), "
+                      f"got {self.exposure[0]:g} {self.exposure[1]:g}")
         if self.polarization not in POLARIZATION_MODELS:
             raise bad(f"polarization model must be one of {', '.join(POLARIZATION_MODELS)}, "
                       f"got {self.polarization!r}")
@@ -188,7 +195,7 @@ class SyntheticConfig:
         ``glass``, solid glass; no ``textures``, procedural ones; no ``prisms``,
         ``pane_orientation``, ``lighting`` or ``polarization``, no prisms, panes facing the
         camera, the "room-env" lighting and the "shared-plane" renderer; the other fields'
-        defaults (no texture folder, ideal polarizer, no rig) are the old behaviour."""
+        defaults (no texture folder, ideal polarizer, no rig, the exposure range) are the old behaviour."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - names)
         if unknown:

@@ -29,7 +29,6 @@ from polstereo.io.atomic import atomic_file_set
 
 SPLITS = ("train", "val", "test")
 GENERATOR_NAME = "polstereo procedural generator (make-synthetic)"
-EXPOSURE_RANGE = (0.18, 0.32)  # median unpolarized pixel value, fraction of white level
 
 
 def sample_rng(seed: int, index: int) -> np.random.Generator:
@@ -88,7 +87,7 @@ def generate_sample(config: SyntheticConfig, rng: np.random.Generator, name: str
     pair = render_pair(scene)
     # One exposure for both views, as for a synchronised rig.
     unpolarized = 0.5 * pair.left.stokes[0]
-    exposure = rng.uniform(*EXPOSURE_RANGE) / max(float(np.median(unpolarized)), 1e-6)
+    exposure = rng.uniform(*config.exposure) / max(float(np.median(unpolarized)), 1e-6)
     left = sensor_images(pair.left.stokes, config, exposure, rng)
     right = sensor_images(pair.right.stokes, config, exposure, rng)
     return Sample(left=left, right=right, disparity=pair.disparity, transparent=pair.transparent,

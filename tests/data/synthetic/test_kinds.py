@@ -7,6 +7,7 @@ import pytest
 
 from polstereo.data.h5 import H5Reader
 from polstereo.data.synthetic.config import SyntheticConfig
+from polstereo.errors import PolstereoError
 from polstereo.data.synthetic.generate import generate_dataset, generate_sample, sample_rng
 from polstereo.data.synthetic.config import LIGHTING_FAMILIES
 from polstereo.data.synthetic.scene import GLASS_OBJECT_KINDS, LIGHTING_FAMILY, random_scene
@@ -91,3 +92,22 @@ def test_a_kind_named_twice_is_drawn_twice_as_often():
 
     assert 0.57 <= solid_share(("solid", "solid", "pane")) <= 0.76
     assert 0.40 <= solid_share(("solid", "pane")) <= 0.60
+
+
+def test_exposure_sets_how_bright_a_scene_is_and_old_records_keep_the_old_range():
+    """The median over pixels of the mean of the angle images is the drawn exposure (½ S0 scaled),
+    up to noise and 8-bit rounding; a record without the field means the range of before."""
+    for level in (0.04, 0.3):
+        config = dataclasses.replace(TINY, exposure=(level, level))
+        for sample in _samples(config, 2):
+            median = float(np.median(sample.left.astype(np.float32).mean(axis=(0, 1)) / config.white_level))
+            assert abs(median - level) < 0.01 + 0.05 * level, (level, median)
+    record = TINY.to_dict()
+    del record["exposure"]
+    assert SyntheticConfig.from_dict(record).exposure == (0.18, 0.32) == SyntheticConfig().exposure
+
+
+@pytest.mark.parametrize("exposure", [(0.0, 0.2), (0.3, 0.2), (0.2, 1.5)])
+def test_a_bad_exposure_range_is_refused_in_one_line(exposure):
+    with pytest.raises(PolstereoError, match=r"synthetic config: exposure range must satisfy 0 < min <= max <= 1"):
+        dataclasses.replace(TINY, exposure=exposure).validated()
