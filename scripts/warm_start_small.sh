@@ -8,8 +8,10 @@
 #   seed, crops, so the difference between two runs is what polarization gives.
 # Env: STEPS (1000), GENERIC_SHARE (percent of steps drawing generic scenes, 30), LR (2e-4), BATCH (4),
 #   CROP ("128 160"), SEED (0), INIT (models/polstereo-small.ckpt), DATA (WORK_DIR/data, shared by the
-#   runs), A_ARGS (extra adapt options; "--robust-scale 4" made the shipped robust pair, and "--iters 2"
-#   trains 1.5x cheaper for as good a model: docs/notebook/2026-12-07-levers-on-the-warm-start.md), STAGES ("A"; "A B C" adds learn-pol and finetune on top, with
+#   runs), A_ARGS (extra adapt options; "--robust-scale 4" made the shipped robust pair, "--iters 2"
+#   trains 1.5x cheaper for as good a model: docs/notebook/2026-12-07-levers-on-the-warm-start.md;
+#   "--robust-scale 4 --freeze base.update" keeps the base's refinement fixed, 1.2x cheaper, the best on glass:
+#   docs/notebook/2026-12-07-kind-weights-exposure-freeze.md), STAGES ("A"; "A B C" adds learn-pol and finetune on top, with
 #   B_ARGS for the correction module, e.g. "--correction-context unet --correction-shape --shape-weight 1",
 #   B_STEPS and C_STEPS, 600 each, at the stages' learning rates; C draws generic scenes as A does and keeps A's --robust-scale).
 #   Resumable: re-run the same command after a stop.

@@ -62,7 +62,9 @@ def test_constraints_pin_every_dependency_within_the_ranges_pyproject_allows():
 @pytest.mark.parametrize("name,base_input", [("polstereo-small-intensity.ckpt", "intensity"),
                                              ("polstereo-small-intensity-robust.ckpt", "intensity"),
                                              ("polstereo-small-polarization-adapter.ckpt", "polarization-adapter"),
-                                             ("polstereo-small-polarization-robust.ckpt", "polarization-adapter")])
+                                             ("polstereo-small-polarization-robust.ckpt", "polarization-adapter"),
+                                             ("polstereo-small-intensity-frozen.ckpt", "intensity"),
+                                             ("polstereo-small-polarization-frozen.ckpt", "polarization-adapter")])
 def test_ablation_models_are_the_small_fine_tuned_with_and_without_polarization(name, base_input):
     model, payload = load_model(ROOT / "models" / "ablations" / name)
     assert model.base_input == base_input and payload["model_config"]["base"]["name"] == "small"
@@ -73,3 +75,15 @@ def test_ablation_models_are_the_small_fine_tuned_with_and_without_polarization(
         out = model.eval()(torch.from_numpy(sample.left)[None], torch.from_numpy(sample.right)[None])
     # 1.2-1.6 px on this sample (small: 1.26; random weights: 24)
     assert np.abs(out["disparity"][0, 0].numpy() - sample.disparity)[sample.valid_mask()].mean() < 2.0
+
+
+@pytest.mark.parametrize("name", ["polstereo-small-intensity-frozen.ckpt", "polstereo-small-polarization-frozen.ckpt"])
+def test_the_frozen_ablations_kept_small_s_refinement_and_changed_its_encoder(name):
+    """They were fine-tuned with --freeze base.update: the refinement's weights are small's, bit for bit."""
+    small, _ = load_model(ROOT / "models" / "polstereo-small.ckpt")
+    tuned, _ = load_model(ROOT / "models" / "ablations" / name)
+    before, after = small.state_dict(), tuned.state_dict()
+    refinement = [k for k in before if k.startswith("base.update.")]
+    encoder = [k for k in before if k.startswith("base.encoder.") and before[k].is_floating_point()]
+    assert refinement and all(torch.equal(before[k], after[k]) for k in refinement)
+    assert any(not torch.equal(before[k], after[k]) for k in encoder)
