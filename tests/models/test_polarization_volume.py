@@ -166,7 +166,7 @@ def test_adapt_attaches_a_gated_volume_keeps_the_base_and_trains_it(pol_data, ti
 
 
 # ---------------------------------------------------------------------------- ONNX
-@pytest.mark.parametrize("correction,graph", [(True, "full"), (None, "base")])
+@pytest.mark.parametrize("correction,graph", [(True, "full"), (None, "full")])  # a base that sees polarization: angle stacks
 def test_onnx_export_of_a_model_with_the_volume_passes_parity(correction, graph, tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")

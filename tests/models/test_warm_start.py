@@ -255,7 +255,7 @@ def test_adapt_with_the_adapter_resumes_to_the_same_weights(pol_data, tiny_init,
 
 
 # ---------------------------------------------------------------------------- ONNX
-@pytest.mark.parametrize("correction,graph", [(True, "full"), (None, "base")])
+@pytest.mark.parametrize("correction,graph", [(True, "full"), (None, "full")])  # a base that sees polarization: angle stacks
 def test_onnx_export_of_a_model_with_the_adapter_passes_parity(correction, graph, tmp_path):
     pytest.importorskip("onnx")
     pytest.importorskip("onnxruntime")
