@@ -10,7 +10,8 @@
 #   CROP ("128 160"), SEED (0), INIT (models/polstereo-small.ckpt), DATA (WORK_DIR/data, shared by the
 #   runs), A_ARGS (extra adapt options; "--robust-scale 4" made the shipped robust pair, "--iters 2"
 #   trains 1.5x cheaper for as good a model: docs/notebook/2026-12-07-levers-on-the-warm-start.md;
-#   "--robust-scale 4 --freeze base.update" keeps the base's refinement fixed, 1.2x cheaper, the best on glass:
+#   "--robust-scale 4 --freeze base.update" keeps the base's refinement fixed, 1.2x cheaper, the best on glass
+#   (with "--iters 2" as well: 3x cheaper on two threads and better still, one seed):
 #   docs/notebook/2026-12-07-kind-weights-exposure-freeze.md), STAGES ("A"; "A B C" adds learn-pol and finetune on top, with
 #   B_ARGS for the correction module, e.g. "--correction-context unet --correction-shape --shape-weight 1",
 #   B_STEPS and C_STEPS, 600 each, at the stages' learning rates; C draws generic scenes as A does and keeps A's --robust-scale).
