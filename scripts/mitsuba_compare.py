@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 from polstereo.data.converters.mitsuba import mitsuba_stokes_to_image, range_to_z
-from polstereo.data.synthetic.geometry import Convex, Hollow, Plane, rotation_about, yaw_pitch
+from polstereo.data.synthetic.geometry import FACING, Convex, Hollow, Plane, rotation_about, yaw_pitch
 from polstereo.data.synthetic.render import render_view
 from polstereo.data.synthetic.scene import Environment, Material, Scene, SceneObject, StereoRig
 from polstereo.polar.stokes import aolp, dolp
@@ -79,7 +79,6 @@ class Glass:
     shape: str = "box"
 
 
-FACING = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])  # local x, the thin axis, faces the camera
 BREWSTER = float(np.arctan(IOR))
 
 SHELL_SCENES = (
@@ -92,7 +91,8 @@ SHELL_SCENES = (
 SOLID_SCENES = (
     Glass("solid box", (0.0, 0.0, 4.0), size=(0.5, 0.6, 0.4), rotation=yaw_pitch(0.5, 0.2)),
     Glass("solid box, turned", (0.0, 0.0, 4.0), size=(0.6, 0.45, 0.5), rotation=rotation_about((1.0, 2.0, 0.5), 2.2)),
-    Glass("solid box, corner on", (0.2, -0.1, 4.2), size=(0.5, 0.5, 0.5), rotation=rotation_about((1.0, -1.0, 0.3), 0.9)),
+    Glass("solid box, corner on", (0.2, -0.1, 4.2), size=(0.5, 0.5, 0.5),
+          rotation=rotation_about((1.0, -1.0, 0.3), 0.9)),
     Glass("prism", (0.0, 0.0, 4.0), size=(0.8, 0.8, 0.9), rotation=yaw_pitch(0.3, 0.4)),
     Glass("prism, lying", (0.0, 0.1, 4.2), size=(0.7, 0.7, 1.1), rotation=rotation_about((1.0, 0.3, -0.2), 1.5)),
     Glass("slab 15 %, at Brewster", (0.0, 0.0, 4.0), size=(0.12, 0.8, 0.8),

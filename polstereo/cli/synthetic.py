@@ -9,8 +9,8 @@ from pathlib import Path
 import click
 
 from polstereo.cli.common import SizeCommand, emit_json, json_option, quiet_option, show_progress, size_option
-from polstereo.data.synthetic.config import (EXPOSURE_RANGE, GLASS_KINDS, LIGHTING_FAMILIES, POLARIZATION_MODELS,
-                                             TEXTURE_MODES)
+from polstereo.data.synthetic.config import (GLASS_KINDS, LIGHTING_FAMILIES, POLARIZATION_MODELS, TEXTURE_MODES,
+                                             SyntheticConfig)
 from polstereo.data.synthetic.rigs import RIG_PRESETS
 from polstereo.io.lock import output_lock
 
@@ -42,12 +42,12 @@ from polstereo.io.lock import output_lock
                    "windows), area-lamp (large lamps in a dark room), overhead (ceiling panels), uniform (an even "
                    "environment), room-env (the one lighting of earlier versions); a family named twice is drawn "
                    "twice as often.")
-@click.option("--polarization", type=click.Choice(POLARIZATION_MODELS), default=POLARIZATION_MODELS[0],
+@click.option("--polarization", type=click.Choice(POLARIZATION_MODELS), default=SyntheticConfig.polarization,
               show_default=True,
               help="The renderer's polarization model: mueller (every interface in its own plane of incidence, "
                    "reflections traced into the scene) or shared-plane (earlier versions: all of a pixel in the "
                    "first hit's plane of incidence).")
-@click.option("--textures", type=click.Choice(TEXTURE_MODES), default="mix", show_default=True,
+@click.option("--textures", type=click.Choice(TEXTURE_MODES), default=SyntheticConfig.textures, show_default=True,
               help="Textures of walls, floors and opaque objects: procedural patterns, photographs (scikit-image's "
                    "bundled ones plus --texture-dir), or either drawn per surface.")
 @click.option("--texture-dir", type=click.Path(path_type=Path), default=None, metavar="DIR",
@@ -56,7 +56,7 @@ from polstereo.io.lock import output_lock
               metavar="MIN MAX", help="Opaque objects per scene.")
 @click.option("--split", nargs=3, type=click.FloatRange(0), default=(0.8, 0.1, 0.1), show_default=True,
               metavar="TRAIN VAL TEST", help="Fractions of samples for train.h5, val.h5, test.h5.")
-@click.option("--exposure", nargs=2, type=click.FloatRange(0, 1, min_open=True), default=EXPOSURE_RANGE,
+@click.option("--exposure", nargs=2, type=click.FloatRange(0, 1, min_open=True), default=SyntheticConfig.exposure,
               show_default=True, metavar="MIN MAX",
               help="How bright a scene is: its median unpolarized pixel value, a fraction of white, drawn "
                    "uniformly per scene; a low MIN makes dim scenes, where sensor noise and quantisation count.")
@@ -99,7 +99,6 @@ def make_synthetic_cmd(out_dir: Path, num: int, seed: int, size: tuple[int, int]
     an earlier set in OUT_DIR needs --overwrite, and an interrupted run leaves it as it
     was. See docs/synthetic.md.
     """
-    from polstereo.data.synthetic.config import SyntheticConfig
     from polstereo.data.synthetic.generate import generate_dataset
 
     ideal_polarizer = extinction_ratio is not None and math.isinf(extinction_ratio)

@@ -193,10 +193,7 @@ def graph_kind(model: nn.Module, base_only: bool) -> str:
     intensity alone; ``full`` otherwise: a base that sees polarization (early fusion, adapter,
     polarization volume) needs the angle stacks, and without a correction module its
     ``correction`` and ``raw`` are zero."""
-    if base_only:
-        return "base"
-    has_correction = getattr(model, "correction", None) is not None
-    return "full" if has_correction or getattr(model, "base_input", "intensity") != "intensity" else "base"
+    return "full" if not base_only and (model.correction is not None or model.base_input != "intensity") else "base"
 
 
 def default_iters(model: nn.Module) -> int | None:

@@ -187,6 +187,7 @@ def test_warm_start_polarization_inputs_export_with_parity(tmp_path, base_input)
     model.eval(), intensity_only.eval()
     report = export(model, tmp_path / "warm.onnx", iters=1)
     assert report["parity"]["passed"] and report["graph"] == "full"
+    assert report["metadata"]["model_config"]["base_input"] == base_input
     left, right = example_inputs(model, "full", (1, 24, 40), seed=3)
     outputs = run_plain(tmp_path / "warm.onnx", left, right)
     got = outputs["disparity"]

@@ -33,9 +33,9 @@ PANE_ORIENTATIONS = ("any", "facing")
 # the lighting families (scene.random_lighting; "room-env" is the one lighting of earlier versions)
 LIGHTING_FAMILIES = ("window-env", "area-lamp", "overhead", "uniform")
 ALL_LIGHTING = LIGHTING_FAMILIES + ("room-env",)
-# what a provenance record from before a field existed means: the generator of its time
 # the median unpolarized pixel value a scene is exposed to, fraction of white, drawn uniformly per scene
 EXPOSURE_RANGE = (0.18, 0.32)
+# what a provenance record from before a field existed means: the generator of its time
 EARLIER_DEFAULTS = {"glass": ["solid"], "textures": "procedural", "polarization": "shared-plane",
                     "pane_orientation": "facing", "prisms": False, "lighting": ["room-env"]}
 
@@ -53,14 +53,14 @@ class SyntheticConfig:
     (``(0, 0)``: no glass); ``glossy_fraction``: share of opaque objects with a polarizing
     clear coat; ``ior_range``: the glass's refractive index, drawn uniformly; ``glass``
     (:data:`GLASS_KINDS`) per object and ``lighting`` (:data:`ALL_LIGHTING`) per scene, each
-    drawn uniformly from the tuple (an entry named twice is drawn twice as often); ``prisms``: clear solids include triangular prisms;
-    ``pane_orientation`` (:data:`PANE_ORIENTATIONS`); ``textures`` (:data:`TEXTURE_MODES`),
+    drawn uniformly from the tuple (an entry named twice is drawn twice as often); ``prisms``:
+    clear solids include triangular prisms; ``pane_orientation`` (:data:`PANE_ORIENTATIONS`); ``textures`` (:data:`TEXTURE_MODES`),
     ``texture_dir`` a folder of extra PNG/JPEG photos; ``polarization``
     (:data:`POLARIZATION_MODELS`): the renderer's model. Earlier versions' values:
     :data:`EARLIER_DEFAULTS`.
     Sensor: ``exposure``: (min, max) of the median unpolarized pixel value, fraction of white,
-    drawn uniformly per scene (one exposure for both views); with ``noise``, shot noise of ``full_well_e`` electrons at white and Gaussian
-    read noise ``read_noise`` (fraction of white); ``bit_depth`` 8, 12 or 16 (12 stored as
+    drawn uniformly per scene (one exposure for both views); with ``noise``, shot noise of
+    ``full_well_e`` electrons at white and Gaussian read noise ``read_noise`` (fraction of white); ``bit_depth`` 8, 12 or 16 (12 stored as
     uint16, white level 4095); ``color`` "mono" or "rgb"; ``angles_deg``: polarizer angles
     in degrees; ``extinction_ratio`` (parallel / crossed transmission; None = ideal)
     scales the DoLP by (ER − 1)/(ER + 1).

@@ -43,6 +43,10 @@ def yaw_pitch(yaw: float, pitch: float) -> np.ndarray:
     return about_y @ about_x
 
 
+# the rotation that turns a flat box's local x (its thin axis) to face the camera, local z image-up
+FACING = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])
+
+
 def rotation_about(axis, angle: float) -> np.ndarray:
     """The 3x3 rotation by ``angle`` radians about ``axis`` (any length; Rodrigues)."""
     x, y, z = np.asarray(axis, dtype=np.float64) / np.linalg.norm(axis)

@@ -18,7 +18,7 @@ from typing import Callable
 import numpy as np
 
 from polstereo.data.synthetic.config import LIGHTING_FAMILIES, SyntheticConfig
-from polstereo.data.synthetic.geometry import Convex, Hollow, Plane, yaw_pitch
+from polstereo.data.synthetic.geometry import FACING, Convex, Hollow, Plane, yaw_pitch
 from polstereo.data.synthetic.optics import dot
 from polstereo.data.synthetic.textures import PATTERNS, PhotoTexture, Texture
 
@@ -472,7 +472,6 @@ STRONG_TILT = (np.radians(60.0), np.radians(80.0))
 MODERATE_TILT = (0.0, np.radians(50.0))
 PANE_THICKNESS = (0.01, 0.04)   # of the half-size
 SLAB_THICKNESS = (0.08, 0.25)
-_FACING = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, -1.0], [-1.0, 0.0, 0.0]])  # local x (thin) to the camera, z image-up
 
 
 def tilted_rotation(rng: np.random.Generator, view: np.ndarray, ior: float) -> tuple[np.ndarray, float]:
@@ -510,7 +509,7 @@ def _place_flat(rng: np.random.Generator, rig: StereoRig, near_disparity: float,
     half = half_px * near_depth / rig.focal_px
     size = np.array([half * rng.uniform(*thickness), half * rng.uniform(0.6, 1.2), half * rng.uniform(0.6, 1.2)])
     if ior is None:
-        rotation = yaw_pitch(rng.uniform(-0.9, 0.9), rng.uniform(-0.3, 0.3)) @ _FACING
+        rotation = yaw_pitch(rng.uniform(-0.9, 0.9), rng.uniform(-0.3, 0.3)) @ FACING
     else:
         view = rig.backproject(x, y, 1.0)
         rotation, _ = tilted_rotation(rng, view / np.linalg.norm(view), ior)

@@ -6,11 +6,10 @@ import numpy as np
 import pytest
 
 from polstereo.data.h5 import H5Reader
-from polstereo.data.synthetic.config import SyntheticConfig
-from polstereo.errors import PolstereoError
+from polstereo.data.synthetic.config import LIGHTING_FAMILIES, SyntheticConfig
 from polstereo.data.synthetic.generate import generate_dataset, generate_sample, sample_rng
-from polstereo.data.synthetic.config import LIGHTING_FAMILIES
 from polstereo.data.synthetic.scene import GLASS_OBJECT_KINDS, LIGHTING_FAMILY, random_scene
+from polstereo.errors import PolstereoError
 
 TINY = SyntheticConfig(width=32, height=24, transparent=(2, 3), seed=9)
 
